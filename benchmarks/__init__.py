@@ -1,0 +1,1 @@
+"""tissuebench's harness: datasets, training, measurement, result store, suites, runner, CLI."""

@@ -1,0 +1,65 @@
+"""The ``tissuebench`` command line: one sub-command per job, each in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tissuenet.registry import ModelOptionError, UnknownModelError
+
+
+class UserError(Exception):
+    """Bad input from the user: reported in one line, exit code 2, nothing stored is touched."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tissuebench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("describe", help="params, MACs and FLOPs of a model (the suite's counting convention)")
+    p.add_argument("model")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model option, repeatable (e.g. units=2-8-2)")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--input-size", type=int, default=None, help="default: the resolution the model is used at")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("list", help="list registered models, methods, datasets or suites")
+    p.add_argument("what", choices=["models", "methods", "datasets", "suites"])
+    p.add_argument("pattern", nargs="?", default="*")
+    return parser
+
+
+def _list(args) -> int:
+    if args.what == "models":
+        from tissuenet import get_entry, list_models
+
+        for name in list_models(args.pattern):
+            e = get_entry(name)
+            print(f"{name:<24} {e.family:<16} {'tissuenet' if e.tissue else 'dense':<10} input {e.input_size}")
+        print("(also: torchvision:NAME, timm:NAME)")
+        return 0
+    from benchmarks import catalog
+
+    for line in catalog.describe_all(args.what, args.pattern):
+        print(line)
+    return 0
+
+
+COMMANDS = {
+    "describe": lambda a: __import__("benchmarks.cli_describe", fromlist=["run"]).run(a),
+    "list": _list,
+}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UserError, UnknownModelError, ModelOptionError, ValueError, FileNotFoundError) as exc:
+        print(f"tissuebench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

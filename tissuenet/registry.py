@@ -1,0 +1,115 @@
+"""Model registry in the style of timm: ``register_model``, ``create_model``, ``list_models``.
+
+Every backbone registers its dense form (``resnet56``) and its TissueNet form (``tissue_resnet56``).
+Names with a prefix reach other libraries lazily: ``torchvision:resnet18``, ``timm:resnet18``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+class UnknownModelError(KeyError):
+    """The name is not registered (the message lists close matches)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ModelOptionError(TypeError):
+    """An option the model builder does not accept, or a bad option value."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    fn: Callable[..., nn.Module]
+    family: str
+    tissue: bool  # TissueNet variant (stacked units) or dense backbone
+    input_size: int  # the resolution the paper uses it at (and `describe` defaults to)
+    tags: tuple[str, ...] = field(default=())
+
+    def options(self) -> dict[str, object]:
+        """Builder options beyond num_classes / in_channels, with their defaults."""
+        params = inspect.signature(self.fn).parameters.items()
+        return {k: p.default for k, p in params if k not in ("num_classes", "in_channels")}
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def did_you_mean(name: str, choices) -> str:
+    """' Did you mean: a, b?' for the closest names (shared by every registry's error)."""
+    close = difflib.get_close_matches(name, list(choices), n=4, cutoff=0.6)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+_PREFIXES = ("torchvision:", "timm:")
+
+
+def register_model(*, family: str, tissue: bool = False, input_size: int = 32, name: str | None = None, tags=()):
+    """Decorator: register ``fn(num_classes=..., in_channels=..., **options) -> nn.Module``."""
+
+    def wrap(fn):
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} registered twice")
+        _REGISTRY[key] = ModelEntry(key, fn, family, tissue, input_size, tuple(tags))
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    import tissuenet.models  # noqa: F401  (registers the built-in families)
+
+
+def list_models(pattern: str = "*", *, tissue: bool | None = None, family: str | None = None) -> list[str]:
+    """Registered names matching a glob ``pattern`` (external prefixes are not enumerated)."""
+    _ensure_loaded()
+    return sorted(
+        n
+        for n, e in _REGISTRY.items()
+        if fnmatch.fnmatch(n, pattern)
+        and (tissue is None or e.tissue == tissue)
+        and (family is None or e.family == family)
+    )
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise UnknownModelError(
+            f"unknown model {name!r}.{did_you_mean(name, _REGISTRY)} See `tissuebench list models`;"
+            " other libraries by prefix: " + ", ".join(p + "NAME" for p in _PREFIXES)
+        )
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **options) -> nn.Module:
+    """Build a model by name. Options are checked against the builder's signature."""
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            from tissuenet.models.external import create_external
+
+            return create_external(prefix[:-1], name[len(prefix) :], num_classes, in_channels, **options)
+    entry = get_entry(name)
+    accepted = entry.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ModelOptionError(
+            f"model {name!r} does not take option(s) {', '.join(unknown)}; it takes: "
+            + (", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "no options")
+        )
+    try:
+        model = entry.fn(num_classes=num_classes, in_channels=in_channels, **options)
+    except (ValueError, TypeError) as exc:
+        raise ModelOptionError(f"model {name!r}: {exc}") from exc
+    model.model_name = name
+    return model
