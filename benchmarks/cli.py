@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from benchmarks.data.registry import DataError
+from benchmarks.suite import SuiteError
 from tissuenet.registry import ModelOptionError, UnknownModelError
 
 
@@ -27,6 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered models, methods, datasets or suites")
     p.add_argument("what", choices=["models", "methods", "datasets", "suites"])
     p.add_argument("pattern", nargs="?", default="*")
+    p = sub.add_parser("run", help="run a suite (resumable: finished jobs are skipped)")
+    p.add_argument("suite", help="a shipped suite name (see `list suites`) or a .toml file")
+    p.add_argument("--data-root", default=None, help="where datasets live (else $TISSUEBENCH_DATA, system paths)")
+    p.add_argument("--download", action="store_true", help="allow torchvision downloads of missing datasets")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--results", default=None, help="results folder (default: runs/SUITE)")
+    p.add_argument("--only", default=None, metavar="PATTERN", help="glob over job ids or labels")
+    p.add_argument("--dry-run", action="store_true", help="print the job plan and exit")
+
+    p = sub.add_parser("show", help="print the consolidated results table")
+    p.add_argument("--results", default="runs/smoke")
     return parser
 
 
@@ -49,6 +62,8 @@ def _list(args) -> int:
 COMMANDS = {
     "describe": lambda a: __import__("benchmarks.cli_describe", fromlist=["run"]).run(a),
     "list": _list,
+    "run": lambda a: __import__("benchmarks.cli_run", fromlist=["run"]).run(a),
+    "show": lambda a: __import__("benchmarks.cli_run", fromlist=["show"]).show(a),
 }
 
 
@@ -56,7 +71,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UserError, UnknownModelError, ModelOptionError, ValueError, FileNotFoundError) as exc:
+    except (
+        UserError,
+        UnknownModelError,
+        ModelOptionError,
+        SuiteError,
+        DataError,
+        ValueError,
+        FileNotFoundError,
+    ) as exc:
         print(f"tissuebench {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

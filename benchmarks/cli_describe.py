@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 import json
 
-from tissuenet import count_macs, count_params, create_model, get_entry
+from tissuenet import count_macs, count_params, get_entry
+from tissuenet.registry import create_model_for_input
 
 
 def parse_sets(pairs: list[str]) -> dict:
@@ -25,9 +26,7 @@ def parse_sets(pairs: list[str]) -> dict:
 def describe(name: str, options: dict, num_classes: int, in_channels: int, input_size: int | None) -> dict:
     external = ":" in name
     size = input_size or (224 if external else get_entry(name).input_size)
-    if not external and "input_size" in get_entry(name).options():
-        options = {"input_size": size} | options
-    model = create_model(name, num_classes=num_classes, in_channels=in_channels, **options)
+    model = create_model_for_input(name, num_classes, in_channels, size, **options)
     macs = count_macs(model, in_channels, size)
     out = {
         "model": name,
@@ -41,7 +40,7 @@ def describe(name: str, options: dict, num_classes: int, in_channels: int, input
     }
     if name.startswith("tissue_"):  # the dense backbone it replaces, same head and input
         dense_opts = {k: v for k, v in options.items() if k in get_entry(name[7:]).options()}
-        dense = create_model(name[7:], num_classes=num_classes, in_channels=in_channels, **dense_opts)
+        dense = create_model_for_input(name[7:], num_classes, in_channels, size, **dense_opts)
         d_params, d_macs = count_params(dense), count_macs(dense, in_channels, size)
         out["dense"] = {"model": name[7:], "params": d_params, "macs": d_macs, "flops": 2 * d_macs}
         out["params_reduction_pct"] = 100 * (1 - out["params"] / d_params)

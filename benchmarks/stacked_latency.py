@@ -36,8 +36,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     impls = {k: v.to(args.device) for k, v in implementations(args.channels, args.unit).items()}
     macs = {k: count_macs(m, args.channels, args.size) for k, m in impls.items()}
-    print(f"one stacked layer: {args.channels} channels, units {args.unit}, {args.size}x{args.size}, "
-          f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"one stacked layer: {args.channels} channels, units {args.unit}, {args.size}x{args.size}, "
+        f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print("| impl | MACs (M) | batch | format | median ms | IQR ms | vs dense |")
     print("|---|---:|---:|---|---:|---:|---:|")
     for batch in args.batches:
@@ -48,8 +50,10 @@ def main(argv=None) -> None:
             }
             for k, t in times.items():
                 speed = times["dense"]["latency_ms"] / t["latency_ms"]
-                print(f"| {k} | {macs[k] / 1e6:.2f} | {batch} | {'channels_last' if cl else 'contiguous'} | "
-                      f"{t['latency_ms']:.3f} | {t['latency_iqr_ms']:.3f} | {speed:.2f}x |")  # fmt: skip
+                print(
+                    f"| {k} | {macs[k] / 1e6:.2f} | {batch} | {'channels_last' if cl else 'contiguous'} | "
+                    f"{t['latency_ms']:.3f} | {t['latency_iqr_ms']:.3f} | {speed:.2f}x |"
+                )
 
 
 if __name__ == "__main__":

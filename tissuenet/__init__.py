@@ -19,8 +19,28 @@ from tissuenet.stacked import PerUnitStack, StackedLayer
 from tissuenet.units import PAPER_UNITS, BasicUnit, UnitSpec, parse_units
 
 __all__ = [
-    "PAPER_UNITS", "BasicUnit", "ModelOptionError", "PerUnitStack", "StackedLayer", "TissueBuilder",
-    "UnitSpec", "UnknownModelError", "count_macs", "count_macs_effective", "count_params", "create_model",
-    "draw_counts", "draw_to_width", "get_entry", "list_models", "parse_units", "profile", "register_model",
-    "resolve_replacement", "tca", "tca_ratio", "tsa", "tsa_ratio",
-]  # fmt: skip
+    "PAPER_UNITS",
+    "BasicUnit",
+    "ModelOptionError",
+    "PerUnitStack",
+    "StackedLayer",
+    "TissueBuilder",
+    "UnitSpec",
+    "UnknownModelError",
+    "count_macs",
+    "count_macs_effective",
+    "count_params",
+    "create_model",
+    "draw_counts",
+    "draw_to_width",
+    "get_entry",
+    "list_models",
+    "parse_units",
+    "profile",
+    "register_model",
+    "resolve_replacement",
+    "tca",
+    "tca_ratio",
+    "tsa",
+    "tsa_ratio",
+]

@@ -113,3 +113,10 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **optio
         raise ModelOptionError(f"model {name!r}: {exc}") from exc
     model.model_name = name
     return model
+
+
+def create_model_for_input(name: str, num_classes: int, in_channels: int, input_size: int, **options) -> nn.Module:
+    """``create_model``, passing ``input_size`` to the builders that need it (MLP, LeNet)."""
+    if ":" not in name and "input_size" in get_entry(name).options():
+        options = {"input_size": input_size} | options
+    return create_model(name, num_classes, in_channels, **options)

@@ -48,11 +48,18 @@ def _lenet(num_classes, in_channels, builder, input_size=28, unit_counts=None):
             raise ValueError(f"LeNet's stacked layer must take 6 channels, drawn units take {stacked.in_channels}")
         conv2, c2, side = [stacked], stacked.out_channels, input_size // 4
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        *conv2, nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(c2 * side * side, 120), nn.ReLU(inplace=True),
-        nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 6, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        *conv2,
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c2 * side * side, 120),
+        nn.ReLU(inplace=True),
+        nn.Linear(120, 84),
+        nn.ReLU(inplace=True),
+        nn.Linear(84, num_classes),
+    )
 
 
 _SIZE = {"input_size": 28, "unit_counts": None}

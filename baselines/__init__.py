@@ -1,0 +1,1 @@
+"""Compression baselines, run by the harness from the same dense checkpoints with the same budgets."""

@@ -1,0 +1,88 @@
+"""Where each dataset's files are found and how they are read into uint8 arrays.
+
+Every source returns ``(train_x, train_y, test_x, test_y)`` as numpy arrays, images
+``(N, C, H, W)`` uint8, labels int64, or raises :class:`~benchmarks.data.registry.DataError`
+saying where it looked and how to get the data. ImageFolder sets stream from disk instead.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.data.idx import CorruptFileError, read_idx
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def candidate_roots(data_root: str | os.PathLike | None, system: Path | None = None) -> list[Path]:
+    """Search order: ``--data-root``, then ``$TISSUEBENCH_DATA``, then a system location."""
+    roots = [Path(p) for p in (data_root, os.environ.get("TISSUEBENCH_DATA")) if p]
+    return roots + ([system] if system else [])
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_idx_set(roots: list[Path], subdirs: tuple[str, ...], missing) -> tuple[np.ndarray, ...]:
+    """MNIST-style IDX files in the first root (or root/subdir) that holds all four."""
+    looked = []
+    for root in roots:
+        for folder in [root, *(root / s for s in subdirs)]:
+            looked.append(str(folder))
+            files = [_find_file(folder, stem) for stem in IDX_FILES]
+            if all(files):
+                try:
+                    tx, ty, vx, vy = (read_idx(f) for f in files)
+                except CorruptFileError as exc:
+                    raise missing(f"corrupt dataset file: {exc}") from exc
+                if len(tx) != len(ty) or len(vx) != len(vy):
+                    raise missing(f"image and label counts differ in {folder}")
+                return tx[:, None], ty.astype(np.int64), vx[:, None], vy.astype(np.int64)
+    raise missing("no complete set of IDX files (" + ", ".join(IDX_FILES) + ") in: " + ", ".join(looked))
+
+
+def load_cifar(roots: list[Path], folder_name: str, train_files, test_files, label_key: bytes, missing):
+    """CIFAR-10/100 in torchvision's python-pickle layout (``cifar-10-batches-py`` etc.)."""
+    looked = []
+    for root in roots:
+        folder = root / folder_name
+        looked.append(str(folder))
+        if not all((folder / f).is_file() for f in (*train_files, *test_files)):
+            continue
+
+        def read(names, folder=folder):
+            xs, ys = [], []
+            for name in names:
+                try:
+                    with open(folder / name, "rb") as f:
+                        d = pickle.load(f, encoding="bytes")
+                    xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                    ys.append(np.asarray(d[label_key], dtype=np.int64))
+                except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+                    raise missing(f"corrupt dataset file {folder / name}: {exc}") from exc
+            return np.concatenate(xs), np.concatenate(ys)
+
+        return (*read(train_files), *read(test_files))
+    raise missing(f"no {folder_name}/ with {', '.join((*train_files, *test_files))} in: " + ", ".join(looked))
+
+
+def synthetic(num_classes=10, in_channels=1, size=28, n_train=512, n_test=256, seed=0):
+    """Class-conditional random patterns plus noise: learnable, tiny, for tests only."""
+    rng = np.random.default_rng(seed)
+    protos = rng.integers(0, 256, size=(num_classes, in_channels, size, size)).astype(np.float32)
+
+    def make(n):
+        y = rng.integers(0, num_classes, size=n)
+        x = 0.6 * protos[y] + 0.4 * rng.integers(0, 256, size=(n, in_channels, size, size))
+        return x.clip(0, 255).astype(np.uint8), y.astype(np.int64)
+
+    return (*make(n_train), *make(n_test))
