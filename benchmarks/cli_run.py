@@ -53,6 +53,7 @@ def run(args) -> int:
     if not jobs:
         print(f"tissuebench run: error: no job of suite {suite.name!r} matches --only {args.only!r}", file=sys.stderr)
         return 2
+    runner.preflight(jobs)
     summary = runner.run(args.only)
     print(
         f"suite {suite.name}: {len(summary.ok)} ok, {len(summary.failed)} failed, "

@@ -30,11 +30,14 @@ class DenseRef:
         return model
 
 
-def sha256_file(path: Path) -> str:
+def weights_sha256(state_dict: dict) -> str:
+    """SHA-256 of the weights themselves (names, shapes, bytes in key order): equal weights give
+    equal hashes, whatever else the file holds (timings differ between identical runs)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -73,5 +76,5 @@ def get_or_train(store, key: str, build, loaders, cfg, log=print, progress=None)
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             save_atomic({"state_dict": state, "meta": meta}, path)
             path.with_suffix(".partial.pt").unlink(missing_ok=True)
-    meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
-    return DenseRef(path, sha256_file(path), meta)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return DenseRef(path, weights_sha256(saved["state_dict"]), saved["meta"])

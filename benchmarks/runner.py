@@ -68,6 +68,12 @@ class Runner:
             jobs = [j for j in jobs if fnmatch.fnmatch(j.job_id, only) or fnmatch.fnmatch(j.label, only)]
         return jobs
 
+    def preflight(self, jobs: list[Job]) -> None:
+        """Load every dataset the jobs need before anything trains (a missing one is one clear error)."""
+        for dataset in dict.fromkeys(j.dataset for j in jobs):
+            probe = Job(self.suite.name, dataset, jobs[0].model, "dense", "dense", {}, jobs[0].target, 0, None, {})
+            self._loaders(probe, 8, False)
+
     def run(self, only: str | None = None) -> RunSummary:
         summary, start = RunSummary(), time.perf_counter()
         jobs = self.plan(only)
@@ -194,11 +200,11 @@ class Runner:
             "method_info": prepared.info,
             "tissue_options": getattr(model, "tissue_options", None) or prepared.info.get("tissue_options"),
             "dense_checkpoint": ref.path.name,
-            "dense_checkpoint_sha256": ref.sha256,
+            "dense_weights_sha256": ref.sha256,
             "dense_epochs": ref.meta["train"]["epochs"],
         }
         if prepared.epochs > 0:
-            cfg = cfg_for(prepared.phase, prepared.epochs)
+            cfg = cfg_for(prepared.phase, prepared.epochs, job.train_overrides)
             train_loader, test_loader = self._loaders(job, cfg.batch_size, cfg.channels_last)
             state = self.store.checkpoints / "jobs" / f"{job.job_id}.pt"
             result = train(

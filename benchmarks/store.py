@@ -85,7 +85,7 @@ COLUMNS = [
     "peak_mem_mb",
     "peak_mem_kind",
     "dense_checkpoint",
-    "dense_checkpoint_sha256",
+    "dense_weights_sha256",
     "tissue_options",
     "method_info",
     "git_sha",

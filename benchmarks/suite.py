@@ -35,7 +35,7 @@ TOP_KEYS = {
 BUDGET_KEYS = {"dense_epochs", "finetune_epochs", "scratch_epochs"}
 DATA_KEYS = {"train_limit", "test_limit"}
 MEASURE_KEYS = {"latency", "latency_batches", "min_run_time"}
-METHOD_KEYS = {"name", "label", "options", "targets", "epochs"}
+METHOD_KEYS = {"name", "label", "options", "targets", "epochs", "train"}
 TARGET_KINDS = ("macs_reduction", "params_reduction", "sparsity")
 
 
@@ -55,6 +55,7 @@ class Job:
     seed: int
     epochs_override: int | None
     config: dict = field(repr=False)  # everything else that determines the result
+    train_overrides: dict = field(default_factory=dict)  # this method's own training settings
 
     def identity(self) -> dict:
         return {
@@ -66,6 +67,7 @@ class Job:
             "seed": self.seed,
             "epochs": self.epochs_override,
             "config": self.config,
+            "train": self.train_overrides,
         }
 
     @property
@@ -97,9 +99,10 @@ class Suite:
     methods: list[dict]
     path: Path | None = None
 
-    def phase_config(self, phase: str, epochs: int) -> TrainConfig:
-        base = self.train.to_dict() | (self.finetune if phase == "finetune" else {}) | {"epochs": epochs}
-        return TrainConfig.from_dict(base)
+    def phase_config(self, phase: str, epochs: int, overrides: dict | None = None) -> TrainConfig:
+        """[train], then [finetune] for the fine-tune phase, then the method's own ``train``."""
+        base = self.train.to_dict() | (self.finetune if phase == "finetune" else {}) | (overrides or {})
+        return TrainConfig.from_dict(base | {"epochs": epochs})
 
     def dense_config(self) -> dict:
         """What determines a dense checkpoint (shared by every baseline of a group)."""
@@ -114,20 +117,20 @@ class Suite:
                     for m in self.methods:
                         for target in m["targets"]:
                             label = m["label"] + (f"@{target.label()}" if target.kind != "none" else "")
-                            out.append(
-                                Job(
-                                    self.name,
-                                    dataset,
-                                    model,
-                                    m["name"],
-                                    label,
-                                    m["options"],
-                                    target,
-                                    seed,
-                                    m.get("epochs"),
-                                    common,
-                                )
+                            job = Job(
+                                self.name,
+                                dataset,
+                                model,
+                                m["name"],
+                                label,
+                                m["options"],
+                                target,
+                                seed,
+                                epochs_override=m.get("epochs"),
+                                config=common,
+                                train_overrides=m["train"],
                             )
+                            out.append(job)
         ids = [j.job_id for j in out]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -242,6 +245,10 @@ def parse_suite(raw: dict) -> Suite:
                     method.check_model(model)
         except ValueError as exc:
             raise SuiteError(f"[[method]] #{i + 1} ({m['name']}): {exc}") from exc
+        try:
+            TrainConfig.from_dict(train.to_dict() | m.get("train", {}))
+        except (TypeError, ValueError) as exc:
+            raise SuiteError(f"[[method]] #{i + 1} ({m['name']}) train: {exc}") from exc
         methods.append(
             {
                 "name": m["name"],
@@ -249,6 +256,7 @@ def parse_suite(raw: dict) -> Suite:
                 "options": m.get("options", {}),
                 "targets": targets,
                 "epochs": m.get("epochs"),
+                "train": m.get("train", {}),
             }
         )
     if not methods:

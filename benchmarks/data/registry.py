@@ -109,7 +109,7 @@ register_dataset(DatasetInfo(
     "imagenet", 1000, 3, 224, *_IMNET, 0, True, _FOLDER_HOW.format(d="imagenet"), None, resident=False,
 ))  # fmt: skip
 register_dataset(DatasetInfo(
-    "synthetic", 10, 1, 28, (0.5,), (0.29,), 2, True, "generated in memory; for tests only",
+    "synthetic", 10, 1, 28, (0.5,), (0.29,), 0, False, "generated in memory; for tests only",
     lambda info, roots, download: sources.synthetic(),
 ))  # fmt: skip
 

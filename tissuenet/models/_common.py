@@ -18,17 +18,14 @@ def conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1, groups: int = 1,
 
 
 def init_weights(model: nn.Module) -> nn.Module:
-    """He init for convs, unit BN, small normal linears: the usual from-scratch recipe."""
+    """He init for convs, unit BN; linears keep PyTorch's default (a tiny normal init starves
+    the BN-free MLP / LeNet stacks)."""
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
     return model
 
 

@@ -1,0 +1,51 @@
+"""The result store under concurrency: parallel writers and consolidators never corrupt it."""
+
+import json
+import multiprocessing as mp
+
+import pandas as pd
+
+from benchmarks.store import ResultStore
+
+
+def _writer(root, worker, n):
+    store = ResultStore(root)
+    for i in range(n):
+        store.write(
+            {
+                "job_id": f"w{worker}-{i}",
+                "dataset": "d",
+                "model": "m",
+                "label": f"l{i}",
+                "seed": worker,
+                "status": "ok",
+                "top1": float(i),
+                "history": [{"epoch": 1, "test_top1": float(i)}],
+            }
+        )
+        if i % 5 == 0:
+            store.consolidate()
+
+
+def test_parallel_writers(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 20)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    store = ResultStore(tmp_path)
+    assert len(store.records()) == 80
+    assert all(json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json"))
+    assert not list(tmp_path.rglob("*.tmp"))
+    table = store.consolidate()
+    assert len(table) == 80 and table["job_id"].is_unique
+    assert len(pd.read_parquet(tmp_path / "table.parquet")) == 80
+    assert len(pd.read_parquet(tmp_path / "history.parquet")) == 80
+
+
+def test_nan_is_stored_as_null(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write({"job_id": "a", "dataset": "d", "model": "m", "label": "x", "seed": 0, "top1": float("nan")})
+    assert store.get("a")["top1"] is None and store.get("a")["schema_version"] == 1
