@@ -38,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, metavar="PATTERN", help="glob over job ids or labels")
     p.add_argument("--dry-run", action="store_true", help="print the job plan and exit")
 
+    p = sub.add_parser("perf", help="training throughput: harness vs a standard DataLoader pipeline")
+    p.add_argument("--model", default="resnet56")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=50, help="timed steps per pipeline (CPU: use a few)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--accuracy-epochs", type=int, default=0, help="also compare eager vs compiled accuracy")
+
     p = sub.add_parser("show", help="print the consolidated results table")
     p.add_argument("--results", default="runs/smoke")
     return parser
@@ -63,6 +75,7 @@ COMMANDS = {
     "describe": lambda a: __import__("benchmarks.cli_describe", fromlist=["run"]).run(a),
     "list": _list,
     "run": lambda a: __import__("benchmarks.cli_run", fromlist=["run"]).run(a),
+    "perf": lambda a: __import__("benchmarks.perf", fromlist=["run"]).run(a),
     "show": lambda a: __import__("benchmarks.cli_run", fromlist=["show"]).show(a),
 }
 
