@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.data.registry import get_dataset, load_splits, make_loaders
-from benchmarks.train import TrainConfig, evaluate, make_optimizer, train
+from benchmarks.runner import resolve_device
+from benchmarks.train import TrainConfig, compiled, evaluate, make_optimizer, train
 from tissuenet.registry import create_model_for_input
 
 
@@ -64,11 +65,7 @@ def _timed_steps(model, batches, cfg: TrainConfig, steps: int, warmup: int, devi
     """img/s over ``steps`` optimizer steps after ``warmup`` untimed ones."""
     model.train()
     optimizer = make_optimizer(model, cfg)
-    step_model = (
-        model
-        if compile_mode == "none"
-        else torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
-    )
+    step_model = compiled(model, compile_mode)
     it = iter(batches)
     n, t0 = 0, None
     for i in range(warmup + steps):
@@ -107,9 +104,7 @@ def run_perf(
     accuracy_epochs=0,
     log=print,
 ) -> dict:
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    dev = resolve_device(device)
     info = get_dataset(dataset)
     cfg = TrainConfig(batch_size=batch_size, lr=0.05, bf16=bf16)
     graph_mode = "reduce-overhead" if dev.type == "cuda" else "default"

@@ -78,6 +78,11 @@ class TrainResult:
         return self.train_samples / self.wall_s if self.wall_s else 0.0
 
 
+def compiled(model: nn.Module, mode: str):
+    """The model itself, or ``torch.compile``d in ``mode`` ("default" | "reduce-overhead")."""
+    return model if mode == "none" else torch.compile(model, mode=None if mode == "default" else mode)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
@@ -142,9 +147,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         result = state["result"]
         start_epoch = len(result.history)
-    step_fn = (
-        model if cfg.compile == "none" else torch.compile(model, mode=None if cfg.compile == "default" else cfg.compile)
-    )
+    step_fn = compiled(model, cfg.compile)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
