@@ -22,10 +22,10 @@ def measure_latency(
     cuda_graph: bool = False,
 ) -> dict:
     """Median / IQR forward time (ms) of ``model(example)`` in eval mode."""
-    model = model.eval()
-    if channels_last and example.dim() == 4:
-        model = model.to(memory_format=torch.channels_last)
-        example = example.contiguous(memory_format=torch.channels_last)
+    # one explicit memory format for every model: a trained model may be left in either
+    fmt = torch.channels_last if channels_last and example.dim() == 4 else torch.contiguous_format
+    model = model.eval().to(memory_format=fmt)
+    example = example.contiguous(memory_format=fmt)
     fn = model
     mode = "eager"
     if cuda_graph:

@@ -22,13 +22,16 @@ def measure_cost(model: nn.Module, in_channels: int, input_size: int) -> dict:
 
 def measure_speed(model: nn.Module, in_channels: int, input_size: int, device, cfg: dict) -> dict:
     """Batch-1 latency, a throughput batch, and on CUDA the launch-overhead-free (graph) time."""
+    """``cfg``: the suite's [measure] table plus ``channels_last`` (the suite's memory format)."""
     if not cfg.get("latency", True):
         return {}
     batches = cfg.get("latency_batches", [1, 64])
     out = {}
     for i, batch in enumerate(batches[:2]):
         x = torch.randn(batch, in_channels, input_size, input_size, device=device)
-        t = measure_latency(model, x, min_run_time=cfg.get("min_run_time", 0.2))
+        t = measure_latency(
+            model, x, min_run_time=cfg.get("min_run_time", 0.2), channels_last=cfg.get("channels_last", False)
+        )
         if i == 0:
             out |= t
         else:

@@ -46,6 +46,8 @@ class JobContext:
     dense_cost: dict  # params, macs, ... of the dense reference
     train_loader: object = None
     epochs_override: int | None = None
+    # train(model, epochs, extra_loss): a method's own training phase (e.g. slimming's sparsity run)
+    train: Callable | None = None
 
     def build(self, name: str, **options) -> nn.Module:
         return create_model_for_input(name, self.num_classes, self.in_channels, self.input_size, **options).to(
@@ -67,7 +69,7 @@ class Prepared:
     info: dict = field(default_factory=dict)
     extra_loss: Callable | None = None  # added to the training loss (e.g. BN-slimming sparsity)
     finalize: Callable | None = None  # applied after training (e.g. make pruning masks permanent)
-    save: Callable | None = None  # (model, path) -> path: store the compressed model for re-timing
+    arch: dict | None = None  # {"model": registry name, "options": {...}} if not the dense backbone
 
 
 class Method(Protocol):
@@ -167,4 +169,5 @@ class TissueNet(BaseMethod):
     def prepare(self, ctx):
         options = {"seed": ctx.seed} | ctx.options
         model = ctx.build(f"tissue_{ctx.model_name}", **options)
-        return Prepared(model, "scratch", ctx.epochs("scratch"), {"tissue_options": model.tissue_options})
+        arch = {"model": f"tissue_{ctx.model_name}", "options": options | {"plan": model.tissue_options["plan"]}}
+        return Prepared(model, "scratch", ctx.epochs("scratch"), {"tissue_options": model.tissue_options}, arch=arch)

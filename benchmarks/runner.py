@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from baselines.serialize import save_model
 from benchmarks import dense_cache
 from benchmarks.data.registry import get_dataset, make_loaders
 from benchmarks.measure import compare_to_reference, measure_cost, measure_speed
@@ -175,6 +176,11 @@ class Runner:
         method = get_method(job.method)
         cfg_for = self.suite.phase_config  # phase -> TrainConfig
         train_loader, _ = self._loaders(job, self.suite.train.batch_size, self.suite.train.channels_last)
+
+        def train_phase(model, epochs, extra_loss=None):
+            cfg = cfg_for("finetune", epochs, job.train_overrides)
+            train(model, *self._loaders(job, cfg.batch_size, cfg.channels_last), cfg, extra_loss=extra_loss)
+
         ctx = JobContext(
             job.dataset,
             job.model,
@@ -186,10 +192,11 @@ class Runner:
             job.target,
             self.suite.budgets,
             self.device,
-            lambda: ref.load_into(self._new_dense(shape)),
-            ref.meta,
-            train_loader,
-            job.epochs_override,
+            dense_model=lambda: ref.load_into(self._new_dense(shape)),
+            dense_cost=ref.meta,
+            train_loader=train_loader,
+            epochs_override=job.epochs_override,
+            train=train_phase,
         )
         torch.manual_seed(job.seed)
         prepared = method.prepare(ctx)
@@ -245,12 +252,16 @@ class Runner:
             "best_epoch": best["epoch"] if best else None,
         }
         cost = measure_cost(model, shape["in_channels"], shape["input_size"])
-        speed = measure_speed(model, shape["in_channels"], shape["input_size"], self.device, self.suite.measure)
+        speed = measure_speed(model, shape["in_channels"], shape["input_size"], self.device, self._measure_cfg())
         record |= cost | speed | compare_to_reference(final["top1"], cost, ref_meta, speed.get("latency_ms"))
-        if prepared.save is not None:
-            record["model_file"] = str(prepared.save(model, self.store.root / "models" / f"{job.job_id}.pt"))
+        arch = shape | {"options": {}} | (prepared.arch or {})
+        model_file = save_model(model, self.store.root / "models" / f"{job.job_id}.pt", arch)
+        record["model_file"] = str(model_file.relative_to(self.store.root))
         (self.store.checkpoints / "jobs" / f"{job.job_id}.pt").unlink(missing_ok=True)
         return record
+
+    def _measure_cfg(self) -> dict:
+        return self.suite.measure | {"channels_last": self.suite.train.channels_last}
 
     def _dense_latency_ms(self, ref, shape) -> float | None:
         """The dense model's batch-1 latency, measured once per process (timings compare within a run)."""
@@ -263,7 +274,7 @@ class Runner:
                 shape["in_channels"],
                 shape["input_size"],
                 self.device,
-                self.suite.measure | {"latency_batches": self.suite.measure["latency_batches"][:1]},
+                self._measure_cfg() | {"latency_batches": self.suite.measure["latency_batches"][:1]},
             )
             self._dense_latency[ref.sha256] = speed["latency_ms"]
         return self._dense_latency[ref.sha256]

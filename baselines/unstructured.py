@@ -1,0 +1,81 @@
+"""Unstructured pruning through ``torch.nn.utils.prune``: weights zeroed, shapes unchanged.
+
+Prunable weights: every conv and linear weight (the classifier too, unless
+``include_classifier = false``). ``sparse_global``: the smallest-magnitude weights across all
+layers (exactly round(s x N) of them); ``sparse_layer`` and ``sparse_random``: the same fraction in
+each layer. Masks are forward pre-hooks, so they hold during fine-tuning; afterwards they are
+made permanent. Results record nonzero params and ``macs_effective`` (layer MACs x density).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.utils import prune
+
+from baselines.structured import check_options, classifier_of
+from benchmarks.methods import BaseMethod, Prepared, register_method
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def prunable_weights(model: nn.Module, include_classifier: bool = True) -> list[tuple[nn.Module, str]]:
+    skip = None if include_classifier else classifier_of(model)
+    return [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE) and m is not skip]
+
+
+def sparsity_of(params: list[tuple[nn.Module, str]]) -> float:
+    total = sum(getattr(m, n).numel() for m, n in params)
+    return sum(int((getattr(m, n) == 0).sum()) for m, n in params) / total
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if prune.is_pruned(m) and hasattr(m, "weight_mask"):
+            prune.remove(m, "weight")
+    return model
+
+
+class Unstructured(BaseMethod):
+    phase = "finetune"
+    targets = ("sparsity",)
+    scope, pruning = "global", prune.L1Unstructured
+
+    def check(self, options, target):
+        check_options(self.name, options, {"include_classifier": bool})
+
+    def estimate_macs(self, dense_macs, build, options, target):
+        return dense_macs * (1 - target.value)  # effective MACs, roughly
+
+    def prepare(self, ctx):
+        model = ctx.dense_model()
+        params = prunable_weights(model, ctx.options.get("include_classifier", True))
+        s = ctx.target.value
+        if self.scope == "global":
+            total = sum(m.weight.numel() for m, _ in params)
+            prune.global_unstructured(params, pruning_method=self.pruning, amount=round(s * total))
+        else:
+            for m, name in params:
+                self.pruning.apply(m, name, amount=round(s * m.weight.numel()))
+        info = {"achieved": sparsity_of(params), "target": s, "scope": self.scope, "pruning": self.pruning.__name__}
+        return Prepared(model, "finetune", ctx.epochs("finetune"), info, finalize=make_permanent)
+
+
+@register_method
+class SparseGlobal(Unstructured):
+    """Unstructured, global magnitude (smallest |w| across all layers); then fine-tuning."""
+
+    name = "sparse_global"
+
+
+@register_method
+class SparseLayer(Unstructured):
+    """Unstructured, per-layer magnitude (the same sparsity in every layer); then fine-tuning."""
+
+    name, scope = "sparse_layer", "layer"
+
+
+@register_method
+class SparseRandom(Unstructured):
+    """Unstructured, random weights per layer (a sanity baseline); then fine-tuning."""
+
+    name, scope, pruning = "sparse_random", "layer", prune.RandomUnstructured
