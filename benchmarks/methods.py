@@ -29,6 +29,11 @@ class Target:
     def label(self) -> str:
         return "" if self.kind == "none" else f"{self.kind}={self.value:g}"
 
+    def slug(self) -> str:
+        """Short form for labels and job ids: ``macs50``, ``params30``, ``sparsity90``."""
+        short = {"macs_reduction": "macs", "params_reduction": "params"}.get(self.kind, self.kind)
+        return "" if self.kind == "none" else f"{short}{100 * self.value:g}"
+
 
 @dataclass
 class JobContext:

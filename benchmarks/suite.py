@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,9 @@ class Job:
 
     @property
     def job_id(self) -> str:
-        return f"{self.dataset}.{self.model}.{self.label}.s{self.seed}.{self.config_hash[:10]}"
+        """Readable and file-name safe; the hash makes it unique and stable."""
+        readable = re.sub(r"[^A-Za-z0-9_.@-]+", "-", f"{self.dataset}.{self.model}.{self.label}.s{self.seed}")
+        return f"{readable}.{self.config_hash[:10]}"
 
     @property
     def group(self) -> tuple:
@@ -116,7 +119,7 @@ class Suite:
                 for seed in self.seeds:
                     for m in self.methods:
                         for target in m["targets"]:
-                            label = m["label"] + (f"@{target.label()}" if target.kind != "none" else "")
+                            label = m["label"] + (f"@{target.slug()}" if target.kind != "none" else "")
                             job = Job(
                                 self.name,
                                 dataset,
