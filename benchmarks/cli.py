@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--accuracy-epochs", type=int, default=0, help="also compare eager vs compiled accuracy")
 
+    p = sub.add_parser("report", help="tables, figures and an index page from a results folder")
+    p.add_argument("--results", default="runs/smoke")
+    p.add_argument("--out", default=None, help="default: RESULTS/report")
+
     p = sub.add_parser("show", help="print the consolidated results table")
     p.add_argument("--results", default="runs/smoke")
     return parser
@@ -76,6 +80,7 @@ COMMANDS = {
     "list": _list,
     "run": lambda a: __import__("benchmarks.cli_run", fromlist=["run"]).run(a),
     "perf": lambda a: __import__("benchmarks.perf", fromlist=["run"]).run(a),
+    "report": lambda a: __import__("reports.build", fromlist=["run"]).run(a),
     "show": lambda a: __import__("benchmarks.cli_run", fromlist=["show"]).show(a),
 }
 

@@ -65,6 +65,7 @@ def run(args) -> int:
     return 1 if summary.failed else 0
 
 
+# effective MACs and nonzero params: the honest cost of masked (unstructured) models too
 SHOW_COLUMNS = [
     "dataset",
     "model",
@@ -73,10 +74,10 @@ SHOW_COLUMNS = [
     "status",
     "top1",
     "acc_drop",
-    "params",
+    "params_nonzero",
     "macs_effective",
-    "params_reduction_pct",
-    "macs_reduction_pct",
+    "params_nonzero_reduction_pct",
+    "macs_effective_reduction_pct",
     "tca_1_1",
     "tsa_1_1",
     "latency_ms",
@@ -93,15 +94,15 @@ def show_table(store: ResultStore) -> None:
         return
     cols = [c for c in SHOW_COLUMNS if c in table.columns]
     view = table[cols].copy()
-    for c in ("params", "macs_effective"):
+    for c in ("params_nonzero", "macs_effective"):
         if c in view:
             view[c] = view[c] / 1e6
     view = view.rename(
         columns={
-            "params": "params_M",
+            "params_nonzero": "params_M",
             "macs_effective": "MACs_M",
-            "params_reduction_pct": "params_cut%",
-            "macs_reduction_pct": "MACs_cut%",
+            "params_nonzero_reduction_pct": "params_cut%",
+            "macs_effective_reduction_pct": "MACs_cut%",
             "latency_ms": "lat_ms",
         }
     )

@@ -52,6 +52,7 @@ def compare_to_reference(top1: float, cost: dict, ref: dict, latency_ms: float |
         "base_params": ref["params"],
         "base_macs": ref["macs"],
         "params_reduction_pct": 100 * (1 - cost["params"] / ref["params"]),
+        "params_nonzero_reduction_pct": 100 * (1 - cost["params_nonzero"] / ref["params"]),
         "macs_reduction_pct": 100 * (1 - cost["macs"] / ref["macs"]),
         "macs_effective_reduction_pct": 100 * (1 - cost["macs_effective"] / ref["macs"]),
         "speedup_theoretical": ref["macs"] / cost["macs_effective"] if cost["macs_effective"] else None,

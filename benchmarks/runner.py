@@ -253,6 +253,8 @@ class Runner:
         }
         cost = measure_cost(model, shape["in_channels"], shape["input_size"])
         speed = measure_speed(model, shape["in_channels"], shape["input_size"], self.device, self._measure_cfg())
+        if prepared.phase == "dense" and "latency_ms" in speed:  # the dense row is its own reference (speed-up 1)
+            self._dense_latency[ref.sha256] = ref_meta["latency_ms"] = speed["latency_ms"]
         record |= cost | speed | compare_to_reference(final["top1"], cost, ref_meta, speed.get("latency_ms"))
         arch = shape | {"options": {}} | (prepared.arch or {})
         model_file = save_model(model, self.store.root / "models" / f"{job.job_id}.pt", arch)
