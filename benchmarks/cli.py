@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="runs/smoke")
     p.add_argument("--out", default=None, help="default: RESULTS/report")
 
+    p = sub.add_parser("check", help="compare results with a committed reference; exit 1 on regression")
+    p.add_argument("--results", default="runs/smoke")
+    p.add_argument("--against", required=True, metavar="FILE", help="e.g. results/reference/smoke.csv")
+    p.add_argument("--tolerance", type=float, default=None, help="top-1 points (default: the file's)")
+    p.add_argument("--update", action="store_true", help="rewrite the reference from the results")
+    p.add_argument(
+        "--tolerance-from", default=None, metavar="DIR", help="with --update: derive it from a multi-seed run"
+    )
+
     p = sub.add_parser("show", help="print the consolidated results table")
     p.add_argument("--results", default="runs/smoke")
     return parser
@@ -81,6 +90,7 @@ COMMANDS = {
     "run": lambda a: __import__("benchmarks.cli_run", fromlist=["run"]).run(a),
     "perf": lambda a: __import__("benchmarks.perf", fromlist=["run"]).run(a),
     "report": lambda a: __import__("reports.build", fromlist=["run"]).run(a),
+    "check": lambda a: __import__("benchmarks.check", fromlist=["run"]).run(a),
     "show": lambda a: __import__("benchmarks.cli_run", fromlist=["show"]).show(a),
 }
 

@@ -1,0 +1,32 @@
+"""Top-1 error (lower is better) of a fixed, seeded, tiny training run: dense vs TissueNet."""
+
+from benchmarks.asv_bench.common import TRAIN
+
+
+class Accuracy:
+    params = [["dense", "tissuenet"]]
+    param_names = ["method"]
+    timeout = 1800
+
+    def setup_cache(self):
+        import torch
+
+        from benchmarks.data.registry import make_loaders
+        from benchmarks.train import TrainConfig, evaluate, train
+        from tissuenet.registry import create_model_for_input
+
+        torch.set_num_threads(2)
+        errors = {}
+        for method, name in (("dense", TRAIN["model"]), ("tissuenet", f"tissue_{TRAIN['model']}")):
+            torch.manual_seed(TRAIN["seed"])
+            model = create_model_for_input(name, 10, 1, 28)
+            _, tr, te = make_loaders("fashion-mnist", batch_size=128, seed=TRAIN["seed"],
+                                     train_limit=TRAIN["train_limit"])  # fmt: skip
+            train(model, tr, te, TrainConfig(epochs=TRAIN["epochs"], lr=0.05, warmup_epochs=0))
+            errors[method] = 100 - evaluate(model, te)["top1"]
+        return errors
+
+    def track_top1_error(self, errors, method):
+        return errors[method]
+
+    track_top1_error.unit = "% error"

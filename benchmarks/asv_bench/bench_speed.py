@@ -1,0 +1,66 @@
+"""Forward latency of dense vs TissueNet models and of the stacked-layer implementations;
+peak memory of one training step."""
+
+from benchmarks.asv_bench.common import COST_MODEL, FAST, INPUT
+
+
+class ModelForward:
+    params = [["dense", "tissuenet"], [1, 64]]
+    param_names = ["model", "batch"]
+
+    def setup(self, kind, batch):
+        import torch
+
+        from tissuenet import create_model
+
+        torch.set_num_threads(2)
+        name = COST_MODEL if kind == "dense" else f"tissue_{COST_MODEL}"
+        self.model = create_model(name, in_channels=INPUT[0]).eval()
+        self.x = torch.randn(batch, INPUT[0], INPUT[1], INPUT[1])
+        self.no_grad = torch.no_grad
+
+    def time_forward(self, kind, batch):
+        with self.no_grad():
+            self.model(self.x)
+
+
+class StackedLayerForward:
+    params = [["grouped", "per-unit", "dense"], [1, 64]]
+    param_names = ["impl", "batch"]
+
+    def setup(self, impl, batch):
+        import torch
+
+        from benchmarks.stacked_latency import implementations
+
+        torch.set_num_threads(2)
+        self.layer = implementations(64, "2-4-2")[impl].eval()
+        self.x = torch.randn(batch, 64, 32 if FAST else 56, 32 if FAST else 56)
+        self.no_grad = torch.no_grad
+
+    def time_forward(self, impl, batch):
+        with self.no_grad():
+            self.layer(self.x)
+
+
+class TrainStepMemory:
+    params = [["dense", "tissuenet"]]
+    param_names = ["model"]
+
+    def setup(self, kind):
+        import torch
+
+        from tissuenet import create_model
+
+        torch.set_num_threads(2)
+        name = COST_MODEL if kind == "dense" else f"tissue_{COST_MODEL}"
+        self.model = create_model(name, in_channels=INPUT[0])
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.x = torch.randn(64, INPUT[0], INPUT[1], INPUT[1])
+        self.y = torch.randint(0, 10, (64,))
+        self.loss = torch.nn.functional.cross_entropy
+
+    def peakmem_train_step(self, kind):
+        self.opt.zero_grad()
+        self.loss(self.model(self.x), self.y).backward()
+        self.opt.step()

@@ -1,0 +1,98 @@
+"""``tissuebench check``: exit 1 naming the regressed job, exit 0 when nothing got worse."""
+
+import shutil
+
+import pytest
+import torch
+
+from benchmarks import methods
+from benchmarks.check import derive_tolerance, read_reference
+from benchmarks.cli import main
+from benchmarks.store import ResultStore
+from tests.helpers import write_suite
+
+
+def _run(suite, results):
+    return main(["run", str(suite), "--results", str(results), "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("check")
+    suite = write_suite(root / "s.toml")
+    assert _run(suite, root / "results") == 0
+    ref = root / "reference.csv"
+    assert main(["check", "--results", str(root / "results"), "--against", str(ref), "--update"]) == 0
+    return suite, root / "results", ref
+
+
+def test_reference_file_states_tolerance_and_provenance(baseline):
+    _, _, ref = baseline
+    table, meta = read_reference(ref)
+    assert len(table) == 2 and float(meta["tolerance_top1"]) == 0.5
+    assert "one seed per job" in meta["tolerance_derivation"] and meta["git_sha"] and meta["device"]
+
+
+def test_unchanged_rerun_passes(baseline, tmp_path, capsys):
+    suite, _, ref = baseline
+    assert _run(suite, tmp_path / "again") == 0
+    capsys.readouterr()
+    assert main(["check", "--results", str(tmp_path / "again"), "--against", str(ref)]) == 0
+    assert "0 regressions" in capsys.readouterr().out
+
+
+def test_edited_reference_fails_naming_the_job(baseline, tmp_path, capsys):
+    _, results, ref = baseline
+    table, _ = read_reference(ref)
+    edited = tmp_path / "ref.csv"
+    text = ref.read_text()
+    job = table.iloc[1]
+    text = text.replace(f"{job['top1']:.6g}", f"{job['top1'] + 5:.6g}", 1)  # the reference claims 5 points more
+    edited.write_text(text)
+    assert main(["check", "--results", str(results), "--against", str(edited)]) == 1
+    out = capsys.readouterr().out
+    assert "regressed" in out and job["job_id"] in out and "1 regressions" in out
+
+
+def test_broken_model_fails(baseline, tmp_path, monkeypatch, capsys):
+    """A TissueNet whose classifier is zeroed and frozen: worse accuracy, other params -> exit 1."""
+    suite, _, ref = baseline
+    original = methods.TissueNet.prepare
+
+    def broken(self, ctx):
+        prepared = original(self, ctx)
+        last = [m for m in prepared.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        torch.nn.init.zeros_(last.weight)
+        last.weight.requires_grad_(False)
+        return prepared
+
+    monkeypatch.setattr(methods.TissueNet, "prepare", broken)
+    assert _run(suite, tmp_path / "broken") == 0
+    capsys.readouterr()
+    assert main(["check", "--results", str(tmp_path / "broken"), "--against", str(ref)]) == 1
+    out = capsys.readouterr().out
+    assert "tissue-all" in out and "params" in out
+
+
+def test_missing_job_fails(baseline, tmp_path, capsys):
+    _, results, ref = baseline
+    shutil.copytree(results, tmp_path / "r")
+    victim = next((tmp_path / "r/records").glob("*tissue*.json"))
+    victim.unlink()
+    assert main(["check", "--results", str(tmp_path / "r"), "--against", str(ref)]) == 1
+    assert "missing" in capsys.readouterr().out
+
+
+def test_tolerance_from_seed_spread():
+    import pandas as pd
+
+    table = pd.DataFrame({"dataset": "d", "model": "m", "label": ["a"] * 3 + ["b"] * 3, "status": "ok",
+                          "seed": [0, 1, 2] * 2, "top1": [80.0, 81.0, 82.0, 70.0, 70.1, 70.2]})  # fmt: skip
+    tol, how = derive_tolerance(table)
+    assert tol == 3.0 and "3 seeds" in how and "for a" in how  # 3 x std(80, 81, 82) = 3
+
+
+def test_check_needs_existing_files(tmp_path, capsys):
+    assert main(["check", "--results", str(tmp_path), "--against", "x.csv"]) == 2
+    ResultStore(tmp_path).write({"job_id": "j", "dataset": "d", "model": "m", "label": "l", "seed": 0, "status": "ok"})
+    assert main(["check", "--results", str(tmp_path), "--against", str(tmp_path / "none.csv")]) == 2
