@@ -63,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance-from", default=None, metavar="DIR", help="with --update: derive it from a multi-seed run"
     )
 
+    p = sub.add_parser("nightly", help="run suites, check them, regenerate reports, run and publish asv")
+    p.add_argument("--suites", default="smoke,fashion-resnet56", help="comma-separated suite names")
+    p.add_argument("--root", default="runs/nightly", help="results folder per suite under this root")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None)
+    p.add_argument(
+        "--asv",
+        choices=["new", "same", "off"],
+        default="new",
+        help="new: benchmark unmeasured commits; same: the current environment; off",
+    )
+    p.add_argument("--asv-machine", default=None, help="pinned asv machine name (default $ASV_MACHINE or 'nightly')")
+    p.add_argument("--asv-profile", choices=["fast", "nightly"], default="nightly")
+
     p = sub.add_parser("show", help="print the consolidated results table")
     p.add_argument("--results", default="runs/smoke")
     return parser
@@ -91,6 +105,7 @@ COMMANDS = {
     "perf": lambda a: __import__("benchmarks.perf", fromlist=["run"]).run(a),
     "report": lambda a: __import__("reports.build", fromlist=["run"]).run(a),
     "check": lambda a: __import__("benchmarks.check", fromlist=["run"]).run(a),
+    "nightly": lambda a: __import__("benchmarks.nightly", fromlist=["run"]).run(a),
     "show": lambda a: __import__("benchmarks.cli_run", fromlist=["show"]).show(a),
 }
 

@@ -42,6 +42,9 @@ def measured(results: Path) -> pd.DataFrame:
     if "params_nonzero_reduction_pct" in table:  # params shown are nonzero params: cut likewise
         table["params_reduction_pct"] = table["params_nonzero_reduction_pct"].fillna(table["params_reduction_pct"])
     table["source"] = "measured here"
+    for col in METRICS:  # e.g. latency off: the column exists, empty, and the report marks it "–"
+        if col not in table:
+            table[col] = np.nan
     return table
 
 
