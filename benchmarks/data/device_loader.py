@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from benchmarks.data.epochs import EpochLoader
 
-class DeviceLoader:
+
+class DeviceLoader(EpochLoader):
     def __init__(
         self,
         images: torch.Tensor,  # (N, C, H, W) uint8
@@ -37,26 +39,13 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.seed, self.epoch = seed, 0
 
-    def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.labels)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _generator(self) -> torch.Generator:
-        g = torch.Generator(device=self.device)
-        g.manual_seed(self.seed * 100_003 + self.epoch)
-        return g
+    def _num_items(self) -> int:
+        return len(self.labels)
 
     def __iter__(self):
         n = len(self.labels)
         if self.train:
-            g = self._generator()
+            g = self.generator(self.device)
             order = torch.randperm(n, device=self.device, generator=g)
         else:
             g, order = None, torch.arange(n, device=self.device)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.data.epochs import EpochLoader
 
-class StreamLoader:
+
+class StreamLoader(EpochLoader):
     """A DataLoader over ImageFolder with the loader interface of :class:`DeviceLoader`."""
 
     def __init__(
@@ -41,22 +43,14 @@ class StreamLoader:
         if limit:
             self.dataset = torch.utils.data.Subset(self.dataset, range(min(limit, len(self.dataset))))
         self.train, self.batch_size, self.seed, self.epoch = train, batch_size, seed, 0
+        self.drop_last = train
         self.device, self.workers, self.channels_last = torch.device(device), workers, channels_last
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.train else -(-n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.train else len(self.dataset)
+    def _num_items(self) -> int:
+        return len(self.dataset)
 
     def __iter__(self):
-        g = torch.Generator()
-        g.manual_seed(self.seed * 100_003 + self.epoch)
+        g = self.generator()
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_size=self.batch_size,
