@@ -53,6 +53,13 @@ def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
     return pd.read_csv(path, comment="#"), meta
 
 
+def per_job_tolerance(table: pd.DataFrame) -> dict[tuple, float]:
+    """(dataset, model, label) -> 3 x its std of top-1 over seeds, at least MIN_TOLERANCE."""
+    ok = table[table["status"] == "ok"]
+    spread = ok.groupby(["dataset", "model", "label"])["top1"].std(ddof=1).dropna()
+    return {key: max(MIN_TOLERANCE, round(3 * float(std) * 20) / 20) for key, std in spread.items()}
+
+
 def derive_tolerance(table: pd.DataFrame) -> tuple[float, str]:
     """3 x the largest std of top-1 over seeds (same label), at least MIN_TOLERANCE."""
     ok = table[table["status"] == "ok"]
@@ -65,9 +72,14 @@ def derive_tolerance(table: pd.DataFrame) -> tuple[float, str]:
                  f"floor {MIN_TOLERANCE}")  # fmt: skip
 
 
-def write_reference(results: pd.DataFrame, path: Path, tolerance: float, derivation: str) -> pd.DataFrame:
+def write_reference(results: pd.DataFrame, path: Path, tolerance: float, derivation: str,
+                    per_job: dict | None = None) -> pd.DataFrame:  # fmt: skip
+    """``per_job``: optional (dataset, model, label) -> tolerance, written as a column."""
     ok = results[results["status"] == "ok"]
     rows = ok[[c for c in KEEP if c in ok.columns]].sort_values("job_id").reset_index(drop=True)
+    if per_job:
+        keys = zip(rows["dataset"], rows["model"], rows["label"])
+        rows["tolerance_top1"] = [per_job.get(k, tolerance) for k in keys]
     header = {
         "tolerance_top1": f"{tolerance:g}",
         "tolerance_derivation": derivation,
@@ -81,11 +93,12 @@ def write_reference(results: pd.DataFrame, path: Path, tolerance: float, derivat
     with open(path, "w") as f:
         for key, value in header.items():
             f.write(f"# {key}: {value}\n")
-        rows.to_csv(f, index=False, float_format="%.6g")
+        rows.to_csv(f, index=False)  # full precision: costs are compared exactly
     return rows
 
 
 def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -> list[Difference]:
+    """``tolerance``: top-1 points, unless the reference row carries its own ``tolerance_top1``."""
     diffs = []
     by_id = measured.set_index("job_id") if len(measured) else pd.DataFrame()
     for ref in reference.to_dict("records"):
@@ -103,7 +116,9 @@ def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -
             if field in ref and pd.notna(ref[field]) and float(got[field]) != float(ref[field]):
                 diffs.append(Difference(job, label, field, ref[field], got[field], "regressed"))
         delta = float(got["top1"]) - float(ref["top1"])
-        if delta < -tolerance:
+        row_tol = ref.get("tolerance_top1")
+        tol = tolerance if row_tol is None or pd.isna(row_tol) else float(row_tol)
+        if delta < -tol:
             diffs.append(Difference(job, label, "top1", ref["top1"], got["top1"], "regressed"))
         elif delta > 0:
             diffs.append(Difference(job, label, "top1", ref["top1"], got["top1"], "improved"))
@@ -119,7 +134,7 @@ def format_differences(diffs: list[Difference], tolerance: float) -> str:
     for d in sorted(diffs, key=lambda d: (not d.regressed, d.job_id, d.field)):
         ref, got = (f"{v:.4g}" if isinstance(v, float) else str(v) for v in (d.reference, d.measured))
         lines.append(f"{d.verdict:<17} {d.field:<15} {ref:>14} {got[:40]:>14}  {d.job_id} ({d.label})")
-    lines.append(f"(top-1 tolerance {tolerance:g} points)")
+    lines.append(f"(top-1 tolerance {tolerance:g} points unless the reference row states its own)")
     return "\n".join(lines)
 
 
@@ -131,17 +146,22 @@ def run(args) -> int:
     measured = ResultStore(results).consolidate()
     against = Path(args.against)
     if args.update:
+        per_job = None
         if args.tolerance is not None:
             tol, how = args.tolerance, "given on the command line (tissuebench check --update --tolerance)"
         elif args.tolerance_from:
-            tol, how = derive_tolerance(ResultStore(args.tolerance_from).consolidate())
-            how += f"; from the runs in {Path(args.tolerance_from).name}"
+            seeds = ResultStore(args.tolerance_from).consolidate()
+            tol, how = derive_tolerance(seeds)
+            per_job = per_job_tolerance(seeds)
+            how += (
+                f"; per job: 3 x its own std (column tolerance_top1); from the runs in {Path(args.tolerance_from).name}"
+            )
         elif against.exists():
             _, meta = read_reference(against)
             tol, how = float(meta.get("tolerance_top1", MIN_TOLERANCE)), meta.get("tolerance_derivation", "kept")
         else:
             tol, how = derive_tolerance(measured)
-        rows = write_reference(measured, against, tol, how)
+        rows = write_reference(measured, against, tol, how, per_job)
         print(f"reference {against} rewritten: {len(rows)} jobs, top-1 tolerance {tol:g} ({how})")
         return 0
     if not against.exists():

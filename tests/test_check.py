@@ -96,3 +96,33 @@ def test_check_needs_existing_files(tmp_path, capsys):
     assert main(["check", "--results", str(tmp_path), "--against", "x.csv"]) == 2
     ResultStore(tmp_path).write({"job_id": "j", "dataset": "d", "model": "m", "label": "l", "seed": 0, "status": "ok"})
     assert main(["check", "--results", str(tmp_path), "--against", str(tmp_path / "none.csv")]) == 2
+
+
+def test_per_job_tolerance_column(baseline, tmp_path, capsys):
+    """A reference row's own tolerance_top1 wins over the file's default."""
+    _, results, ref = baseline
+    table, meta = read_reference(ref)
+    header = [line for line in ref.read_text().splitlines() if line.startswith("#")]
+    table.loc[0, "top1"] += 2.0  # reference claims 2 points more for the first job
+    for tol, expected in ((3.0, 0), (1.0, 1)):
+        table["tolerance_top1"] = tol
+        path = tmp_path / f"ref{tol}.csv"
+        path.write_text("\n".join(header) + "\n" + table.to_csv(index=False))
+        assert main(["check", "--results", str(results), "--against", str(path)]) == expected
+    capsys.readouterr()
+
+
+def test_reference_keeps_exact_counts(tmp_path):
+    """Costs above a million survive the CSV round trip exactly (no rounding to 6 digits)."""
+    import pandas as pd
+
+    from benchmarks.check import compare, write_reference
+
+    row = {"job_id": "j", "suite": "s", "dataset": "d", "model": "m", "label": "l", "seed": 0, "status": "ok",
+           "top1": 77.9, "top5": 99.65, "params": 272186, "params_nonzero": 82760, "macs": 31021952,
+           "macs_effective": 12997512.345678}  # fmt: skip
+    table = pd.DataFrame([row])
+    write_reference(table, tmp_path / "r.csv", 0.5, "test")
+    reference, _ = read_reference(tmp_path / "r.csv")
+    assert reference.loc[0, "macs_effective"] == row["macs_effective"] and reference.loc[0, "macs"] == 31021952
+    assert compare(table, reference, 0.5) == []
