@@ -43,6 +43,7 @@ def test_every_job_has_an_ok_record_and_a_row(finished):
     dense = table[table.method == "dense"].iloc[0]
     tissue = table[table.method == "tissuenet"].iloc[0]
     assert dense["top1"] > 50 and tissue["top1"] > 30  # 10 classes: chance is 10 %
+    assert dense["speedup_measured"] == 1.0  # the dense row is its own latency reference
     assert dense["tca_1_1"] == pytest.approx(1.0) and dense["params_reduction_pct"] == 0
     assert tissue["params"] < dense["params"] and tissue["base_params"] == dense["params"]
     assert tissue["flops"] == 2 * tissue["macs"]
