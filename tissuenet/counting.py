@@ -65,7 +65,10 @@ def weight_density(module: nn.Module) -> float:
 
 def count_macs_effective(model: nn.Module, in_channels: int = 3, input_size: int = 32) -> float:
     """MACs with each conv/linear layer scaled by the density of its (possibly masked) weight."""
-    total, by_name = count_macs(model, in_channels, input_size, per_module=True)
+    return _effective(model, *count_macs(model, in_channels, input_size, per_module=True))
+
+
+def _effective(model: nn.Module, total: int, by_name: dict[str, int]) -> float:
     leaf_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
     prefix = type(model).__name__
     effective, covered = 0.0, 0
@@ -79,11 +82,11 @@ def count_macs_effective(model: nn.Module, in_channels: int = 3, input_size: int
 
 def profile(model: nn.Module, in_channels: int = 3, input_size: int = 32) -> dict[str, float]:
     """The cost columns of a result record for one model."""
-    macs = count_macs(model, in_channels, input_size)
+    macs, by_name = count_macs(model, in_channels, input_size, per_module=True)  # one forward pass counts both
     return {
         "params": count_params(model),
         "params_nonzero": count_nonzero_params(model),
         "macs": macs,
-        "macs_effective": count_macs_effective(model, in_channels, input_size),
+        "macs_effective": _effective(model, macs, by_name),
         "flops": 2 * macs,
     }
