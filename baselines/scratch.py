@@ -1,23 +1,28 @@
 """From-scratch baselines ("Rethinking the Value of Network Pruning", Liu et al. 2019).
 
-* ``scratch_e``: the architecture a structured pruning run finds, re-initialised and trained
-  for the suite's scratch budget (Scratch-E);
-* ``scratch_b``: the same, with epochs scaled by dense MACs / pruned MACs (Scratch-B: the same
-  computation budget as the dense model);
+* ``scratch_e``: the architecture a structured pruning run finds (``criterion``, default l1),
+  re-initialised and trained for the dense model's epochs (Scratch-E: same epochs);
+* ``scratch_b``: the same, trained for ``dense_epochs x dense MACs / pruned MACs`` epochs
+  (Scratch-B: the same computation budget as the dense model); compared with the dense model;
 * ``uniform``: every prunable layer thinned by one ratio, solved by bisection to hit the MACs
-  target, then re-initialised and trained from scratch (a uniform-width dense model).
+  target, re-initialised and trained from scratch for the scratch budget.
+
+A model trained from scratch is compared with a dense model trained for the same number of epochs
+(Scratch-E, uniform); Scratch-B, whose budget is the dense model's compute, with the dense model.
 """
 
 from __future__ import annotations
 
 import torch_pruning as tp
 
+from baselines.contract import Estimate, MethodError, Prepared, register_method
 from baselines.structured import OPTIONS, StructuredPruning, check_options, classifier_of, prune_to_target
-from benchmarks.methods import MethodError, Prepared, register_method
 from tissuenet.counting import count_macs
 from tissuenet.models._common import init_weights
 
-SCRATCH_OPTIONS = {"criterion": str} | {k: v for k, v in OPTIONS.items() if "slimming" not in k}
+SCRATCH_OPTIONS = {"criterion": str} | OPTIONS
+BISECTION_STEPS = 16  # on the channel ratio: 2^-16 resolution, far below one channel
+MAX_THINNING = 0.95
 
 
 def reinitialise(model):
@@ -31,10 +36,28 @@ class ScratchE(StructuredPruning):
     """Pruned architecture (structured, criterion option), re-initialised, trained from scratch."""
 
     phase = "scratch"
-    scale_epochs = False
+    compute_matched = False  # Scratch-B: epochs x dense MACs / pruned MACs
 
     def check(self, options, target):
         check_options(self.name, options, SCRATCH_OPTIONS)
+
+    def _epochs(self, budgets, override, macs_ratio: float) -> int:
+        if override is not None:
+            return override
+        return round(budgets.dense_epochs * macs_ratio) if self.compute_matched else budgets.dense_epochs
+
+    def reference_epochs(self, budgets, epochs_override):
+        return budgets.dense_epochs if self.compute_matched else self._epochs(budgets, epochs_override, 1.0)
+
+    def estimate(self, plan):
+        keep = 1 - plan.target.value if plan.target.kind == "macs_reduction" else 1.0
+        epochs = self._epochs(plan.budgets, plan.epochs_override, 1 / keep)
+        return Estimate(
+            epochs,
+            plan.dense_macs * keep,
+            plan.dense_params * keep,
+            self.reference_epochs(plan.budgets, plan.epochs_override),
+        )
 
     def prepare(self, ctx):
         model = ctx.dense_model()
@@ -42,25 +65,26 @@ class ScratchE(StructuredPruning):
         criterion = ctx.options.get("criterion", "l1")
         info = prune_to_target(model, ctx, criterion, {k: v for k, v in ctx.options.items() if k != "criterion"})
         ratio = dense_macs / count_macs(model, ctx.in_channels, ctx.input_size)
-        epochs = ctx.epochs("scratch")
-        if self.scale_epochs and ctx.epochs_override is None:
-            epochs = round(epochs * ratio)
-        return Prepared(reinitialise(model), "scratch", epochs, info | {"macs_ratio": ratio})
+        epochs = self._epochs(ctx.budgets, ctx.epochs_override, ratio)
+        reference = self.reference_epochs(ctx.budgets, ctx.epochs_override)
+        return Prepared(
+            reinitialise(model), "scratch", epochs, info | {"macs_ratio": ratio}, reference_epochs=reference
+        )
 
 
 @register_method
 class ScratchEMethod(ScratchE):
-    """Scratch-E: the pruned architecture re-initialised, trained for the scratch budget."""
+    """Scratch-E: the pruned architecture re-initialised, trained for the dense model's epochs."""
 
     name = "scratch_e"
 
 
 @register_method
 class ScratchBMethod(ScratchE):
-    """Scratch-B: as scratch_e, with epochs x dense MACs / pruned MACs (same compute budget)."""
+    """Scratch-B: as scratch_e, for dense epochs x dense MACs / pruned MACs (the dense model's compute)."""
 
     name = "scratch_b"
-    scale_epochs = True
+    compute_matched = True
 
 
 @register_method
@@ -74,9 +98,12 @@ class Uniform(StructuredPruning):
     def check(self, options, target):
         check_options(self.name, options, {"round_to": int, "tolerance": float})
 
+    def estimate(self, plan):
+        return super(StructuredPruning, self).estimate(plan)
+
     def prepare(self, ctx):
-        lo, hi, best = 0.0, 0.95, None
-        for _ in range(16):  # bisection on the per-layer channel ratio
+        lo, hi, best = 0.0, MAX_THINNING, None
+        for _ in range(BISECTION_STEPS):  # bisection on the per-layer channel ratio
             ratio = (lo + hi) / 2
             model = ctx.dense_model()
             reduction = self._thin(model, ctx, ratio)
@@ -87,11 +114,18 @@ class Uniform(StructuredPruning):
         if abs(reduction - ctx.target.value) > ctx.options.get("tolerance", 0.01):
             raise MethodError(f"uniform thinning reached {reduction:.4f} for target {ctx.target.value}")
         info = {"width_ratio": 1 - ratio, "achieved": reduction, "target": ctx.target.value}
-        return Prepared(reinitialise(model), "scratch", ctx.epochs("scratch"), info)
+        epochs = ctx.epochs("scratch")
+        return Prepared(reinitialise(model), "scratch", epochs, info, reference_epochs=epochs)
 
     def _thin(self, model, ctx, ratio: float) -> float:
         base = count_macs(model, ctx.in_channels, ctx.input_size)
-        tp.pruner.BasePruner(model, ctx.example(1), importance=tp.importance.MagnitudeImportance(p=1),
-                             pruning_ratio=ratio, ignored_layers=[classifier_of(model)],
-                             round_to=ctx.options.get("round_to")).step()  # fmt: skip
+        importance = tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None)
+        tp.pruner.BasePruner(
+            model,
+            ctx.example(1),
+            importance=importance,
+            pruning_ratio=ratio,
+            ignored_layers=[classifier_of(model)],
+            round_to=ctx.options.get("round_to"),
+        ).step()
         return 1 - count_macs(model, ctx.in_channels, ctx.input_size) / base

@@ -1,25 +1,44 @@
-"""Structured pruning through Torch-Pruning 1.6: one method per importance criterion.
+"""Structured pruning through Torch-Pruning 1.6: one method per importance criterion (``criteria.py``).
 
 The target is a MACs (or parameter) reduction measured under the suite's counting convention.
 Pruning runs in many small steps (``steps``: the schedule reaches ``max_ratio`` of every group
 at the last step) and stops at the first step whose measured reduction reaches the target; the
 achieved value must lie within ``tolerance`` (1 percentage point) of it, or the job fails
 saying so. The classifier is never pruned. Fine-tuning follows under the suite's budget.
+
+Network Slimming (``prune_slimming``) first trains ``slimming_epochs`` epochs from the dense
+checkpoint with an L1 penalty ``slimming_reg`` on every BN scale (Liu et al. 2017; their lambda:
+1e-4 for VGG, 1e-5 for ResNets), then ranks channels by BN scale. Its suites state the epochs;
+without that phase the method is ``prune_bnscale``.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
+from baselines.contract import BaseMethod, Estimate, MethodError, Prepared, register_method
 from baselines.criteria import CRITERIA, get_criterion
-from benchmarks.methods import BaseMethod, MethodError, Prepared, register_method
 from tissuenet.counting import count_macs, count_params
 
-OPTIONS = {"global_pruning": bool, "round_to": int, "steps": int, "max_ratio": float, "ignore": list,
-           "tolerance": float, "slimming_epochs": int, "slimming_reg": float}  # fmt: skip
+OPTIONS = {
+    "global_pruning": bool,
+    "round_to": int,
+    "steps": int,
+    "max_ratio": float,
+    "ignore": list,
+    "tolerance": float,
+}
+SLIMMING_OPTIONS = {"slimming_epochs": int, "slimming_reg": float}
+DEFAULT_STEPS = 200  # pruning steps from 0 to max_ratio: small steps land within the tolerance
+DEFAULT_MAX_RATIO = 0.9  # of any group's channels, at most
+DEFAULT_TOLERANCE = 0.01  # achieved reduction within 1 point of the target
+DEFAULT_SLIMMING_REG = 1e-4
+REFINEMENTS = 2  # redo an overshooting schedule with 2x, then 4x finer steps
 
 
 def classifier_of(model: nn.Module) -> nn.Module:
@@ -40,19 +59,61 @@ def _cost(model: nn.Module, kind: str, in_channels: int, input_size: int) -> int
 
 
 def prune_to_target(model, ctx, criterion: str, options: dict) -> dict:
-    """Prune ``model`` in place until the measured reduction reaches ``ctx.target``."""
+    """Prune ``model`` in place until the measured reduction reaches ``ctx.target``.
+
+    A schedule whose last step overshoots the target by more than the tolerance is redone from
+    the unpruned model with steps twice as fine (at most ``REFINEMENTS`` times): small networks
+    lose whole channels per step, and a coarse step can jump past the target.
+    """
     crit = get_criterion(criterion)
+    if crit.needs_bn and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise MethodError(f"criterion {criterion!r} ranks channels by BN scales; {ctx.model_name} has no BatchNorm")
+    tolerance = options.get("tolerance", DEFAULT_TOLERANCE)
+    steps = options.get("steps", DEFAULT_STEPS)
+    original = copy.deepcopy(model) if "steps" not in options else None
+    for attempt in range(REFINEMENTS + 1):
+        info = _prune_once(model, ctx, crit, options, steps)
+        if abs(info["achieved"] - ctx.target.value) <= tolerance or original is None or attempt == REFINEMENTS:
+            break
+        if info["achieved"] < ctx.target.value:  # the schedule ended short of the target: finer steps will not help
+            break
+        steps *= 2
+        _restore(model, original)
+    if abs(info["achieved"] - ctx.target.value) > tolerance:
+        raise MethodError(
+            f"{criterion} pruning reached {ctx.target.kind} {info['achieved']:.4f} for target {ctx.target.value:.4f} "
+            f"(tolerance {tolerance}); try more `steps`, a higher `max_ratio` or a smaller target"
+        )
+    return info
+
+
+def _restore(model: nn.Module, original: nn.Module) -> None:
+    """Put the unpruned modules back into ``model`` (pruning changed their shapes in place)."""
+    for name, child in copy.deepcopy(original).named_children():
+        setattr(model, name, child)
+
+
+def _prune_once(model, ctx, crit, options: dict, steps: int) -> dict:
     target, kind = ctx.target.value, ctx.target.kind
     shape = (ctx.in_channels, ctx.input_size)
-    ignored = [classifier_of(model)] + [model.get_submodule(n) for n in options.get("ignore", [])]
+    try:
+        ignored = [classifier_of(model)] + [model.get_submodule(n) for n in options.get("ignore", [])]
+    except AttributeError as exc:
+        raise MethodError(f"option ignore: {exc}") from exc
+    global_pruning = options.get("global_pruning", crit.global_pruning)
     model.eval()
     base = _cost(model, kind, *shape)
     try:
         pruner = tp.pruner.BasePruner(
-            model, ctx.example(1), importance=crit.make(), global_pruning=options.get("global_pruning", True),
-            pruning_ratio=options.get("max_ratio", 0.9), iterative_steps=options.get("steps", 200),
-            ignored_layers=ignored, round_to=options.get("round_to"),
-        )  # fmt: skip
+            model,
+            ctx.example(1),
+            importance=crit.make(),
+            global_pruning=global_pruning,
+            pruning_ratio=options.get("max_ratio", DEFAULT_MAX_RATIO),
+            iterative_steps=steps,
+            ignored_layers=ignored,
+            round_to=options.get("round_to"),
+        )
         achieved, batches = 0.0, _cycle(ctx.train_loader) if crit.needs_grad else None
         while achieved < target and pruner.current_step < pruner.iterative_steps:
             if crit.needs_grad:  # Taylor: a fresh loss gradient before each step
@@ -65,17 +126,18 @@ def prune_to_target(model, ctx, criterion: str, options: dict) -> dict:
         raise
     except Exception as exc:  # Torch-Pruning cannot trace or prune this architecture
         raise MethodError(
-            f"criterion {criterion!r} cannot prune {ctx.model_name}: {type(exc).__name__}: {exc}"
+            f"criterion {crit.name!r} cannot prune {ctx.model_name}: {type(exc).__name__}: {exc}"
         ) from exc
     model.zero_grad(set_to_none=True)
-    tolerance = options.get("tolerance", 0.01)
-    if abs(achieved - target) > tolerance:
-        raise MethodError(
-            f"{criterion} pruning reached {kind} {achieved:.4f} for target {target:.4f} "
-            f"(tolerance {tolerance}); try more `steps`, a higher `max_ratio` or a smaller target"
-        )
-    return {"criterion": criterion, "achieved": achieved, "target": target, "target_kind": kind,
-            "steps_taken": pruner.current_step, "global_pruning": options.get("global_pruning", True)}  # fmt: skip
+    return {
+        "criterion": crit.name,
+        "achieved": achieved,
+        "target": target,
+        "target_kind": kind,
+        "steps_taken": pruner.current_step,
+        "steps": steps,
+        "global_pruning": global_pruning,
+    }
 
 
 def _cycle(loader):
@@ -83,13 +145,36 @@ def _cycle(loader):
         yield from loader
 
 
+# option -> (lowest allowed, highest allowed, lowest excluded?)
+RANGES = {
+    "steps": (1, None, False),
+    "round_to": (1, None, False),
+    "max_ratio": (0, 1, True),
+    "tolerance": (0, 1, False),
+    "slimming_epochs": (1, None, False),
+    "slimming_reg": (0, None, True),
+}
+
+
+def _type_ok(value, typ) -> bool:
+    if typ is bool or isinstance(value, bool):
+        return typ is bool and isinstance(value, bool)
+    return isinstance(value, (int, float)) if typ is float else isinstance(value, typ)
+
+
 def check_options(method: str, options: dict, allowed: dict) -> None:
     for key, value in options.items():
         if key not in allowed:
             raise MethodError(f"method {method!r} does not take option {key!r}; it takes {sorted(allowed)}")
-        typ = allowed[key]
-        if not isinstance(value, typ) and not (typ is float and isinstance(value, int)):
-            raise MethodError(f"option {key!r} of {method!r} must be {typ.__name__}, got {value!r}")
+        if not _type_ok(value, allowed[key]):
+            raise MethodError(f"option {key!r} of {method!r} must be {allowed[key].__name__}, got {value!r}")
+        if key in RANGES:
+            lo, hi, open_lo = RANGES[key]
+            if value < lo or (open_lo and value == lo) or (hi is not None and value > hi):
+                limits = f"{'>' if open_lo else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+                raise MethodError(f"option {key} = {value!r} of {method!r}: allowed {limits}")
+    if "ignore" in options and not all(isinstance(n, str) for n in options["ignore"]):
+        raise MethodError(f"option ignore of {method!r} must be a list of module names")
 
 
 def bn_l1(reg: float):
@@ -107,27 +192,42 @@ class StructuredPruning(BaseMethod):
     targets = ("macs_reduction", "params_reduction")
     criterion = "l1"
 
+    @property
+    def sparsity_phase(self) -> bool:
+        return self.criterion == "slimming"
+
     def check(self, options, target):
-        allowed = OPTIONS if self.criterion == "slimming" else {k: v for k, v in OPTIONS.items() if "slimming" not in k}
-        check_options(self.name, options, allowed)
+        check_options(self.name, options, OPTIONS | (SLIMMING_OPTIONS if self.sparsity_phase else {}))
+        if self.sparsity_phase and "slimming_epochs" not in options:
+            raise MethodError(
+                "prune_slimming needs options.slimming_epochs (its L1 sparsity phase, >= 1); "
+                "without that phase use prune_bnscale"
+            )
+
+    def estimate(self, plan):
+        est = super().estimate(plan)
+        return Estimate(est.epochs, est.macs, est.params, est.reference_epochs, plan.options.get("slimming_epochs", 0))
 
     def prepare(self, ctx):
         model = ctx.dense_model()
-        if self.criterion == "slimming" and not any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
-        ):
-            raise MethodError(f"network slimming ranks channels by BN scales; {ctx.model_name} has no BatchNorm layer")
-        info = {}
-        epochs = ctx.options.get("slimming_epochs", 0)
-        if epochs:  # the sparsity-regularised training phase of network slimming
-            ctx.train(model, epochs, bn_l1(ctx.options.get("slimming_reg", 1e-5)))
-            info["slimming_epochs"] = epochs
+        info, extra = {}, 0
+        if self.sparsity_phase:  # Network Slimming's sparsity-regularised training
+            extra = ctx.options["slimming_epochs"]
+            ctx.train(model, extra, bn_l1(ctx.options.get("slimming_reg", DEFAULT_SLIMMING_REG)))
+            info["slimming_epochs"] = extra
         info |= prune_to_target(model, ctx, self.criterion, ctx.options)
-        return Prepared(model, "finetune", ctx.epochs("finetune"), info)
+        return Prepared(model, "finetune", ctx.epochs("finetune"), info, extra_epochs_at_dense_cost=extra)
 
 
 for _name, _crit in CRITERIA.items():
-    register_method(type(f"Prune_{_name}", (StructuredPruning,), {
-        "name": f"prune_{_name}", "criterion": _name,
-        "__doc__": f"Structured pruning, Torch-Pruning, {_crit.doc}; then fine-tuning.",
-    }))  # fmt: skip
+    register_method(
+        type(
+            f"Prune_{_name}",
+            (StructuredPruning,),
+            {
+                "name": f"prune_{_name}",
+                "criterion": _name,
+                "__doc__": f"Structured pruning, Torch-Pruning, {_crit.doc}; then fine-tuning.",
+            },
+        )
+    )

@@ -4,7 +4,8 @@ Prunable weights: every conv and linear weight (the classifier too, unless
 ``include_classifier = false``). ``sparse_global``: the smallest-magnitude weights across all
 layers (exactly round(s x N) of them); ``sparse_layer`` and ``sparse_random``: the same fraction in
 each layer. Masks are forward pre-hooks, so they hold during fine-tuning; afterwards they are
-made permanent. Results record nonzero params and ``macs_effective`` (layer MACs x density).
+made permanent. Results record nonzero params and ``macs_effective`` (layer MACs x density): the
+cost with sparse kernels, which a dense runtime does not have (the latency shows it).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils import prune
 
+from baselines.contract import BaseMethod, Prepared, register_method
 from baselines.structured import check_options, classifier_of
-from benchmarks.methods import BaseMethod, Prepared, register_method
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
@@ -42,9 +43,6 @@ class Unstructured(BaseMethod):
 
     def check(self, options, target):
         check_options(self.name, options, {"include_classifier": bool})
-
-    def estimate_macs(self, dense_macs, build, options, target):
-        return dense_macs * (1 - target.value)  # effective MACs, roughly
 
     def prepare(self, ctx):
         model = ctx.dense_model()

@@ -2,30 +2,39 @@
 
 A reference is a CSV under ``results/reference/`` with ``# key: value`` header lines (the
 accuracy tolerance and how it was derived, the provenance of the runs that produced it) and
-one row per job. Rules, per reference job:
+one row per job. The reference is validated like a suite: required columns, finite numbers,
+every row compared; anything else is an error (exit 2), never a pass. Rules, per reference job:
 
-* the job must be present in the results and ok;
-* ``params``, ``params_nonzero``, ``macs`` and ``macs_effective`` must match exactly (the same
-  configuration must build the same network);
-* ``top1`` may not drop by more than the tolerance (default: the file's ``tolerance_top1``,
-  derived from the spread over seeds).
+* the job must be present in the results (its current definition) and ok;
+* metrics the metric table marks ``exact`` (params, nonzero params, MACs, effective MACs) must
+  match exactly: the same configuration must build the same network;
+* metrics marked ``tolerance`` (top-1) may not get worse by more than the tolerance (the row's
+  ``tolerance_top1``, else the file's, else ``--tolerance``).
 
 ``--update`` rewrites the reference from the results, deliberately.
 """
 
 from __future__ import annotations
 
-import sys
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.store import ResultStore
+from benchmarks.files import DamagedFileError, write_text_atomic
+from benchmarks.metrics import BY_NAME, names
 
-EXACT = ("params", "params_nonzero", "macs", "macs_effective")
-KEEP = ["job_id", "suite", "dataset", "model", "label", "seed", "top1", "top5", *EXACT]
+EXACT = tuple(names(check="exact"))
+TOLERANT = tuple(names(check="tolerance"))
+REQUIRED = ("job_id", "label", *TOLERANT, *EXACT)
+KEEP = ["job_id", "suite", "dataset", "model", "label", "seed", *TOLERANT, "top5", *EXACT]
 MIN_TOLERANCE = 0.5  # percentage points: a floor, so one lucky seed does not make the gate flaky
+SPREAD_FACTOR = 3  # tolerance = 3 x the std of top-1 over seeds
+
+
+class CheckError(ValueError):
+    """The reference file (or a tolerance) cannot be used: exit 2, never a pass."""
 
 
 @dataclass
@@ -43,21 +52,59 @@ class Difference:
 
 
 def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
+    """The reference rows and header, validated (CheckError names what is wrong)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise CheckError(f"no reference file {path} (create one with --update)") from None
+    except UnicodeDecodeError:
+        raise CheckError(f"{path}: not UTF-8 text") from None
     meta = {}
-    with open(path) as f:
-        for line in f:
-            if not line.startswith("#"):
-                break
-            key, _, value = line[1:].partition(":")
-            meta[key.strip()] = value.strip()
-    return pd.read_csv(path, comment="#"), meta
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        key, _, value = line[1:].partition(":")
+        meta[key.strip()] = value.strip()
+    import io
+
+    try:
+        table = pd.read_csv(io.StringIO(text), comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise CheckError(f"{path}: not a CSV table ({str(exc).strip()[:120]})") from None
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise CheckError(f"{path}: required column(s) {missing} missing; a reference has {list(REQUIRED)}")
+    if table.empty:
+        raise CheckError(f"{path}: no reference rows")
+    for col in (*TOLERANT, *EXACT, *(["tolerance_top1"] if "tolerance_top1" in table else [])):
+        values = pd.to_numeric(table[col], errors="coerce").astype(float)
+        bad = table.loc[~values.map(math.isfinite), "job_id"].tolist()
+        if bad:
+            raise CheckError(f"{path}: column {col} has an empty, non-numeric or infinite cell for {bad[:3]}")
+        if col == "tolerance_top1" and (values < 0).any():
+            raise CheckError(f"{path}: tolerance_top1 must be >= 0")
+    if table["job_id"].duplicated().any():
+        raise CheckError(f"{path}: job {table.loc[table['job_id'].duplicated(), 'job_id'].iloc[0]!r} is listed twice")
+    if "tolerance_top1" in meta:
+        meta_tol = _number(meta["tolerance_top1"])
+        if meta_tol is None or meta_tol < 0:
+            raise CheckError(f"{path}: header tolerance_top1 must be a number >= 0, got {meta['tolerance_top1']!r}")
+    return table, meta
+
+
+def _number(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def per_job_tolerance(table: pd.DataFrame) -> dict[tuple, float]:
     """(dataset, model, label) -> 3 x its std of top-1 over seeds, at least MIN_TOLERANCE."""
     ok = table[table["status"] == "ok"]
     spread = ok.groupby(["dataset", "model", "label"])["top1"].std(ddof=1).dropna()
-    return {key: max(MIN_TOLERANCE, round(3 * float(std) * 20) / 20) for key, std in spread.items()}
+    return {key: max(MIN_TOLERANCE, round(SPREAD_FACTOR * float(std) * 20) / 20) for key, std in spread.items()}
 
 
 def derive_tolerance(table: pd.DataFrame) -> tuple[float, str]:
@@ -66,17 +113,24 @@ def derive_tolerance(table: pd.DataFrame) -> tuple[float, str]:
     spread = ok.groupby(["dataset", "model", "label"])["top1"].std(ddof=1).dropna()
     if spread.empty:
         return MIN_TOLERANCE, f"floor {MIN_TOLERANCE} (one seed per job: no spread to derive from)"
-    tol = max(MIN_TOLERANCE, round(3 * float(spread.max()) * 20) / 20)
+    tol = max(MIN_TOLERANCE, round(SPREAD_FACTOR * float(spread.max()) * 20) / 20)
     worst = spread.idxmax()
-    return tol, (f"3 x max std of top-1 over {ok['seed'].nunique()} seeds ({spread.max():.3f} for {worst[2]}), "
-                 f"floor {MIN_TOLERANCE}")  # fmt: skip
+    how = (
+        f"{SPREAD_FACTOR} x max std of top-1 over {ok['seed'].nunique()} seeds ({spread.max():.3f} for {worst[2]}), "
+        f"floor {MIN_TOLERANCE}"
+    )
+    return tol, how
 
 
-def write_reference(results: pd.DataFrame, path: Path, tolerance: float, derivation: str,
-                    per_job: dict | None = None) -> pd.DataFrame:  # fmt: skip
+def write_reference(
+    results: pd.DataFrame, path: Path, tolerance: float, derivation: str, per_job: dict | None = None
+) -> pd.DataFrame:
     """``per_job``: optional (dataset, model, label) -> tolerance, written as a column."""
     ok = results[results["status"] == "ok"]
     rows = ok[[c for c in KEEP if c in ok.columns]].sort_values("job_id").reset_index(drop=True)
+    for col in EXACT:  # exact integers stay integers in the CSV
+        if col in rows and BY_NAME[col].integer:
+            rows[col] = rows[col].astype("int64")
     if per_job:
         keys = zip(rows["dataset"], rows["model"], rows["label"])
         rows["tolerance_top1"] = [per_job.get(k, tolerance) for k in keys]
@@ -89,11 +143,8 @@ def write_reference(results: pd.DataFrame, path: Path, tolerance: float, derivat
         "runs_finished_utc": str(ok["finished_utc"].max()) if "finished_utc" in ok else "",
         "suite": ", ".join(sorted({str(v) for v in ok.get("suite", pd.Series()).dropna()})),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for key, value in header.items():
-            f.write(f"# {key}: {value}\n")
-        rows.to_csv(f, index=False)  # full precision: costs are compared exactly
+    text = "".join(f"# {k}: {v}\n" for k, v in header.items()) + rows.to_csv(index=False)
+    write_text_atomic(Path(path), text)  # full precision: costs are compared exactly
     return rows
 
 
@@ -113,17 +164,19 @@ def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -
             )
             continue
         for field in EXACT:
-            if field in ref and pd.notna(ref[field]) and float(got[field]) != float(ref[field]):
-                diffs.append(Difference(job, label, field, ref[field], got[field], "regressed"))
-        delta = float(got["top1"]) - float(ref["top1"])
+            value = got.get(field)
+            if value is None or pd.isna(value) or float(value) != float(ref[field]):
+                diffs.append(Difference(job, label, field, ref[field], value, "regressed"))
         row_tol = ref.get("tolerance_top1")
         tol = tolerance if row_tol is None or pd.isna(row_tol) else float(row_tol)
-        if delta < -tol:
-            diffs.append(Difference(job, label, "top1", ref["top1"], got["top1"], "regressed"))
-        elif delta > 0:
-            diffs.append(Difference(job, label, "top1", ref["top1"], got["top1"], "improved"))
-        elif delta < 0:
-            diffs.append(Difference(job, label, "top1", ref["top1"], got["top1"], "within tolerance"))
+        for field in TOLERANT:
+            sign = 1 if BY_NAME[field].better == "higher" else -1
+            delta = sign * (float(got[field]) - float(ref[field]))
+            verdict = (
+                "regressed" if delta < -tol else "improved" if delta > 0 else "within tolerance" if delta < 0 else None
+            )
+            if verdict:
+                diffs.append(Difference(job, label, field, ref[field], got[field], verdict))
     return diffs
 
 
@@ -138,40 +191,13 @@ def format_differences(diffs: list[Difference], tolerance: float) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
-    results = Path(args.results)
-    if not (results / "records").is_dir():
-        print(f"tissuebench check: error: no results folder at {results}", file=sys.stderr)
-        return 2
-    measured = ResultStore(results).consolidate()
-    against = Path(args.against)
-    if args.update:
-        per_job = None
-        if args.tolerance is not None:
-            tol, how = args.tolerance, "given on the command line (tissuebench check --update --tolerance)"
-        elif args.tolerance_from:
-            seeds = ResultStore(args.tolerance_from).consolidate()
-            tol, how = derive_tolerance(seeds)
-            per_job = per_job_tolerance(seeds)
-            how += (
-                f"; per job: 3 x its own std (column tolerance_top1); from the runs in {Path(args.tolerance_from).name}"
-            )
-        elif against.exists():
-            _, meta = read_reference(against)
-            tol, how = float(meta.get("tolerance_top1", MIN_TOLERANCE)), meta.get("tolerance_derivation", "kept")
-        else:
-            tol, how = derive_tolerance(measured)
-        rows = write_reference(measured, against, tol, how, per_job)
-        print(f"reference {against} rewritten: {len(rows)} jobs, top-1 tolerance {tol:g} ({how})")
-        return 0
-    if not against.exists():
-        print(f"tissuebench check: error: no reference file {against} (create one with --update)", file=sys.stderr)
-        return 2
+def check(measured: pd.DataFrame, against: Path, tolerance: float | None) -> tuple[list[Difference], float, int]:
+    """Compare a results table with a reference file; returns (differences, tolerance used, rows compared)."""
     reference, meta = read_reference(against)
-    tolerance = args.tolerance if args.tolerance is not None else float(meta.get("tolerance_top1", MIN_TOLERANCE))
+    if tolerance is None:
+        tolerance = _number(meta.get("tolerance_top1", MIN_TOLERANCE))
     diffs = compare(measured, reference, tolerance)
-    print(format_differences(diffs, tolerance))
-    regressed = [d for d in diffs if d.regressed]
-    print(f"check: {len(reference)} reference jobs, {len(regressed)} regressions, "
-          f"{sum(d.verdict == 'improved' for d in diffs)} improvements -> {'FAIL' if regressed else 'ok'}")  # fmt: skip
-    return 1 if regressed else 0
+    return diffs, tolerance, len(reference)
+
+
+__all__ = ["CheckError", "DamagedFileError", "check", "compare", "derive_tolerance", "read_reference"]

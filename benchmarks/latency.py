@@ -1,56 +1,198 @@
-"""Forward latency with ``torch.utils.benchmark`` (median and IQR), always labelled.
+"""Latency you can trust: paired, repeated, labelled timings of a model against its dense reference.
 
-Warm-up first (the first call can cost 100x a warm one), synchronised timing on CUDA, and an
-optional CUDA-graph mode that removes launch overhead (compact CNNs on big GPUs are launch-bound).
+How a latency is measured (the report and README say the same):
+
+* both models in their deployment form (``tissuenet.deploy``: eval, BN folded, channels_last,
+  fast stacked-layer kernels), under ``torch.inference_mode``, after warm-up calls;
+* the model and the dense reference are timed *alternately* (A/B/A/B) in one process with the
+  same settings, so drift and other processes' load hit both alike;
+* each sample is a block of calls long enough to time reliably (CUDA synchronised); at least
+  ``min_samples`` samples and ``min_run_time`` seconds per model, whichever is longer;
+* reported: median and IQR of each, the sample count, and the speed-up as the median of the
+  paired ratios dense_i / model_i with its IQR. A speed-up whose IQR contains 1 is
+  indistinguishable from 1; a timing with a relative IQR above ``UNRELIABLE_SPREAD`` is marked
+  unreliable (and left out of the speed-up figure);
+* on CPU, glibc's allocator is told to keep freed memory (see ``allocator.py``) for every model
+  alike, and the setting is recorded.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import torch
-import torch.utils.benchmark as tb
 from torch import nn
 
+from benchmarks.allocator import tune_allocator
 
-@torch.no_grad()
-def measure_latency(
+UNRELIABLE_SPREAD = 0.25  # IQR / median above this: the timing is too noisy to report as a result
+BLOCK_SECONDS = 0.002  # a sample is at least this long (tiny models run several calls per sample)
+WARMUP_CALLS = 5  # the first calls pay one-off costs (allocation, autotuning, lazy init)
+SUSPECT_FACTOR = 2.0  # measured speed-up above this x theoretical: flagged, not trusted
+
+
+@dataclass
+class Timing:
+    median_ms: float
+    iqr_ms: float
+    samples: int
+
+    @property
+    def reliable(self) -> bool:
+        return self.median_ms > 0 and self.iqr_ms / self.median_ms <= UNRELIABLE_SPREAD
+
+
+@dataclass
+class Paired:
+    model: Timing
+    dense: Timing
+    speedup: float  # median of dense_i / model_i
+    speedup_iqr: float
+    distinguishable: bool  # the IQR of the paired ratios excludes 1
+
+    @property
+    def reliable(self) -> bool:
+        return self.model.reliable and self.dense.reliable
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def _summary(times: list[float]) -> Timing:
+    q1, q2, q3 = _quartiles(times)
+    return Timing(q2 * 1e3, (q3 - q1) * 1e3, len(times))
+
+
+@contextmanager
+def threads(n: int | None):
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _calls_per_block(fn: Callable[[], object], sync: Callable[[], None]) -> int:
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    one = time.perf_counter() - t0
+    return max(1, int(BLOCK_SECONDS / max(one, 1e-7)))
+
+
+@torch.inference_mode()
+def time_paired(
     model: nn.Module,
+    dense: nn.Module,
     example: torch.Tensor,
     *,
-    min_run_time: float = 0.5,
-    warmup: int = 5,
-    channels_last: bool = False,
-    cuda_graph: bool = False,
+    min_run_time: float,
+    min_samples: int,
+    thread_count: int | None = None,
+) -> Paired:
+    """A/B/A/B timing of two models on one input (both already in the form to time)."""
+    cuda = example.device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(example.device)
+
+    with threads(thread_count):
+        for _ in range(WARMUP_CALLS):
+            model(example)
+            dense(example)
+        calls = {
+            "m": _calls_per_block(lambda: model(example), sync),
+            "d": _calls_per_block(lambda: dense(example), sync),
+        }
+        times: dict[str, list[float]] = {"m": [], "d": []}
+        spent = {"m": 0.0, "d": 0.0}
+        while min(len(times["m"]), len(times["d"])) < min_samples or min(spent.values()) < min_run_time:
+            for key, fn in (("m", model), ("d", dense)):
+                n = calls[key]
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn(example)
+                sync()
+                elapsed = time.perf_counter() - t0
+                spent[key] += elapsed
+                times[key].append(elapsed / n)
+    ratios = [d / m for m, d in zip(times["m"], times["d"])]
+    q1, median, q3 = _quartiles(ratios)
+    return Paired(_summary(times["m"]), _summary(times["d"]), median, q3 - q1, not q1 <= 1 <= q3)
+
+
+def measure_pair(
+    model: nn.Module, dense: nn.Module, in_channels: int, input_size: int, device, cfg, *, deploy_form: Callable
 ) -> dict:
-    """Median / IQR forward time (ms) of ``model(example)`` in eval mode."""
-    # one explicit memory format for every model: a trained model may be left in either
-    fmt = torch.channels_last if channels_last and example.dim() == 4 else torch.contiguous_format
-    model = model.eval().to(memory_format=fmt)
-    example = example.contiguous(memory_format=fmt)
-    fn = model
-    mode = "eager"
-    if cuda_graph:
-        if example.device.type != "cuda":
-            raise ValueError("CUDA-graph latency needs a CUDA device")
-        fn, mode = _graphed(model, example), "cuda_graph"
-    for _ in range(warmup):
-        fn(example)
-    if example.device.type == "cuda":
-        torch.cuda.synchronize()
-    m = tb.Timer("fn(x)", globals={"fn": fn, "x": example}, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_run_time
-    )
-    return {
-        "latency_ms": m.median * 1e3,
-        "latency_iqr_ms": m.iqr * 1e3,
-        "latency_batch": example.shape[0],
-        "latency_dtype": str(example.dtype).removeprefix("torch."),
-        "latency_device": example.device.type,
-        "latency_mode": mode + ("+channels_last" if channels_last else ""),
-        "latency_threads": torch.get_num_threads(),
+    """The latency columns of a record: ``cfg`` is the suite's ``MeasureConfig``.
+
+    ``deploy_form(model, example) -> (model, label)`` gives the form to time (the same for both).
+    """
+    if not cfg.latency:
+        return {}
+    device = torch.device(device)
+    allocator = tune_allocator() if device.type == "cpu" else "cuda caching allocator"
+    out: dict = {
+        "latency_allocator": allocator,
+        "latency_device": device.type,
+        "latency_dtype": "float32",
+        "latency_threads": cfg.threads or torch.get_num_threads(),
     }
+    batches = list(cfg.latency_batches)
+    for i, batch in enumerate(batches):
+        x = torch.randn(batch, in_channels, input_size, input_size, device=device)
+        fast, label = deploy_form(model, x)
+        ref, _ = deploy_form(dense, x)
+        pair = time_paired(
+            fast, ref, x, min_run_time=cfg.min_run_time, min_samples=cfg.min_samples, thread_count=cfg.threads
+        )
+        if i == 0:
+            out |= {
+                "latency_ms": pair.model.median_ms,
+                "latency_iqr_ms": pair.model.iqr_ms,
+                "latency_samples": pair.model.samples,
+                "latency_batch": batch,
+                "base_latency_ms": pair.dense.median_ms,
+                "speedup_measured": pair.speedup,
+                "speedup_iqr": pair.speedup_iqr,
+                "speedup_distinguishable": pair.distinguishable,
+                "latency_reliable": pair.reliable,
+                "latency_mode": label,
+            }
+        if i == len(batches) - 1 and len(batches) > 1:
+            out |= {
+                "throughput_latency_ms": pair.model.median_ms,
+                "throughput_batch": batch,
+                "throughput_speedup": pair.speedup,
+            }
+    if device.type == "cuda":
+        x = torch.randn(batches[-1], in_channels, input_size, input_size, device=device)
+        fast, _ = deploy_form(model, x)
+        out["latency_graph_ms"] = cuda_graph_latency(fast, x, cfg.min_run_time)
+    return out
 
 
-def _graphed(model: nn.Module, example: torch.Tensor):
+def suspect(speedup_measured: float | None, speedup_theoretical: float | None) -> bool:
+    """A measured speed-up far above what the MACs allow is noise or a bug, never a result."""
+    return bool(speedup_measured and speedup_theoretical and speedup_measured > SUSPECT_FACTOR * speedup_theoretical)
+
+
+@torch.inference_mode()
+def cuda_graph_latency(model: nn.Module, example: torch.Tensor, min_run_time: float) -> float:
+    """Median ms of a CUDA-graph replay (no launch overhead: compact CNNs on big GPUs are launch-bound)."""
     static_in = example.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -60,11 +202,13 @@ def _graphed(model: nn.Module, example: torch.Tensor):
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        static_out = model(static_in)
-
-    def run(x):
-        static_in.copy_(x)
+        model(static_in)
+    times, spent = [], 0.0
+    while len(times) < 10 or spent < min_run_time:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
         graph.replay()
-        return static_out
-
-    return run
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        spent += times[-1]
+    return statistics.median(times) * 1e3

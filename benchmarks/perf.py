@@ -22,9 +22,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from benchmarks.config import TrainConfig
 from benchmarks.data.registry import get_dataset, load_splits, make_loaders
 from benchmarks.runner import resolve_device
-from benchmarks.train import TrainConfig, compiled, evaluate, make_optimizer, train
+from benchmarks.train import compiled, evaluate, make_optimizer, train
 from tissuenet.registry import create_model_for_input
 
 
@@ -144,19 +145,3 @@ def run_perf(
         log(f"accuracy after {accuracy_epochs} epochs, same seed: " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()))
         out["accuracy"] = acc
     return out
-
-
-def run(args) -> int:
-    run_perf(
-        args.model,
-        args.dataset,
-        args.batch_size,
-        args.steps,
-        args.warmup,
-        args.workers,
-        args.device,
-        args.data_root,
-        args.bf16,
-        args.accuracy_epochs,
-    )
-    return 0

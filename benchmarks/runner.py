@@ -1,39 +1,50 @@
-"""The runner: a suite's jobs, in order, each ending in one stored record (ok or failed).
+"""The runner: a suite's jobs, each ending in one stored record (ok or failed), resumable.
 
-Resumable: a job whose record says ok is skipped; an interrupted job restarts from its last
-epoch; a failed job (any exception, a diverged loss included) is recorded with its error and the
-sweep goes on. Nothing here branches on method names: methods come from the registry.
+Data flow (README): suite -> jobs -> dense checkpoints -> job steps (``job.py``) -> records ->
+tables. This module is the local executor and the driver's bookkeeping shared with the Ray
+executor (``executors/ray_executor.py``): dense checkpoints, locks, writing what jobs return.
+
+* A job whose record says ok is skipped; an interrupted job restarts from its last epoch; a
+  failed job (any exception, a diverged loss included) is recorded and the sweep goes on.
+* Two ``run`` processes on one folder never train a job twice: each job runs under a lock; a job
+  another process is running is skipped, then waited for at the end and reused.
+* Nothing here branches on method names: methods come from the registry.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import fnmatch
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import torch
 
-from baselines.serialize import save_model
 from benchmarks import dense_cache
-from benchmarks.data.registry import get_dataset, make_loaders
-from benchmarks.measure import compare_to_reference, measure_cost, measure_speed
-from benchmarks.methods import JobContext, get_method
-from benchmarks.provenance import device_info, static_provenance, utc_now
+from benchmarks.data.registry import DataError, make_loaders
+from benchmarks.files import write_bytes_atomic
+from benchmarks.job import Env, Outcome, new_dense, run_job, shape_of
+from benchmarks.progress import SuiteProgress
 from benchmarks.store import ResultStore
-from benchmarks.suite import Job, Suite
-from benchmarks.train import evaluate, train
-from tissuenet.registry import create_model_for_input
+from benchmarks.suite import Job, Suite, SuiteError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but CUDA is not available here")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 @dataclass
@@ -41,10 +52,13 @@ class RunSummary:
     ok: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # finished by another process on the same folder
     wall_s: float = 0.0
 
 
 class Runner:
+    executor = "local"
+
     def __init__(
         self,
         suite: Suite,
@@ -59,81 +73,48 @@ class Runner:
         self.suite, self.store = suite, store
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.data_root, self.download = data_root, download
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.tty = sys.stderr.isatty() if progress is None else progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self._dense_latency: dict[str, float] = {}
+        self._dense: dict[str, dense_cache.DenseRef] = {}
+        self._dense_failed: dict[str, str] = {}  # a dense checkpoint that failed fails its dependents at once
 
+    # -- the plan --------------------------------------------------------------------------------
     def plan(self, only: str | None = None) -> list[Job]:
         jobs = self.suite.jobs()
         if only:
             jobs = [j for j in jobs if fnmatch.fnmatch(j.job_id, only) or fnmatch.fnmatch(j.label, only)]
         return jobs
 
-    def preflight(self, jobs: list[Job]) -> None:
-        """Load every dataset the jobs need before anything trains (a missing one is one clear error)."""
+    def preflight(self, jobs: list[Job]) -> dict[str, int]:
+        """Load every dataset the jobs need and check the batch sizes fit it, before anything trains.
+
+        Returns {dataset: training images}. Raises DataError (missing/corrupt data) or SuiteError.
+        """
+        sizes = {}
         for dataset in dict.fromkeys(j.dataset for j in jobs):
-            probe = Job(self.suite.name, dataset, jobs[0].model, "dense", "dense", {}, jobs[0].target, 0, None, {})
-            self._loaders(probe, 8, False)
-
-    def run(self, only: str | None = None) -> RunSummary:
-        summary, start = RunSummary(), time.perf_counter()
-        jobs = self.plan(only)
-        bar = _bar(len(jobs), "sweep", self.progress)
-        for i, job in enumerate(jobs, 1):
-            if self.store.is_done(job.job_id):
-                summary.skipped.append(job.job_id)
-            else:
-                self.log(f"[{i}/{len(jobs)}] {job.job_id}")
-                record = self.run_job(job)
-                (summary.ok if record["status"] == "ok" else summary.failed).append(job.job_id)
-                if record["status"] != "ok":
-                    self.log(f"  FAILED: {record['error']}")
-                else:
-                    self.log(
-                        f"  top1 {record['top1']:.2f}  MACs {record['macs'] / 1e6:.2f}M  "
-                        f"params {record['params'] / 1e6:.3f}M  ({record['train_wall_s']:.0f}s training)"
+            train_loader, test_loader = self.loaders(dataclasses.replace(jobs[0], dataset=dataset), 1, False)
+            sizes[dataset] = train_loader.num_items
+            if test_loader.num_items == 0:
+                raise SuiteError(f"dataset {dataset!r}: the test set is empty ([data] test_limit?)")
+            for where, cfg in self._phase_configs():
+                if cfg.batch_size > sizes[dataset]:
+                    raise SuiteError(
+                        f"{where} batch_size = {cfg.batch_size} is larger than the {sizes[dataset]} "
+                        f"training images of {dataset}: no optimizer step would run"
                     )
-            bar.update(1)
-        bar.close()
-        if jobs:
-            self.store.consolidate()
-        summary.wall_s = time.perf_counter() - start
-        return summary
+        return sizes
 
-    # -- one job -------------------------------------------------------------------------------
-    def run_job(self, job: Job) -> dict:
-        started = utc_now()
-        base = self._identity(job) | static_provenance() | device_info(self.device) | {"started_utc": started}
-        try:
-            record = base | self._execute(job)
-            record["status"], record["error"] = "ok", None
-        except Exception as exc:  # noqa: BLE001 - one job's failure must not end the sweep
-            record = base | {
-                "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=6),
-            }
-        record["finished_utc"] = utc_now()
-        self.store.write(record)
-        return record
+    def _phase_configs(self):
+        from baselines.contract import get_method
 
-    def _identity(self, job: Job) -> dict:
-        return {
-            "suite": job.suite,
-            "job_id": job.job_id,
-            "dataset": job.dataset,
-            "model": job.model,
-            "method": job.method,
-            "label": job.label,
-            "method_options": job.options,
-            "target_kind": job.target.kind,
-            "target_value": job.target.value,
-            "seed": job.seed,
-            "config_hash": job.config_hash,
-        }
+        yield "[train]", self.suite.train
+        yield "[finetune]", self.suite.phase_config("finetune", 1)
+        for spec in self.suite.methods:
+            phase = get_method(spec.name).phase
+            yield f"[[method]] {spec.label} train", self.suite.phase_config(phase, 1, spec.train)
 
-    def _loaders(self, job: Job, batch_size: int, channels_last: bool):
-        limits = {k: self.suite.data.get(k) for k in ("train_limit", "test_limit")}
+    # -- data and dense checkpoints ----------------------------------------------------------------
+    def loaders(self, job: Job, batch_size: int, channels_last: bool):
         _, train_loader, test_loader = make_loaders(
             job.dataset,
             batch_size=batch_size,
@@ -142,155 +123,151 @@ class Runner:
             download=self.download,
             seed=job.seed,
             channels_last=channels_last,
-            **limits,
+            train_limit=self.suite.data.train_limit,
+            test_limit=self.suite.data.test_limit,
         )
         return train_loader, test_loader
 
-    def _dense(self, job: Job):
-        info = get_dataset(job.dataset)
-        shape = {
-            "model": job.model,
-            "num_classes": info.num_classes,
-            "in_channels": info.in_channels,
-            "input_size": info.input_size,
-        }
-        cfg = self.suite.phase_config("dense", self.suite.budgets["dense_epochs"])
+    def dense_ref(self, job: Job, epochs: int | None = None) -> dense_cache.DenseRef:
+        """The dense checkpoint of a job's group at a budget: loaded, or trained now (once, under a lock)."""
+        dense_job = self.suite.dense_job(job.dataset, job.model, job.seed, epochs)
+        key = dense_job.job_id
+        if key in self._dense_failed:
+            raise RuntimeError(f"its dense checkpoint {key} could not be trained: {self._dense_failed[key]}")
+        if key not in self._dense:
+            try:
+                self._dense[key] = dense_cache.get_or_train(
+                    self.store, key, lambda partial: self.train_dense(dense_job, partial), self.log
+                )
+            except DataError:
+                raise
+            except Exception as exc:
+                self._dense_failed[key] = f"{type(exc).__name__}: {exc}"
+                raise
+        return self._dense[key]
 
-        def build():
-            torch.manual_seed(job.seed)
-            return self._new_dense(shape), shape
-
-        key = dense_cache.dense_key(job.dataset, job.model, job.seed, self.suite.dense_config())
-        loaders = self._loaders(job, cfg.batch_size, cfg.channels_last)
-        ref = dense_cache.get_or_train(self.store, key, build, loaders, cfg, self.log, self._epoch_bar(cfg.epochs))
-        return ref, shape
-
-    def _new_dense(self, shape: dict) -> torch.nn.Module:
-        model = create_model_for_input(shape["model"], shape["num_classes"], shape["in_channels"], shape["input_size"])
-        return model.to(self.device)
-
-    def _execute(self, job: Job) -> dict:
-        ref, shape = self._dense(job)
-        _, test_loader = self._loaders(job, 256, False)
-        method = get_method(job.method)
-        cfg_for = self.suite.phase_config  # phase -> TrainConfig
-        train_loader, _ = self._loaders(job, self.suite.train.batch_size, self.suite.train.channels_last)
-
-        def train_phase(model, epochs, extra_loss=None):
-            cfg = cfg_for("finetune", epochs, job.train_overrides)
-            train(model, *self._loaders(job, cfg.batch_size, cfg.channels_last), cfg, extra_loss=extra_loss)
-
-        ctx = JobContext(
-            job.dataset,
-            job.model,
-            shape["num_classes"],
-            shape["in_channels"],
-            shape["input_size"],
-            job.seed,
-            copy.deepcopy(job.options),
-            job.target,
-            self.suite.budgets,
-            self.device,
-            dense_model=lambda: ref.load_into(self._new_dense(shape)),
-            dense_cost=ref.meta,
-            train_loader=train_loader,
-            epochs_override=job.epochs_override,
-            train=train_phase,
+    def train_dense(self, dense_job: Job, partial=None):
+        shape = shape_of(dense_job)
+        epochs = dense_job.epochs_override or self.suite.budgets.dense_epochs
+        cfg = self.suite.phase_config("dense", epochs)
+        torch.manual_seed(dense_job.seed)
+        model = new_dense(shape, self.device)
+        return dense_cache.train_dense(
+            model,
+            shape,
+            self.loaders(dense_job, cfg.batch_size, cfg.channels_last),
+            cfg,
+            checkpoint=partial,
+            progress=self._epochs(dense_job.job_id, epochs),
+            set_aside=self.store._set_aside,
         )
-        torch.manual_seed(job.seed)
-        prepared = method.prepare(ctx)
-        model = prepared.model.to(self.device)
-        record = {
-            "phase": prepared.phase,
-            "epochs": prepared.epochs,
-            "method_info": prepared.info,
-            "tissue_options": getattr(model, "tissue_options", None) or prepared.info.get("tissue_options"),
-            "dense_checkpoint": ref.path.name,
-            "dense_weights_sha256": ref.sha256,
-            "dense_epochs": ref.meta["train"]["epochs"],
+
+    def refs(self, job: Job) -> tuple[dense_cache.DenseRef, dense_cache.DenseRef]:
+        """(the checkpoint the job starts from, the equal-budget dense reference it is compared with)."""
+        from baselines.contract import get_method
+
+        method = get_method(job.method)
+        reference_epochs = method.reference_epochs(self.suite.budgets, job.epochs_override)
+        reference = self.dense_ref(job, reference_epochs)
+        start = reference if job.method == "dense" else self.dense_ref(job)
+        return start, reference
+
+    # -- running ---------------------------------------------------------------------------------------
+    def env(self) -> Env:
+        return Env(
+            self.device,
+            self.loaders,
+            self.store.checkpoints / "jobs",
+            self.log,
+            self._epochs,
+            self.store._set_aside,
+            self.executor,
+        )
+
+    def _epochs(self, job_id: str, epochs: int):
+        return self.progress.epoch_callback(job_id, epochs) if hasattr(self, "progress") else (lambda e, r: None)
+
+    def run(self, only: str | None = None) -> RunSummary:
+        summary, start = RunSummary(), time.perf_counter()
+        all_jobs = self.suite.jobs()
+        self.store.write_plan(self.suite.name, [j.job_id for j in all_jobs], self.suite.suite_hash)
+        jobs = self.plan(only)
+        self.progress = SuiteProgress(len(jobs), self.log, self.tty)
+        busy = []
+        try:
+            for i, job in enumerate(jobs, 1):
+                if self.store.is_done(job.job_id):
+                    summary.skipped.append(job.job_id)
+                    self.progress.skip()
+                    continue
+                with self.store.lock(f"job-{job.job_id}", blocking=False) as mine:
+                    if not mine:  # another process is running it: come back at the end
+                        busy.append((i, job))
+                        continue
+                    self._run_one(i, job, summary)
+            for i, job in busy:  # wait for the other process, then reuse its result (or run it)
+                with self.store.lock(f"job-{job.job_id}"):
+                    if self.store.is_done(job.job_id):
+                        summary.elsewhere.append(job.job_id)
+                        self.progress.skip()
+                    else:
+                        self._run_one(i, job, summary)
+        finally:
+            self.progress.close()
+            if jobs:
+                self.store.consolidate()
+        summary.wall_s = time.perf_counter() - start
+        return summary
+
+    def _run_one(self, index: int, job: Job, summary: RunSummary) -> None:
+        if self.store.is_done(job.job_id):  # finished by another process meanwhile
+            summary.elsewhere.append(job.job_id)
+            self.progress.skip()
+            return
+        self.progress.start(index, job.job_id)
+        t0 = time.perf_counter()
+        try:
+            start, reference = self.refs(job)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a dense checkpoint that cannot be trained fails its jobs
+            outcome = Outcome(_failed(job, exc), None)
+        else:
+            outcome = run_job(self.suite, job, start, reference, self.env())
+        self.save(outcome)
+        ok = outcome.record["status"] == "ok"
+        (summary.ok if ok else summary.failed).append(job.job_id)
+        self.progress.finish(ok, time.perf_counter() - t0)
+        rec = outcome.record
+        if ok:
+            self.progress.line(
+                f"  ok: top-1 {rec['top1']:.2f} %, MACs (effective) {rec['macs_effective'] / 1e6:.2f} M,"
+                f" params (nonzero) {rec['params_nonzero'] / 1e6:.3f} M, "
+                f"{rec.get('train_wall_s') or 0:.0f} s training"
+            )
+        else:
+            self.progress.line(f"  FAILED: {rec['error']}")
+
+    def save(self, outcome: Outcome) -> None:
+        """The driver writes what a job returned: its model file, then its record (the record marks it done)."""
+        rec = outcome.record
+        if outcome.model_file is not None:
+            write_bytes_atomic(self.store.models / f"{rec['job_id']}.pt", outcome.model_file)
+        self.store.write(rec)
+        (self.store.checkpoints / "jobs" / f"{rec['job_id']}.pt").unlink(missing_ok=True)
+
+
+def _failed(job: Job, exc: Exception) -> dict:
+    from benchmarks.job import identity
+    from benchmarks.provenance import static_provenance, utc_now
+
+    return (
+        identity(job)
+        | static_provenance()
+        | {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "started_utc": utc_now(),
+            "finished_utc": utc_now(),
         }
-        if prepared.epochs > 0:
-            cfg = cfg_for(prepared.phase, prepared.epochs, job.train_overrides)
-            train_loader, test_loader = self._loaders(job, cfg.batch_size, cfg.channels_last)
-            state = self.store.checkpoints / "jobs" / f"{job.job_id}.pt"
-            result = train(
-                model,
-                train_loader,
-                test_loader,
-                cfg,
-                checkpoint=state,
-                extra_loss=prepared.extra_loss,
-                progress=self._epoch_bar(cfg.epochs),
-            )
-            record |= {
-                "history": result.history,
-                "train_wall_s": result.wall_s,
-                "img_per_s": result.img_per_s,
-                "peak_mem_mb": result.peak_mem_mb,
-                "peak_mem_kind": result.peak_mem_kind,
-            }
-            if prepared.finalize is not None:
-                model = prepared.finalize(model)
-        else:  # nothing to train: the dense row reports the dense checkpoint's own training
-            dense_train = ref.meta["train"] if prepared.phase == "dense" else {}
-            record["epochs"] = dense_train.get("epochs", 0)
-            record |= {
-                "history": ref.meta["history"] if prepared.phase == "dense" else [],
-                "train_wall_s": dense_train.get("wall_s", 0.0),
-                "img_per_s": dense_train.get("img_per_s"),
-                "peak_mem_mb": dense_train.get("peak_mem_mb"),
-                "peak_mem_kind": dense_train.get("peak_mem_kind"),
-            }
-        final = evaluate(model, test_loader)
-        best = max(record["history"], key=lambda r: r["test_top1"]) if record["history"] else None
-        record |= {
-            "top1": final["top1"],
-            "top5": final["top5"],
-            "test_loss": final["loss"],
-            "best_top1": best["test_top1"] if best else None,
-            "best_epoch": best["epoch"] if best else None,
-        }
-        cost = measure_cost(model, shape["in_channels"], shape["input_size"])
-        speed = measure_speed(model, shape["in_channels"], shape["input_size"], self.device, self._measure_cfg())
-        if prepared.phase == "dense" and "latency_ms" in speed:  # the dense row is its own reference (speed-up 1)
-            self._dense_latency[ref.sha256] = speed["latency_ms"]
-        ref_meta = ref.meta | {"latency_ms": self._dense_latency_ms(ref, shape)}  # measured once per process
-        record |= cost | speed | compare_to_reference(final["top1"], cost, ref_meta, speed.get("latency_ms"))
-        arch = shape | {"options": {}} | (prepared.arch or {})
-        model_file = save_model(model, self.store.root / "models" / f"{job.job_id}.pt", arch)
-        record["model_file"] = str(model_file.relative_to(self.store.root))
-        (self.store.checkpoints / "jobs" / f"{job.job_id}.pt").unlink(missing_ok=True)
-        return record
-
-    def _measure_cfg(self) -> dict:
-        return self.suite.measure | {"channels_last": self.suite.train.channels_last}
-
-    def _dense_latency_ms(self, ref, shape) -> float | None:
-        """The dense model's batch-1 latency, measured once per process (timings compare within a run)."""
-        if not self.suite.measure.get("latency", True):
-            return None
-        if ref.sha256 not in self._dense_latency:
-            model = ref.load_into(self._new_dense(shape))
-            speed = measure_speed(
-                model,
-                shape["in_channels"],
-                shape["input_size"],
-                self.device,
-                self._measure_cfg() | {"latency_batches": self.suite.measure["latency_batches"][:1]},
-            )
-            self._dense_latency[ref.sha256] = speed["latency_ms"]
-        return self._dense_latency[ref.sha256]
-
-    def _epoch_bar(self, epochs: int):
-        if not self.progress:
-            return lambda epoch, row: self.log(
-                f"    epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, test top1 {row['test_top1']:.2f}"
-            )
-        bar = _bar(epochs, "epochs", True, leave=False)
-        return lambda epoch, row: (bar.update(1), bar.set_postfix(top1=f"{row['test_top1']:.2f}"))
-
-
-def _bar(total: int, desc: str, enabled: bool, leave: bool = True):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=leave, file=sys.stderr, dynamic_ncols=True)
+    )

@@ -10,13 +10,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from baselines.contract import JobContext, Prepared, Target, get_method
+from benchmarks.config import BudgetConfig
 from benchmarks.data.registry import make_loaders
-from benchmarks.methods import JobContext, Prepared, Target, get_method
 from tissuenet.registry import create_model_for_input
 
 
-def prepare_standalone(method: str, model: str, kind: str = "none", value: float | None = None, options=None, *,
-                       num_classes=10, in_channels=1, input_size=28, seed=0) -> Prepared:  # fmt: skip
+def prepare_standalone(
+    method: str,
+    model: str,
+    kind: str = "none",
+    value: float | None = None,
+    options=None,
+    *,
+    num_classes=10,
+    in_channels=1,
+    input_size=28,
+    seed=0,
+) -> Prepared:
     def dense():
         torch.manual_seed(seed)
         net = create_model_for_input(model, num_classes, in_channels, input_size)
@@ -27,9 +38,21 @@ def prepare_standalone(method: str, model: str, kind: str = "none", value: float
         return net
 
     _, loader, _ = make_loaders("synthetic", batch_size=32, seed=seed)
-    ctx = JobContext("synthetic", model, num_classes, in_channels, input_size, seed, dict(options or {}),
-                     Target(kind, value), {"dense_epochs": 0, "finetune_epochs": 0, "scratch_epochs": 0},
-                     torch.device("cpu"), dense, {}, loader, train=lambda *a, **k: None)  # fmt: skip
+    ctx = JobContext(
+        dataset="synthetic",
+        model_name=model,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        seed=seed,
+        options=dict(options or {}),
+        target=Target(kind, value),
+        budgets=BudgetConfig(dense_epochs=1, finetune_epochs=1),
+        device=torch.device("cpu"),
+        dense_model=dense,
+        train_loader=loader,
+        train=lambda *a, **k: None,
+    )
     torch.manual_seed(seed)
     prepared = get_method(method).prepare(ctx)
     if prepared.finalize is not None:

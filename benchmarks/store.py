@@ -5,11 +5,16 @@ Layout of a results folder::
     records/<job_id>.json     one per job (status ok or failed), the source of truth
     table.parquet, table.csv  all records, one row each, rebuilt from records/ (never appended)
     history.parquet           per-epoch rows (train loss, test loss, test accuracy) for plots
-    checkpoints/              the shared dense checkpoints and resumable per-job state
+    plans/<suite>.json        the job ids of the suite's latest definition (older ones: superseded)
+    checkpoints/              dense checkpoints and resumable per-job state
+    models/<job_id>.pt        every job's trained model (registry name + options + weights)
+    quarantine/               damaged files, moved aside with a ``.why.txt`` (never deleted)
+    locks/                    per-job and per-checkpoint locks (two runs never train one job twice)
 
-Writers never share a file: a record is written to a temporary name and renamed into place, and
-the table is rebuilt under an exclusive lock, so parallel workers and killed sweeps cannot leave
-partial rows or duplicates.
+A damaged record (any bytes: truncated, not UTF-8, JSON of the wrong shape, a copy under another
+job's name) never blocks a command: it is named in one line, moved to ``quarantine/``, counted as
+not done (the next ``run`` redoes it) and listed as a gap by ``show``, ``report`` and ``check``.
+A read-only folder is read as it is: tables are rebuilt in memory.
 """
 
 from __future__ import annotations
@@ -18,51 +23,130 @@ import fcntl
 import json
 import math
 import os
+import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-# column order of the consolidated table (records may carry more; they follow in sorted order)
-# fmt: off
-COLUMNS = [
-    "schema_version", "suite", "job_id", "dataset", "model", "method", "label", "method_options",
-    "target_kind", "target_value", "seed", "status", "error",
-    "top1", "top5", "test_loss", "best_top1", "best_epoch", "base_top1", "acc_drop",
-    "params", "params_nonzero", "macs", "macs_effective", "flops", "base_params", "base_macs",
-    "params_reduction_pct", "params_nonzero_reduction_pct", "macs_reduction_pct", "flops_reduction_pct",
-    "macs_effective_reduction_pct",
-    "sparsity", "speedup_theoretical",
-    "tca_1_1", "tsa_1_1", "tca_1_4", "tsa_1_4", "tca_4_1", "tsa_4_1", "tca_ratio", "tsa_ratio",
-    "latency_ms", "latency_iqr_ms", "latency_batch", "throughput_latency_ms", "throughput_batch",
-    "latency_graph_ms", "latency_dtype", "latency_device", "latency_mode", "latency_threads",
-    "base_latency_ms", "speedup_measured",
-    "phase", "epochs", "dense_epochs", "train_wall_s", "img_per_s", "peak_mem_mb", "peak_mem_kind",
-    "dense_checkpoint", "dense_weights_sha256", "model_file", "tissue_options", "method_info",
-    "git_sha", "git_dirty", "versions", "device", "device_name", "cuda", "driver", "threads", "host",
-    "started_utc", "finished_utc", "config_hash", "command",
+from benchmarks.files import (
+    QUARANTINE,
+    DamagedFileError,
+    StorageError,
+    inside,
+    quarantine,
+    read_json,
+    write_text_atomic,
+)
+from benchmarks.metrics import names as metric_names
+
+SCHEMA_VERSION = 2
+IDENTITY = [
+    "schema_version",
+    "suite",
+    "job_id",
+    "dataset",
+    "model",
+    "method",
+    "label",
+    "method_options",
+    "target_kind",
+    "target_value",
+    "seed",
+    "config_hash",
+    "group_hash",
+    "status",
+    "error",
+    "superseded",
 ]
-# fmt: on
-JSON_COLUMNS = ("method_options", "tissue_options", "method_info", "versions")
+DETAILS = [
+    "latency_iqr_ms",
+    "latency_samples",
+    "latency_batch",
+    "latency_reliable",
+    "speedup_iqr",
+    "speedup_distinguishable",
+    "base_latency_ms",
+    "throughput_latency_ms",
+    "throughput_batch",
+    "latency_graph_ms",
+    "latency_eager_ms",
+    "latency_dtype",
+    "latency_device",
+    "latency_mode",
+    "latency_threads",
+    "latency_allocator",
+    "base_params",
+    "base_macs",
+    "sparsity",
+    "best_epoch",
+    "phase",
+    "epochs",
+    "dense_epochs",
+    "reference_epochs",
+    "reference_job",
+    "train_images",
+    "train_wall_s",
+    "img_per_s",
+    "peak_mem_mb",
+    "peak_mem_kind",
+    "dense_checkpoint",
+    "dense_weights_sha256",
+    "model_file",
+    "tissue_options",
+    "method_info",
+    "train_phases",
+    "executor",
+    "git_sha",
+    "git_dirty",
+    "versions",
+    "device",
+    "device_name",
+    "cuda",
+    "driver",
+    "threads",
+    "host",
+    "started_utc",
+    "finished_utc",
+    "command",
+]
+# column order of the consolidated table (records may carry more; they follow in sorted order)
+COLUMNS = IDENTITY + metric_names() + DETAILS
+JSON_COLUMNS = ("method_options", "tissue_options", "method_info", "versions", "train_phases")
+STATUSES = ("ok", "failed")
+REQUIRED = {"job_id": str, "dataset": str, "model": str, "label": str, "status": str}
+
+
+@dataclass
+class Scan:
+    """What a folder holds: readable records, and the damaged files set aside (gaps)."""
+
+    records: list[dict] = field(default_factory=list)
+    damaged: list[dict] = field(default_factory=list)  # {"file", "reason", "moved_to"}
 
 
 class ResultStore:
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, log=None) -> None:
         self.root = Path(root)
         self.records_dir = self.root / "records"
         self.checkpoints = self.root / "checkpoints"
+        self.models = self.root / "models"
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
 
     # -- records -------------------------------------------------------------------------------
     def path(self, job_id: str) -> Path:
-        return self.records_dir / f"{job_id}.json"
+        return inside(self.records_dir, f"{job_id}.json")
 
     def get(self, job_id: str) -> dict | None:
-        p = self.path(job_id)
-        if not p.exists():
+        """The record of a job, or None (absent or damaged: a damaged one is set aside)."""
+        path = self.path(job_id)
+        if not path.exists():
             return None
         try:
-            return json.loads(p.read_text())
-        except json.JSONDecodeError:
-            return None  # unreadable: treated as not done (it is rewritten on rerun)
+            return validate_record(read_json(path), path)
+        except DamagedFileError as exc:
+            self._set_aside(exc)
+            return None
 
     def is_done(self, job_id: str) -> bool:
         rec = self.get(job_id)
@@ -70,25 +154,68 @@ class ResultStore:
 
     def write(self, record: dict) -> Path:
         record = {"schema_version": SCHEMA_VERSION} | record
-        path = self.path(record["job_id"])
-        write_text_atomic(path, json.dumps(_finite(record), indent=1, sort_keys=True))
-        return path
+        return write_text_atomic(self.path(record["job_id"]), json.dumps(_finite(record), indent=1, sort_keys=True))
+
+    def scan(self) -> Scan:
+        """Every readable record; damaged ones are moved to quarantine and reported."""
+        scan = Scan(damaged=self.quarantined())
+        for path in sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []:
+            try:
+                scan.records.append(validate_record(read_json(path), path))
+            except DamagedFileError as exc:
+                scan.damaged.append(self._set_aside(exc))
+        current = self.current_plans()
+        for rec in scan.records:
+            plan = current.get(rec.get("suite"))
+            rec["superseded"] = plan is not None and rec["job_id"] not in plan
+        return scan
 
     def records(self) -> list[dict]:
+        return self.scan().records
+
+    def quarantined(self) -> list[dict]:
+        """Files set aside by earlier commands (each with the reason it was moved)."""
+        folder = self.root / QUARANTINE
         out = []
-        for p in sorted(self.records_dir.glob("*.json")):
-            try:
-                out.append(json.loads(p.read_text()))
-            except json.JSONDecodeError:
-                continue
+        for why in sorted(folder.rglob("*.why.txt")) if folder.is_dir() else []:
+            moved = why.with_name(why.name.removesuffix(".why.txt"))
+            out.append(
+                {"file": str(moved.relative_to(self.root)), "reason": why.read_text().strip(), "moved_to": str(moved)}
+            )
         return out
 
+    def _set_aside(self, exc: DamagedFileError) -> dict:
+        moved = quarantine(self.root, exc.path, exc.reason)
+        where = f"moved to {moved}" if moved else "left in place (the folder cannot be written)"
+        self.log(f"tissuebench: damaged file {exc.path}: {exc.reason}; {where}; its job counts as not done")
+        return {"file": str(exc.path), "reason": exc.reason, "moved_to": str(moved) if moved else None}
+
+    # -- plans: which records belong to a suite's latest definition ------------------------------
+    def write_plan(self, suite: str, job_ids: list[str], suite_hash: str) -> None:
+        path = inside(self.root / "plans", f"{suite}.json")
+        write_text_atomic(
+            path, json.dumps({"suite": suite, "suite_hash": suite_hash, "jobs": sorted(job_ids)}, indent=1)
+        )
+
+    def current_plans(self) -> dict[str, set[str]]:
+        plans = {}
+        folder = self.root / "plans"
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                data = read_json(path)
+                if not isinstance(data.get("jobs"), list) or not isinstance(data.get("suite"), str):
+                    raise DamagedFileError(path, "a plan needs 'suite' and a 'jobs' list")
+                plans[data["suite"]] = set(data["jobs"])
+            except DamagedFileError as exc:
+                self._set_aside(exc)
+        return plans
+
     # -- consolidated tables --------------------------------------------------------------------
-    def consolidate(self):
-        """Rebuild table.parquet / table.csv / history.parquet from every record (under a lock)."""
+    def consolidate(self, records: list[dict] | None = None, *, write: bool = True):
+        """The table of every record (and the per-epoch history); written unless the folder is read-only."""
         import pandas as pd
 
-        records = self.records()
+        records = self.records() if records is None else records
         rows, history = [], []
         for rec in records:
             row = {k: v for k, v in rec.items() if k != "history"}
@@ -97,61 +224,85 @@ class ResultStore:
                     row[key] = json.dumps(row[key], sort_keys=True)
             rows.append(row)
             for h in rec.get("history") or []:
-                history.append(
-                    {
-                        "job_id": rec["job_id"],
-                        "dataset": rec["dataset"],
-                        "model": rec["model"],
-                        "label": rec["label"],
-                        "seed": rec["seed"],
-                        "phase": rec.get("phase"),
-                    }
-                    | h
-                )
+                if isinstance(h, dict):
+                    history.append(
+                        {
+                            "job_id": rec["job_id"],
+                            "dataset": rec["dataset"],
+                            "model": rec["model"],
+                            "label": rec["label"],
+                            "seed": rec.get("seed"),
+                            "phase": rec.get("phase"),
+                            "superseded": rec.get("superseded", False),
+                        }
+                        | h
+                    )
         table = pd.DataFrame(rows)
         if len(table):
             ordered = [c for c in COLUMNS if c in table.columns]
             table = table[ordered + sorted(set(table.columns) - set(ordered))]
-            table = table.sort_values(["dataset", "model", "seed", "label"], kind="stable").reset_index(drop=True)
-        with self.lock():
-            _write_frame_atomic(table, self.root / "table.parquet")
-            tmp = self.root / ".table.csv.tmp"
-            table.to_csv(tmp, index=False)
-            os.replace(tmp, self.root / "table.csv")
-            _write_frame_atomic(pd.DataFrame(history), self.root / "history.parquet")
-        return table
-
-    def table(self):
-        import pandas as pd
-
-        path = self.root / "table.parquet"
-        return pd.read_parquet(path) if path.exists() else self.consolidate()
+            table = table.sort_values(["dataset", "model", "seed", "label", "job_id"], kind="stable")
+            table = table.reset_index(drop=True)
+        history = pd.DataFrame(history)
+        if write:
+            try:
+                with self.lock():
+                    _write_frame(table, self.root / "table.parquet", "parquet")
+                    _write_frame(table, self.root / "table.csv", "csv")
+                    _write_frame(history, self.root / "history.parquet", "parquet")
+            except StorageError as exc:
+                self.log(f"tissuebench: tables not written ({exc.strerror}); using them in memory")
+        return table, history
 
     @contextmanager
-    def lock(self, name: str = "store"):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".{name}.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+    def lock(self, name: str = "store", *, blocking: bool = True) -> Iterator[bool]:
+        """An exclusive file lock; with ``blocking=False`` yields False when another process holds it."""
+        path = inside(self.root / "locks", f"{name}.lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")
+        except OSError:  # a read-only folder: nothing can be written, so nothing needs a lock
+            yield True
+            return
+        with handle:
             try:
-                yield
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def validate_record(obj: dict, path: Path) -> dict:
+    """A record as stored, or :class:`DamagedFileError` naming what is wrong with it."""
+    for key, typ in REQUIRED.items():
+        if not isinstance(obj.get(key), typ):
+            raise DamagedFileError(path, f"not a result record ('{key}' missing or not a {typ.__name__})")
+    if obj["status"] not in STATUSES:
+        raise DamagedFileError(path, f"status {obj['status']!r} is not one of {STATUSES}")
+    if obj["job_id"] != path.stem:
+        raise DamagedFileError(path, f"holds job {obj['job_id']!r}: a copy under another name")
+    if obj["status"] == "ok":
+        for key in ("top1", "params", "macs"):
+            if not isinstance(obj.get(key), (int, float)) or isinstance(obj.get(key), bool):
+                raise DamagedFileError(path, f"an ok record without a numeric '{key}'")
+    return obj
 
 
-def _write_frame_atomic(frame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+def _write_frame(frame, path: Path, kind: str) -> None:
+    import io
+
+    from benchmarks.files import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    if kind == "parquet":
+        frame.to_parquet(buffer, index=False)
+        write_bytes_atomic(path, buffer.getvalue())
+    else:
+        write_text_atomic(path, frame.to_csv(index=False))
 
 
 def _finite(obj):

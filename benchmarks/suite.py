@@ -1,8 +1,13 @@
 """Suites: TOML files that name datasets, models, methods with targets, seeds, budgets, settings.
 
-A suite is validated completely (every dataset, model, method, option, target and setting)
-before anything trains, then expanded into jobs with stable ids: the id is a hash of
-everything that determines the job's result, so a rerun finds and skips finished jobs.
+A suite is validated completely (every dataset, model, method, option, target and setting, see
+``suite_checks.py``) before anything trains, then expanded into jobs with stable ids: the id
+hashes everything that determines the job's result, so a rerun finds and skips finished jobs, and
+a changed setting makes new jobs (the old records are then *superseded*, see ``store.py``).
+
+Every group (dataset, model, seed) has a dense job at the dense budget; a from-scratch method
+whose budget differs from it (``scratch_epochs``, or a method's own ``epochs``) brings a dense
+reference job at its budget (label ``dense@eN``), so drops are always against an equal budget.
 """
 
 from __future__ import annotations
@@ -14,34 +19,30 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.data.registry import get_dataset
-from benchmarks.methods import Target, check_target, get_method
-from benchmarks.train import TrainConfig
-from tissuenet.registry import get_entry
+from baselines.contract import Target
+from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
+from benchmarks.settings import SettingsError
 
 SUITES_DIR = Path(__file__).parent / "suites"
-TOP_KEYS = {
-    "name",
-    "description",
-    "datasets",
-    "models",
-    "seeds",
-    "data",
-    "budgets",
-    "train",
-    "finetune",
-    "measure",
-    "method",
-}
-BUDGET_KEYS = {"dense_epochs", "finetune_epochs", "scratch_epochs"}
-DATA_KEYS = {"train_limit", "test_limit"}
-MEASURE_KEYS = {"latency", "latency_batches", "min_run_time"}
-METHOD_KEYS = {"name", "label", "options", "targets", "epochs", "train"}
-TARGET_KINDS = ("macs_reduction", "params_reduction", "sparsity")
+JOB_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
+HASH_CHARS = 10  # of the config hash in a job id
 
 
 class SuiteError(ValueError):
     """The suite file is malformed or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One ``[[method]]`` entry, validated."""
+
+    name: str
+    label: str
+    options: dict
+    targets: tuple[Target, ...]
+    epochs: int | None  # overrides the method's budget
+    train: dict  # this method's own training settings over [train] (and [finetune])
+    models: tuple[str, ...] | None = None  # only these of the suite's models (None: all)
 
 
 @dataclass(frozen=True)
@@ -56,35 +57,35 @@ class Job:
     seed: int
     epochs_override: int | None
     config: dict = field(repr=False)  # everything else that determines the result
-    train_overrides: dict = field(default_factory=dict)  # this method's own training settings
+    train_overrides: dict = field(default_factory=dict)
 
-    def identity(self) -> dict:
-        return {
+    def identity(self, *, with_seed: bool = True) -> dict:
+        out = {
             "dataset": self.dataset,
             "model": self.model,
             "method": self.method,
             "options": self.options,
             "target": [self.target.kind, self.target.value],
-            "seed": self.seed,
             "epochs": self.epochs_override,
             "config": self.config,
             "train": self.train_overrides,
         }
+        return out | ({"seed": self.seed} if with_seed else {})
 
     @property
     def config_hash(self) -> str:
         return stable_hash(self.identity())
 
     @property
-    def job_id(self) -> str:
-        """Readable and file-name safe; the hash makes it unique and stable."""
-        readable = re.sub(r"[^A-Za-z0-9_.@-]+", "-", f"{self.dataset}.{self.model}.{self.label}.s{self.seed}")
-        return f"{readable}.{self.config_hash[:10]}"
+    def group_hash(self) -> str:
+        """The configuration without the seed: rows with equal group hashes are seeds of one configuration."""
+        return stable_hash(self.identity(with_seed=False))
 
     @property
-    def group(self) -> tuple:
-        """Jobs that share one dense checkpoint."""
-        return (self.dataset, self.model, self.seed)
+    def job_id(self) -> str:
+        """Readable and file-name safe; the hash makes it unique and stable."""
+        readable = JOB_ID_SAFE.sub("-", f"{self.dataset}.{self.model}.{self.label}.s{self.seed}")
+        return f"{readable}.{self.config_hash[:HASH_CHARS]}"
 
 
 @dataclass
@@ -94,50 +95,94 @@ class Suite:
     datasets: list[str]
     models: list[str]
     seeds: list[int]
-    data: dict
-    budgets: dict
+    data: DataConfig
+    budgets: BudgetConfig
     train: TrainConfig
-    finetune: dict
-    measure: dict
-    methods: list[dict]
+    finetune: dict  # overrides of [train] for the fine-tune phase (validated)
+    measure: MeasureConfig
+    execution: ExecutionConfig
+    methods: list[MethodSpec]
     path: Path | None = None
 
-    def phase_config(self, phase: str, epochs: int, overrides: dict | None = None) -> TrainConfig:
-        """[train], then [finetune] for the fine-tune phase, then the method's own ``train``."""
-        base = self.train.to_dict() | (self.finetune if phase == "finetune" else {}) | (overrides or {})
-        return TrainConfig.from_dict(base | {"epochs": epochs})
+    def phase_settings(self, phase: str, overrides: dict | None = None) -> dict:
+        """[train], then [finetune] for the fine-tune phase, then the method's own ``train`` (no epochs)."""
+        merged = self.train.to_dict() | (self.finetune if phase == "finetune" else {}) | (overrides or {})
+        return {k: v for k, v in merged.items() if k != "epochs"}
 
-    def dense_config(self) -> dict:
-        """What determines a dense checkpoint (shared by every baseline of a group)."""
-        return {"train": self.phase_config("dense", self.budgets["dense_epochs"]).to_dict(), "data": self.data}
+    def phase_config(self, phase: str, epochs: int, overrides: dict | None = None) -> TrainConfig:
+        return TrainConfig.from_dict(self.phase_settings(phase, overrides) | {"epochs": epochs}, f"[train] ({phase})")
+
+    def dense_config(self, epochs: int) -> dict:
+        """What determines a dense checkpoint (shared by every job of a group)."""
+        return {"train": self.phase_settings("dense"), "epochs": epochs, "data": self.data.to_dict()}
+
+    @property
+    def suite_hash(self) -> str:
+        return stable_hash(
+            [
+                self.datasets,
+                self.models,
+                self.seeds,
+                self.data.to_dict(),
+                self.budgets.to_dict(),
+                self.train.to_dict(),
+                self.finetune,
+                [m.__dict__ | {"targets": [t.__dict__ for t in m.targets]} for m in self.methods],
+            ]
+        )
+
+    def dense_job(self, dataset: str, model: str, seed: int, epochs: int | None = None) -> Job:
+        """The dense reference job of a group at a budget (default: the dense budget)."""
+        epochs = self.budgets.dense_epochs if epochs is None else epochs
+        label = "dense" if epochs == self.budgets.dense_epochs else f"dense@e{epochs}"
+        config = {"dense": self.dense_config(epochs)}
+        override = None if epochs == self.budgets.dense_epochs else epochs
+        return Job(self.name, dataset, model, "dense", label, {}, Target("none"), seed, override, config)
 
     def jobs(self) -> list[Job]:
-        common = {"budgets": self.budgets, "train": self.train.to_dict(), "finetune": self.finetune, "data": self.data}
-        out = []
+        from baselines.contract import get_method
+
+        out: list[Job] = []
         for dataset in self.datasets:
             for model in self.models:
                 for seed in self.seeds:
-                    for m in self.methods:
-                        for target in m["targets"]:
-                            label = m["label"] + (f"@{target.slug()}" if target.kind != "none" else "")
-                            job = Job(
-                                self.name,
-                                dataset,
-                                model,
-                                m["name"],
-                                label,
-                                m["options"],
-                                target,
-                                seed,
-                                epochs_override=m.get("epochs"),
-                                config=common,
-                                train_overrides=m["train"],
+                    group = [self.dense_job(dataset, model, seed)]
+                    for spec in self.methods:
+                        if spec.models is not None and model not in spec.models:
+                            continue
+                        if spec.name == "dense":  # the group's dense job is always there; epochs: another budget
+                            if spec.epochs is not None:
+                                group.append(self.dense_job(dataset, model, seed, spec.epochs))
+                            continue
+                        method = get_method(spec.name)
+                        reference = method.reference_epochs(self.budgets, spec.epochs)
+                        if reference != self.budgets.dense_epochs:
+                            group.append(self.dense_job(dataset, model, seed, reference))
+                        dense_hash = stable_hash(self.dense_config(self.budgets.dense_epochs))
+                        for target in spec.targets:
+                            label = spec.label + (f"@{target.slug()}" if target.kind != "none" else "")
+                            config = {
+                                "dense": dense_hash,
+                                "budgets": self.budgets.to_dict(),
+                                "reference": reference,
+                                "phase": self.phase_settings(method.phase, spec.train),
+                            }
+                            group.append(
+                                Job(
+                                    self.name,
+                                    dataset,
+                                    model,
+                                    spec.name,
+                                    label,
+                                    spec.options,
+                                    target,
+                                    seed,
+                                    spec.epochs,
+                                    config,
+                                    spec.train,
+                                )
                             )
-                            out.append(job)
-        ids = [j.job_id for j in out]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise SuiteError(f"suite {self.name!r} expands to duplicate jobs {sorted(dup)}: give them distinct labels")
+                    out += list({j.job_id: j for j in group}.values())  # a dense reference once per group
         return out
 
 
@@ -149,7 +194,7 @@ def list_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
-def load_suite(name_or_path: str) -> Suite:
+def suite_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not path.suffix:
         path = SUITES_DIR / f"{name_or_path}.toml"
@@ -159,113 +204,27 @@ def load_suite(name_or_path: str) -> Suite:
             )
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist")
+    return path
+
+
+def read_suite_toml(path: Path) -> dict:
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def load_suite(name_or_path: str) -> Suite:
+    from benchmarks.suite_checks import parse_suite
+
+    path = suite_path(name_or_path)
     try:
-        suite = parse_suite(raw)
+        suite = parse_suite(read_suite_toml(path))
     except SuiteError as exc:
         raise SuiteError(f"{path}: {exc}") from exc
+    except SettingsError as exc:
+        raise SuiteError(f"{path}: {exc}") from exc
     suite.path = path
-    return suite
-
-
-def _keys(section: dict, allowed: set, where: str) -> None:
-    if not isinstance(section, dict):
-        raise SuiteError(f"[{where}] must be a table")
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise SuiteError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
-
-
-def _list(raw, key, typ) -> list:
-    value = raw.get(key)
-    if not isinstance(value, list) or not value or not all(isinstance(v, typ) for v in value):
-        raise SuiteError(f"'{key}' must be a non-empty list of {typ.__name__}")
-    return value
-
-
-def parse_target(t) -> Target:
-    if t in ("none", {}):
-        return Target("none")
-    if not isinstance(t, dict) or len(t) != 1:
-        raise SuiteError(f"a target is a one-key table like {{macs_reduction = 0.5}}, got {t!r}")
-    ((kind, value),) = t.items()
-    if kind not in TARGET_KINDS:
-        raise SuiteError(f"unknown target kind {kind!r}; known: {list(TARGET_KINDS)}")
-    if not isinstance(value, (int, float)):
-        raise SuiteError(f"target {kind} must be a number, got {value!r}")
-    return Target(kind, float(value))
-
-
-def parse_suite(raw: dict) -> Suite:
-    _keys(raw, TOP_KEYS, "the suite")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise SuiteError("'name' (a string) is required")
-    datasets, models = _list(raw, "datasets", str), _list(raw, "models", str)
-    seeds = _list(raw, "seeds", int)
-    for d in datasets:
-        try:
-            get_dataset(d)
-        except Exception as exc:
-            raise SuiteError(str(exc)) from exc
-    for m in models:
-        if ":" in m:  # torchvision:/timm: models are checked when built
-            continue
-        try:
-            get_entry(m)
-        except KeyError as exc:
-            raise SuiteError(str(exc)) from exc
-    data = raw.get("data", {})
-    _keys(data, DATA_KEYS, "[data]")
-    budgets = raw.get("budgets", {})
-    _keys(budgets, BUDGET_KEYS, "[budgets]")
-    if set(budgets) != BUDGET_KEYS or not all(isinstance(v, int) and v >= 0 for v in budgets.values()):
-        raise SuiteError(f"[budgets] must set {sorted(BUDGET_KEYS)} to integers >= 0 (explicit budgets, always)")
-    try:
-        train = TrainConfig.from_dict(raw.get("train", {}))
-        finetune = raw.get("finetune", {})
-        TrainConfig.from_dict(train.to_dict() | finetune)
-    except (TypeError, ValueError) as exc:
-        raise SuiteError(f"[train]/[finetune]: {exc}") from exc
-    measure = {"latency": True, "latency_batches": [1, 64], "min_run_time": 0.2} | raw.get("measure", {})
-    _keys(measure, MEASURE_KEYS, "[measure]")
-    methods = []
-    for i, m in enumerate(raw.get("method", [])):
-        _keys(m, METHOD_KEYS, f"[[method]] #{i + 1}")
-        if "name" not in m:
-            raise SuiteError(f"[[method]] #{i + 1} needs a 'name'")
-        try:
-            method = get_method(m["name"])
-            targets = [parse_target(t) for t in m.get("targets", ["none"])]
-            for t in targets:
-                check_target(method, t)
-                method.check(m.get("options", {}), t)
-            for model in models:
-                if hasattr(method, "check_model"):
-                    method.check_model(model)
-        except ValueError as exc:
-            raise SuiteError(f"[[method]] #{i + 1} ({m['name']}): {exc}") from exc
-        try:
-            TrainConfig.from_dict(train.to_dict() | m.get("train", {}))
-        except (TypeError, ValueError) as exc:
-            raise SuiteError(f"[[method]] #{i + 1} ({m['name']}) train: {exc}") from exc
-        methods.append(
-            {
-                "name": m["name"],
-                "label": m.get("label", m["name"]),
-                "options": m.get("options", {}),
-                "targets": targets,
-                "epochs": m.get("epochs"),
-                "train": m.get("train", {}),
-            }
-        )
-    if not methods:
-        raise SuiteError("a suite needs at least one [[method]]")
-    suite = Suite(
-        name, raw.get("description", ""), datasets, models, seeds, data, budgets, train, finetune, measure, methods
-    )
-    suite.jobs()  # duplicate ids are a suite error too
     return suite

@@ -1,68 +1,40 @@
-"""One training loop for every method: the hyper-parameters are one dict (airbench style).
+"""One training loop for every method: the hyper-parameters are one typed dict (``config.TrainConfig``).
 
 Final-epoch accuracy is what results report; the best epoch is kept only as an extra, labelled
-column (the paper's code reports the best test accuracy over all epochs; we do not). A loss
-that turns NaN/inf raises :class:`DivergedError`, which fails that job only. With a checkpoint
-path, the state is saved atomically after every epoch and a rerun resumes from it: batches
-depend only on (seed, epoch), so a resumed run matches an uninterrupted one.
+column (the paper's code reports the best test accuracy over all epochs; we do not). Evaluation
+is always fp32, whatever the training precision, so every row is evaluated the same way. A loss
+that turns NaN/inf raises :class:`DivergedError`, which fails that job only; so does an epoch
+without a single optimizer step. With a checkpoint path, the state (tensors and plain numbers
+only: it loads with ``weights_only=True``) is saved atomically after every epoch and a rerun
+resumes from it: batches depend only on (seed, epoch), so a resumed run matches an uninterrupted
+one. A damaged resume file is set aside and the job starts over.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.config import TrainConfig
+from benchmarks.files import DamagedFileError, load_torch, save_torch_atomic
+
+CHECKPOINT_FORMAT = "tissuebench.train-state/1"
+
 
 class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # "sgd" | "adam"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    adam_eps: float = 1e-8
-    label_smoothing: float = 0.0
-    warmup_epochs: float = 0.0  # linear warm-up, then cosine decay to zero
-    schedule: str = "cosine"  # "cosine" | "constant"
-    bf16: bool = False  # autocast to bfloat16
-    channels_last: bool = False
-    compile: str = "none"  # "none" | "default" | "reduce-overhead" (CUDA graphs: no launch overhead)
-    grad_clip: float = 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**d)
-        if cfg.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
-        if cfg.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule must be 'cosine' or 'constant', got {cfg.schedule!r}")
-        if cfg.compile not in ("none", "default", "reduce-overhead"):
-            raise ValueError(f"compile must be none, default or reduce-overhead, got {cfg.compile!r}")
-        if cfg.epochs < 0 or cfg.batch_size < 1 or cfg.lr <= 0:
-            raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0")
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+class NoStepsError(RuntimeError):
+    """An epoch ran no optimizer step (the training set is smaller than one batch)."""
 
 
 @dataclass
@@ -106,20 +78,20 @@ def lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, bf16: bool = False) -> dict:
-    """Top-1 / top-5 accuracy (percent) and mean cross-entropy on a loader."""
+def evaluate(model: nn.Module, loader) -> dict:
+    """Top-1 / top-5 accuracy (percent) and mean cross-entropy on a loader, always in fp32."""
     model.eval()
     correct1 = correct5 = loss_sum = 0.0
     n = 0
     for x, y in loader:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-        logits = logits.float()
+        logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         correct1 += (top[:, 0] == y).sum().item()
         correct5 += (top == y[:, None]).any(dim=1).sum().item()
         n += len(y)
+    if n == 0:
+        raise NoStepsError("the test set is empty")
     return {"top1": 100 * correct1 / n, "top5": 100 * correct5 / n, "loss": loss_sum / n}
 
 
@@ -132,8 +104,12 @@ def train(
     checkpoint: Path | None = None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: Callable[[int, dict], None] | None = None,
+    set_aside: Callable[[DamagedFileError], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place for ``cfg.epochs``; evaluate after every epoch."""
+    """Train ``model`` in place for ``cfg.epochs``; evaluate after every epoch.
+
+    ``set_aside`` is called with a damaged resume checkpoint (which is then ignored).
+    """
     device = next(model.parameters()).device
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -141,12 +117,10 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(train_loader)))
     result, start_epoch = TrainResult(), 0
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        result = state["result"]
+        result = _resume(checkpoint, model, optimizer, scheduler, device, set_aside)
         start_epoch = len(result.history)
+    if len(train_loader) == 0:
+        raise NoStepsError(f"batch size {cfg.batch_size} is larger than the training set: no optimizer step")
     step_fn = compiled(model, cfg.compile)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -177,7 +151,7 @@ def train(
         train_loss = (loss_sum / max(seen, 1)).item()  # one sync per epoch, not per step
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss became {train_loss} in epoch {epoch + 1} (lr {cfg.lr})")
-        test = evaluate(model, test_loader, cfg.bf16)
+        test = evaluate(model, test_loader)
         row = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -185,15 +159,18 @@ def train(
             "test_top1": test["top1"],
             "test_top5": test["top5"],
             "lr": optimizer.param_groups[0]["lr"],
+            "epoch_s": time.perf_counter() - t0,
+            "img_per_s": seen / max(time.perf_counter() - t0, 1e-9),
         }
         result.history.append(row)
         if checkpoint is not None:
-            save_atomic(
+            save_torch_atomic(
                 {
+                    "format": CHECKPOINT_FORMAT,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "result": result,
+                    "result": asdict(result),
                 },
                 Path(checkpoint),
             )
@@ -209,9 +186,21 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
 
 
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _resume(path: Path, model, optimizer, scheduler, device, set_aside) -> TrainResult:
+    """Load a resume checkpoint; a damaged one is set aside and training starts over."""
+    try:
+        state = load_torch(path, map_location=device)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise DamagedFileError(path, f"not a training checkpoint (format {state.get('format')!r})")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            return TrainResult(**state["result"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise DamagedFileError(path, f"does not match this model ({str(exc).splitlines()[0][:160]})") from exc
+    except DamagedFileError as exc:
+        if set_aside is None:
+            raise
+        set_aside(exc)
+        return TrainResult()

@@ -19,17 +19,22 @@ from reports.index import write_index
 KINDS = ("tradeoff", "accuracy_vs_params", "curves", "tca_tsa", "latency")
 
 
-def build_report(results: Path, out: Path) -> dict:
+def build_report(results: Path, out: Path, include_superseded: bool = False) -> dict:
     results, out = Path(results), Path(out)
     if not (results / "records").is_dir():
         raise FileNotFoundError(f"no results folder at {results} (expected {results}/records/)")
     out.mkdir(parents=True, exist_ok=True)
-    rows = data.measured(results)
+    rows, damaged = data.measured(results, include_superseded)
     agg = data.aggregate(rows)
     published = data.published()
     history_path = results / "history.parquet"
     history = pd.read_parquet(history_path) if history_path.exists() else pd.DataFrame()
-    manifest = {"tables": tables.write_tables(agg, published, out), "figures": [], "gaps": gaps(rows, results)}
+    manifest = {
+        "tables": tables.write_tables(agg, published, out),
+        "figures": [],
+        "gaps": gaps(rows, results)
+        + [{"job_id": d["file"], "status": "damaged", "error": d["reason"]} for d in damaged],
+    }
     with plt.style.context(str(figures.STYLE)):
         for (dataset, model), group in rows.groupby(["dataset", "model"], sort=True) if len(rows) else []:
             title = f"{model} on {dataset}"
@@ -47,8 +52,9 @@ def build_report(results: Path, out: Path) -> dict:
             }
             for kind, (fig, legend) in drawn.items():
                 files = figures.save(fig, out / f"fig_{kind}_{dataset}_{model}")
-                manifest["figures"].append({"kind": kind, "dataset": dataset, "model": model, "files": files,
-                                            "legend": legend})  # fmt: skip
+                manifest["figures"].append(
+                    {"kind": kind, "dataset": dataset, "model": model, "files": files, "legend": legend}
+                )
     manifest["provenance"] = data.provenance(rows)
     write_index(out / "index.html", manifest)
     (out / "manifest.json").write_text(
@@ -79,12 +85,3 @@ def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
 
 def _without_html(manifest: dict) -> dict:
     return manifest | {"tables": [{k: v for k, v in t.items() if k != "html"} for t in manifest["tables"]]}
-
-
-def run(args) -> int:
-    out = Path(args.out or Path(args.results) / "report")
-    manifest = build_report(Path(args.results), out)
-    n_files = sum(len(f["files"]) for f in manifest["figures"]) + 3 * len(manifest["tables"]) + 2
-    print(f"report: {len(manifest['tables'])} tables, {len(manifest['figures'])} figures ({n_files} files), "
-          f"{len(manifest['gaps'])} gaps -> {out / 'index.html'}")  # fmt: skip
-    return 0

@@ -12,15 +12,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.paper import PAPER_CSV, PAPER_MODELS
 from benchmarks.store import ResultStore
 
-PAPER_CSV = Path(__file__).resolve().parents[1] / "results" / "paper" / "bunitnet_tables.csv"
-# the paper's model names -> this suite's registry names
-PAPER_MODELS = {"vgg-16": "vgg16_bn", "vgg-19": "vgg19_bn", "resnet-20": "resnet20_paper", "mobilenetv2": "mobilenetv2",
-                "resnet-34": "resnet34", "resnet-50": "resnet50"}  # fmt: skip
-METRICS = ["base_top1", "top1", "acc_drop", "flops", "flops_reduction_pct", "params_nonzero", "params_reduction_pct",
-           "speedup_theoretical", "latency_ms", "speedup_measured",
-           "tca_1_1", "tsa_1_1", "tca_1_4", "tsa_1_4", "tca_4_1", "tsa_4_1"]  # fmt: skip
+METRICS = [
+    "base_top1",
+    "top1",
+    "acc_drop",
+    "flops",
+    "flops_reduction_pct",
+    "params_nonzero",
+    "params_reduction_pct",
+    "speedup_theoretical",
+    "latency_ms",
+    "speedup_measured",
+    "tca_1_1",
+    "tsa_1_1",
+    "tca_1_4",
+    "tsa_1_4",
+    "tca_4_1",
+    "tsa_4_1",
+]
 
 
 def family(label: str) -> str:
@@ -28,12 +40,15 @@ def family(label: str) -> str:
     return label.split("@")[0]
 
 
-def measured(results: Path) -> pd.DataFrame:
-    """Every record as one row; unstructured cost read as effective FLOPs / nonzero params."""
+def measured(results: Path, include_superseded: bool = False) -> tuple[pd.DataFrame, list[dict]]:
+    """Every current record as one row (and the damaged files); unstructured cost as effective FLOPs."""
     store = ResultStore(results)
-    table = store.consolidate()
+    scan = store.scan()
+    table, _ = store.consolidate(scan.records)
+    if len(table) and not include_superseded:
+        table = table[~table["superseded"].astype(bool)]
     if table.empty:
-        return table
+        return table, scan.damaged
     table = table.copy()
     table["family"] = table["label"].map(family)
     if "macs_effective" in table:  # the honest cost of a masked model
@@ -45,7 +60,7 @@ def measured(results: Path) -> pd.DataFrame:
     for col in METRICS:  # e.g. latency off: the column exists, empty, and the report marks it "–"
         if col not in table:
             table[col] = np.nan
-    return table
+    return table, scan.damaged
 
 
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:
@@ -58,9 +73,13 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in table.groupby(keys, sort=True):
         good = ok[(ok[keys] == pd.Series(key, index=keys)).all(axis=1)]
-        row = dict(zip(keys, key)) | {"family": family(key[2]), "method": group["method"].iloc[0],
-                                      "source": "measured here", "seeds": len(good),
-                                      "failed": int((group["status"] != "ok").sum())}  # fmt: skip
+        row = dict(zip(keys, key)) | {
+            "family": family(key[2]),
+            "method": group["method"].iloc[0],
+            "source": "measured here",
+            "seeds": len(good),
+            "failed": int((group["status"] != "ok").sum()),
+        }
         for c in cols:
             values = pd.to_numeric(good[c], errors="coerce").dropna()
             row[c] = values.mean() if len(values) else np.nan
@@ -79,16 +98,26 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
 def published(path: Path = PAPER_CSV) -> pd.DataFrame:
     """The paper's table rows in this suite's column names, marked as published."""
     raw = pd.read_csv(path)
-    out = pd.DataFrame({
-        "dataset": raw["dataset"], "model": raw["model"].map(PAPER_MODELS).fillna(raw["model"]),
-        "label": raw["method"], "family": raw["method"], "method": raw["method"],
-        "source": "published (own baseline)", "seeds": np.nan, "failed": 0,
-        "base_top1": raw["base_top1"], "top1": raw["top1"], "acc_drop": raw["acc_drop"],
-        "flops": raw["base_flops_m"] * 1e6 * (1 - raw["flops_reduction_pct"] / 100),
-        "flops_reduction_pct": raw["flops_reduction_pct"],
-        "params_nonzero": raw["base_params_m"] * 1e6 * (1 - raw["params_reduction_pct"] / 100),
-        "params_reduction_pct": raw["params_reduction_pct"], "speedup_theoretical": raw["speedup"],
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "dataset": raw["dataset"],
+            "model": raw["model"].map(PAPER_MODELS).fillna(raw["model"]),
+            "label": raw["method"],
+            "family": raw["method"],
+            "method": raw["method"],
+            "source": "published (own baseline)",
+            "seeds": np.nan,
+            "failed": 0,
+            "base_top1": raw["base_top1"],
+            "top1": raw["top1"],
+            "acc_drop": raw["acc_drop"],
+            "flops": raw["base_flops_m"] * 1e6 * (1 - raw["flops_reduction_pct"] / 100),
+            "flops_reduction_pct": raw["flops_reduction_pct"],
+            "params_nonzero": raw["base_params_m"] * 1e6 * (1 - raw["params_reduction_pct"] / 100),
+            "params_reduction_pct": raw["params_reduction_pct"],
+            "speedup_theoretical": raw["speedup"],
+        }
+    )
     for col in ("tca_1_1", "tsa_1_1", "tca_1_4", "tsa_1_4", "tca_4_1", "tsa_4_1"):
         out[col] = raw[col]
     return out
@@ -103,8 +132,14 @@ def provenance(table: pd.DataFrame) -> dict:
         return sorted({str(v) for v in table[col].dropna()}) if col in table else []
 
     versions = sorted({json.dumps(json.loads(v), sort_keys=True) for v in table.get("versions", pd.Series()).dropna()})
-    return {"git_sha": distinct("git_sha"), "git_dirty": distinct("git_dirty"), "devices": distinct("device_name"),
-            "first_run_utc": min(distinct("started_utc"), default=""),
-            "last_run_utc": max(distinct("finished_utc"), default=""), "suites": distinct("suite"),
-            "versions": [json.loads(v) for v in versions], "jobs": len(table),
-            "failed": int((table["status"] != "ok").sum())}  # fmt: skip
+    return {
+        "git_sha": distinct("git_sha"),
+        "git_dirty": distinct("git_dirty"),
+        "devices": distinct("device_name"),
+        "first_run_utc": min(distinct("started_utc"), default=""),
+        "last_run_utc": max(distinct("finished_utc"), default=""),
+        "suites": distinct("suite"),
+        "versions": [json.loads(v) for v in versions],
+        "jobs": len(table),
+        "failed": int((table["status"] != "ok").sum()),
+    }

@@ -54,14 +54,25 @@ def tradeoff(rows: pd.DataFrame, published: pd.DataFrame, title: str):
     ok = rows[rows["status"] == "ok"]
     style = _styles(sorted(ok["family"].unique()))
     for fam, group in ok.groupby("family", sort=True):
-        stats = group.groupby("label").agg(x=("flops_reduction_pct", "mean"), y=("acc_drop", "mean"),
-                                           yerr=("acc_drop", "std")).sort_values("x")  # fmt: skip
+        stats = (
+            group.groupby("label")
+            .agg(x=("flops_reduction_pct", "mean"), y=("acc_drop", "mean"), yerr=("acc_drop", "std"))
+            .sort_values("x")
+        )
         color, marker = style[fam]
-        ax.errorbar(stats["x"], stats["y"], yerr=stats["yerr"].fillna(0), color=color, marker=marker, capsize=2,
-                    label=fam)  # fmt: skip
+        ax.errorbar(
+            stats["x"], stats["y"], yerr=stats["yerr"].fillna(0), color=color, marker=marker, capsize=2, label=fam
+        )
     for i, (name, group) in enumerate(published.groupby("label", sort=True)):
-        ax.scatter(group["flops_reduction_pct"], group["acc_drop"], facecolors="none", edgecolors=f"C{i % 10}",
-                   marker="o", s=36, label=f"{name} (published)")  # fmt: skip
+        ax.scatter(
+            group["flops_reduction_pct"],
+            group["acc_drop"],
+            facecolors="none",
+            edgecolors=f"C{i % 10}",
+            marker="o",
+            s=36,
+            label=f"{name} (published)",
+        )
     ax.axhline(0, color="0.5", lw=0.6)
     ax.set(xlabel="FLOPs reduction (%)", ylabel="top-1 accuracy drop (points)", title=title)
     return fig, _legend(ax)
@@ -79,8 +90,9 @@ def accuracy_vs_params(rows: pd.DataFrame, title: str):
     if len(front):
         pts = ok.iloc[front].sort_values("params_nonzero")
         ax.step(pts["params_nonzero"], pts["top1"], where="post", color="k", lw=1, alpha=0.6)
-        ax.scatter(pts["params_nonzero"], pts["top1"], s=140, facecolors="none", edgecolors="k", lw=1.2,
-                   label="Pareto front")  # fmt: skip
+        ax.scatter(
+            pts["params_nonzero"], pts["top1"], s=140, facecolors="none", edgecolors="k", lw=1.2, label="Pareto front"
+        )
     ax.set_xscale("log")
     ax.set(xlabel="nonzero parameters", ylabel="top-1 accuracy (%)", title=title)
     return fig, _legend(ax)

@@ -13,8 +13,10 @@ text-align:right}td:first-child,td:nth-child(2),th{text-align:left}img{max-width
 
 def write_index(path: Path, manifest: dict) -> None:
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tissuebench report</title>",
-             f"<style>{CSS}</style></head><body><h1>tissuebench report</h1>"]  # fmt: skip
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>tissuebench report</title>",
+        f"<style>{CSS}</style></head><body><h1>tissuebench report</h1>",
+    ]
     prov = manifest.get("provenance") or {}
     if prov:
         parts.append("<h2>Provenance</h2><ul>")
@@ -28,12 +30,19 @@ def write_index(path: Path, manifest: dict) -> None:
     gaps = manifest.get("gaps") or []
     parts.append(f"<h2>Gaps</h2><p>{len(gaps)} failed or missing jobs.</p>")
     if gaps:
-        parts.append("<ul>" + "".join(f"<li class='gap'><code>{e(g['job_id'])}</code>: {e(g['status'])} "
-                                       f"{e(g['error'])}</li>" for g in gaps) + "</ul>")  # fmt: skip
-    parts.append("<h2>Tables</h2><p>Rows marked <i>published (own baseline)</i> are the paper's numbers, each "
-                 "against the baseline of the paper it was copied from; <i>measured here</i> rows share one "
-                 "dense checkpoint per model and seed. FLOPs = 2 x MACs (conv + linear, batch 1); unstructured "
-                 "rows count effective FLOPs and nonzero parameters.</p>")  # fmt: skip
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li class='gap'><code>{e(g['job_id'])}</code>: {e(g['status'])} {e(g['error'])}</li>" for g in gaps
+            )
+            + "</ul>"
+        )
+    parts.append(
+        "<h2>Tables</h2><p>Rows marked <i>published (own baseline)</i> are the paper's numbers, each "
+        "against the baseline of the paper it was copied from; <i>measured here</i> rows share one "
+        "dense checkpoint per model and seed. FLOPs = 2 x MACs (conv + linear, batch 1); unstructured "
+        "rows count effective FLOPs and nonzero parameters.</p>"
+    )
     for t in manifest["tables"]:
         links = " · ".join(f"<a href='{e(t['stem'])}.{ext}'>{ext}</a>" for ext in ("md", "csv", "tex"))
         parts.append(f"<h3>{e(t['model'])} on {e(t['dataset'])}</h3><p>{links}</p>{t['html']}")
@@ -41,7 +50,9 @@ def write_index(path: Path, manifest: dict) -> None:
     for f in manifest["figures"]:
         png = next(x for x in f["files"] if x.endswith(".png"))
         links = " · ".join(f"<a href='{e(x)}'>{e(x.rsplit('.', 1)[1])}</a>" for x in f["files"])
-        parts.append(f"<h3>{e(f['kind'])}: {e(f['model'])} on {e(f['dataset'])}</h3><p>{links}</p>"
-                     f"<a href='{e(png)}'><img src='{e(png)}' alt='{e(f['kind'])}'></a>")  # fmt: skip
+        parts.append(
+            f"<h3>{e(f['kind'])}: {e(f['model'])} on {e(f['dataset'])}</h3><p>{links}</p>"
+            f"<a href='{e(png)}'><img src='{e(png)}' alt='{e(f['kind'])}'></a>"
+        )
     parts.append("</body></html>\n")
     path.write_text("\n".join(parts))

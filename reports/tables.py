@@ -14,14 +14,23 @@ import pandas as pd
 
 # (column in the data, header, scale, decimals)
 COLUMNS = [
-    ("base_top1", "Base top-1", 1, 2), ("top1", "Top-1", 1, 2), ("acc_drop", "Drop", 1, 2),
-    ("flops", "FLOPs (M)", 1e-6, 2), ("flops_reduction_pct", "FLOPs cut %", 1, 2),
-    ("params_nonzero", "Params (M)", 1e-6, 3), ("params_reduction_pct", "Params cut %", 1, 2),
-    ("speedup_theoretical", "Speed-up (theory)", 1, 2), ("latency_ms", "Latency (ms)", 1, 3),
+    ("base_top1", "Base top-1", 1, 2),
+    ("top1", "Top-1", 1, 2),
+    ("acc_drop", "Drop", 1, 2),
+    ("flops", "FLOPs (M)", 1e-6, 2),
+    ("flops_reduction_pct", "FLOPs cut %", 1, 2),
+    ("params_nonzero", "Params (M)", 1e-6, 3),
+    ("params_reduction_pct", "Params cut %", 1, 2),
+    ("speedup_theoretical", "Speed-up (theory)", 1, 2),
+    ("latency_ms", "Latency (ms)", 1, 3),
     ("speedup_measured", "Speed-up (measured)", 1, 2),
-    ("tca_1_1", "TCA(1,1)", 1, 2), ("tsa_1_1", "TSA(1,1)", 1, 2), ("tca_1_4", "TCA(1,4)", 1, 2),
-    ("tsa_1_4", "TSA(1,4)", 1, 2), ("tca_4_1", "TCA(4,1)", 1, 2), ("tsa_4_1", "TSA(4,1)", 1, 2),
-]  # fmt: skip
+    ("tca_1_1", "TCA(1,1)", 1, 2),
+    ("tsa_1_1", "TSA(1,1)", 1, 2),
+    ("tca_1_4", "TCA(1,4)", 1, 2),
+    ("tsa_1_4", "TSA(1,4)", 1, 2),
+    ("tca_4_1", "TCA(4,1)", 1, 2),
+    ("tsa_4_1", "TSA(4,1)", 1, 2),
+]
 
 
 def _cell(row, col, scale, digits) -> str:
@@ -36,8 +45,13 @@ def _cell(row, col, scale, digits) -> str:
 
 
 def display_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({"Method": rows["label"], "Source": rows["source"],
-                        "Seeds": [("" if pd.isna(s) else str(int(s))) for s in rows["seeds"]]})  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "Method": rows["label"],
+            "Source": rows["source"],
+            "Seeds": [("" if pd.isna(s) else str(int(s))) for s in rows["seeds"]],
+        }
+    )
     records = rows.to_dict("records")
     for col, header, scale, digits in COLUMNS:
         out[header] = [_cell(r, col, scale, digits) for r in records]
@@ -52,17 +66,31 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def _tex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"),
-                 ("–", "--")):  # fmt: skip
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("±", r"$\pm$"),
+        ("–", "--"),
+    ):
         text = text.replace(a, b)
     return text
 
 
 def to_latex(frame: pd.DataFrame, caption: str) -> str:
     cols = "ll" + "r" * (len(frame.columns) - 2)
-    lines = [r"\begin{table}[t]", r"\centering", r"\scriptsize", rf"\caption{{{_tex_escape(caption)}}}",
-             rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-             " & ".join(_tex_escape(c) for c in frame.columns) + r" \\", r"\midrule"]  # fmt: skip
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\scriptsize",
+        rf"\caption{{{_tex_escape(caption)}}}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(_tex_escape(c) for c in frame.columns) + r" \\",
+        r"\midrule",
+    ]
     previous = None
     for row in frame.itertuples(index=False):
         if previous is not None and row[1] != previous:
@@ -90,6 +118,14 @@ def write_tables(measured: pd.DataFrame, published: pd.DataFrame, out: Path) -> 
             c for c in both.columns if c.split("_std")[0] in {k for k, *_ in COLUMNS}
         ]
         both[raw_cols].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
-        written.append({"dataset": dataset, "model": model, "stem": stem.name, "rows": len(both),
-                        "published_rows": len(paper), "html": frame.to_html(index=False, border=0)})  # fmt: skip
+        written.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "stem": stem.name,
+                "rows": len(both),
+                "published_rows": len(paper),
+                "html": frame.to_html(index=False, border=0),
+            }
+        )
     return written

@@ -18,7 +18,7 @@ seeds = [{seeds}]
 [budgets]
 dense_epochs = {dense_epochs}
 finetune_epochs = 1
-scratch_epochs = {scratch_epochs}
+{scratch_line}
 
 [train]
 batch_size = 64
@@ -30,7 +30,7 @@ lr = 0.01
 
 [measure]
 latency = {latency}
-min_run_time = 0.01
+latency_batches = [1, 8]
 
 {methods}
 """
@@ -54,7 +54,7 @@ def write_suite(
     models=("mlp",),
     seeds=(0,),
     dense_epochs=2,
-    scratch_epochs=2,
+    scratch_epochs=None,
     lr=0.05,
     latency=False,
     methods=DEFAULT_METHODS,
@@ -67,7 +67,7 @@ def write_suite(
             models=", ".join(f'"{m}"' for m in models),
             seeds=", ".join(map(str, seeds)),
             dense_epochs=dense_epochs,
-            scratch_epochs=scratch_epochs,
+            scratch_line="" if scratch_epochs is None else f"scratch_epochs = {scratch_epochs}",
             lr=lr,
             latency=str(latency).lower(),
             methods=methods.replace("{{", "{").replace("}}", "}"),
@@ -96,3 +96,23 @@ def write_mnist_like(folder: Path, n_train=40, n_test=20, compress=True) -> Path
         write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)), compress)
     return folder
+
+
+def record(job_id: str, **fields) -> dict:
+    """A minimal valid ok record (for store, report and check tests that need no training)."""
+    base = {
+        "job_id": job_id,
+        "suite": "fake",
+        "dataset": "d",
+        "model": "m",
+        "method": "dense",
+        "label": "l",
+        "seed": 0,
+        "status": "ok",
+        "top1": 50.0,
+        "params": 1000,
+        "params_nonzero": 1000,
+        "macs": 10_000,
+        "macs_effective": 10_000.0,
+    }
+    return base | fields

@@ -5,11 +5,11 @@ import shutil
 import pytest
 import torch
 
-from benchmarks import methods
+from baselines import reference as methods
 from benchmarks.check import derive_tolerance, read_reference
-from benchmarks.cli import main
 from benchmarks.store import ResultStore
-from tests.helpers import write_suite
+from tests.helpers import record, write_suite
+from tissuebench.cli import main
 
 
 def _run(suite, results):
@@ -86,16 +86,27 @@ def test_missing_job_fails(baseline, tmp_path, capsys):
 def test_tolerance_from_seed_spread():
     import pandas as pd
 
-    table = pd.DataFrame({"dataset": "d", "model": "m", "label": ["a"] * 3 + ["b"] * 3, "status": "ok",
-                          "seed": [0, 1, 2] * 2, "top1": [80.0, 81.0, 82.0, 70.0, 70.1, 70.2]})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": "m",
+            "label": ["a"] * 3 + ["b"] * 3,
+            "status": "ok",
+            "seed": [0, 1, 2] * 2,
+            "top1": [80.0, 81.0, 82.0, 70.0, 70.1, 70.2],
+        }
+    )
     tol, how = derive_tolerance(table)
     assert tol == 3.0 and "3 seeds" in how and "for a" in how  # 3 x std(80, 81, 82) = 3
+    single = table[table["seed"] == 0]
+    assert derive_tolerance(single) == (0.5, "floor 0.5 (one seed per job: no spread to derive from)")
 
 
 def test_check_needs_existing_files(tmp_path, capsys):
     assert main(["check", "--results", str(tmp_path), "--against", "x.csv"]) == 2
-    ResultStore(tmp_path).write({"job_id": "j", "dataset": "d", "model": "m", "label": "l", "seed": 0, "status": "ok"})
+    ResultStore(tmp_path).write(record("j"))
     assert main(["check", "--results", str(tmp_path), "--against", str(tmp_path / "none.csv")]) == 2
+    assert "no reference file" in capsys.readouterr().err
 
 
 def test_per_job_tolerance_column(baseline, tmp_path, capsys):
@@ -118,11 +129,24 @@ def test_reference_keeps_exact_counts(tmp_path):
 
     from benchmarks.check import compare, write_reference
 
-    row = {"job_id": "j", "suite": "s", "dataset": "d", "model": "m", "label": "l", "seed": 0, "status": "ok",
-           "top1": 77.9, "top5": 99.65, "params": 272186, "params_nonzero": 82760, "macs": 31021952,
-           "macs_effective": 12997512.345678}  # fmt: skip
+    row = {
+        "job_id": "j",
+        "suite": "s",
+        "dataset": "d",
+        "model": "m",
+        "label": "l",
+        "seed": 0,
+        "status": "ok",
+        "top1": 77.9,
+        "top5": 99.65,
+        "params": 272186,
+        "params_nonzero": 82760,
+        "macs": 31021952,
+        "macs_effective": 12997512.345678,
+    }
     table = pd.DataFrame([row])
     write_reference(table, tmp_path / "r.csv", 0.5, "test")
+    assert "31021952," in (tmp_path / "r.csv").read_text()  # written as an exact integer
     reference, _ = read_reference(tmp_path / "r.csv")
     assert reference.loc[0, "macs_effective"] == row["macs_effective"] and reference.loc[0, "macs"] == 31021952
     assert compare(table, reference, 0.5) == []

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks.cli import main
+from tissuebench.cli import main
 
 
 def _describe(capsys, *args):

@@ -1,8 +1,8 @@
 """``tissuebench nightly`` end to end on a tiny suite (asv off: it has its own check in CI docs)."""
 
-from benchmarks import nightly as nightly_mod
-from benchmarks.cli import main
 from tests.helpers import write_suite
+from tissuebench import nightly as nightly_mod
+from tissuebench.cli import main
 
 
 def test_nightly_runs_checks_and_reports(tmp_path, monkeypatch, capsys):
@@ -16,8 +16,19 @@ def test_nightly_runs_checks_and_reports(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs/tiny-nightly/report/index.html").exists()
 
     # with a reference that expects more accuracy than measured, the nightly run fails
-    assert main(["check", "--results", str(tmp_path / "runs/tiny-nightly"), "--update",
-                 "--against", str(reference_dir / "tiny-nightly.csv")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "check",
+                "--results",
+                str(tmp_path / "runs/tiny-nightly"),
+                "--update",
+                "--against",
+                str(reference_dir / "tiny-nightly.csv"),
+            ]
+        )
+        == 0
+    )
     text = (reference_dir / "tiny-nightly.csv").read_text().splitlines()
     header = [line for line in text if line.startswith("#")]
     rows = [line for line in text if not line.startswith("#")]

@@ -6,10 +6,10 @@ import json
 import pandas as pd
 import pytest
 
-from benchmarks.cli import main
 from benchmarks.store import ResultStore
 from reports.build import build_report
 from tests.helpers import DEFAULT_METHODS, write_suite
+from tissuebench.cli import main
 
 METHODS = (
     DEFAULT_METHODS
@@ -25,6 +25,7 @@ targets = [{ sparsity = 0.8 }]
 [[method]]
 name = "tissuenet"
 label = "tissue-nan"
+options = { replace = "1" }
 train = { lr = 1e12 }
 """
 )
@@ -98,16 +99,34 @@ def test_gaps_are_listed(results, tmp_path):
 
 def _fake_record(store, label, method, top1, macs, params, seed=0):
     base = {"top1": 95.0, "macs": 46_453_760, "params": 8_011_082}
-    store.write({"job_id": f"{label}.s{seed}", "suite": "fake", "dataset": "cifar10", "model": "resnet20_paper",
-                 "method": method, "label": label, "seed": seed, "status": "ok", "top1": top1,
-                 "base_top1": base["top1"], "acc_drop": base["top1"] - top1, "macs": macs, "macs_effective": macs,
-                 "params": params, "params_nonzero": params, "flops": 2 * macs,
-                 "macs_reduction_pct": 100 * (1 - macs / base["macs"]),
-                 "macs_effective_reduction_pct": 100 * (1 - macs / base["macs"]),
-                 "params_reduction_pct": 100 * (1 - params / base["params"]),
-                 "speedup_theoretical": base["macs"] / macs, "latency_ms": 1.0, "speedup_measured": 1.0,
-                 **{f"{m}_{a}_{b}": 1.0 for m in ("tca", "tsa") for a, b in ((1, 1), (1, 4), (4, 1))},
-                 "history": [{"epoch": 1, "test_top1": top1, "test_loss": 1.0, "train_loss": 1.0}]})  # fmt: skip
+    store.write(
+        {
+            "job_id": f"{label}.s{seed}",
+            "suite": "fake",
+            "dataset": "cifar10",
+            "model": "resnet20_paper",
+            "method": method,
+            "label": label,
+            "seed": seed,
+            "status": "ok",
+            "top1": top1,
+            "base_top1": base["top1"],
+            "acc_drop": base["top1"] - top1,
+            "macs": macs,
+            "macs_effective": macs,
+            "params": params,
+            "params_nonzero": params,
+            "flops": 2 * macs,
+            "macs_reduction_pct": 100 * (1 - macs / base["macs"]),
+            "macs_effective_reduction_pct": 100 * (1 - macs / base["macs"]),
+            "params_reduction_pct": 100 * (1 - params / base["params"]),
+            "speedup_theoretical": base["macs"] / macs,
+            "latency_ms": 1.0,
+            "speedup_measured": 1.0,
+            **{f"{m}_{a}_{b}": 1.0 for m in ("tca", "tsa") for a, b in ((1, 1), (1, 4), (4, 1))},
+            "history": [{"epoch": 1, "test_top1": top1, "test_loss": 1.0, "train_loss": 1.0}],
+        }
+    )
 
 
 def test_published_rows_are_marked(tmp_path):

@@ -6,22 +6,20 @@ import multiprocessing as mp
 import pandas as pd
 
 from benchmarks.store import ResultStore
+from tests.helpers import record
 
 
 def _writer(root, worker, n):
     store = ResultStore(root)
     for i in range(n):
         store.write(
-            {
-                "job_id": f"w{worker}-{i}",
-                "dataset": "d",
-                "model": "m",
-                "label": f"l{i}",
-                "seed": worker,
-                "status": "ok",
-                "top1": float(i),
-                "history": [{"epoch": 1, "test_top1": float(i)}],
-            }
+            record(
+                f"w{worker}-{i}",
+                label=f"l{i}",
+                seed=worker,
+                top1=float(i),
+                history=[{"epoch": 1, "test_top1": float(i)}],
+            )
         )
         if i % 5 == 0:
             store.consolidate()
@@ -39,7 +37,7 @@ def test_parallel_writers(tmp_path):
     assert len(store.records()) == 80
     assert all(json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json"))
     assert not list(tmp_path.rglob("*.tmp"))
-    table = store.consolidate()
+    table, _ = store.consolidate()
     assert len(table) == 80 and table["job_id"].is_unique
     assert len(pd.read_parquet(tmp_path / "table.parquet")) == 80
     assert len(pd.read_parquet(tmp_path / "history.parquet")) == 80
@@ -47,5 +45,5 @@ def test_parallel_writers(tmp_path):
 
 def test_nan_is_stored_as_null(tmp_path):
     store = ResultStore(tmp_path)
-    store.write({"job_id": "a", "dataset": "d", "model": "m", "label": "x", "seed": 0, "top1": float("nan")})
-    assert store.get("a")["top1"] is None and store.get("a")["schema_version"] == 1
+    store.write(record("a", status="failed", top1=float("nan")))
+    assert store.get("a")["top1"] is None and store.get("a")["schema_version"] == 2

@@ -1,4 +1,5 @@
-"""Suites: shipped suites validate; every malformed suite is one clear error before training."""
+"""Suites: shipped suites validate; job ids are stable; budgets are equal or get their own dense reference;
+every malformed suite is one clear error before training (the wider table is in test_faults.py)."""
 
 import pytest
 
@@ -7,20 +8,45 @@ from tests.helpers import DEFAULT_METHODS, write_suite
 
 
 @pytest.mark.parametrize("name", list_suites())
-def test_shipped_suites_validate(name):
+def test_shipped_suites_validate_with_equal_budgets(name):
+    """Every shipped suite: unique ids, and every row compared with a dense model of its own budget."""
+    from baselines.contract import get_method
+
     suite = load_suite(name)
     jobs = suite.jobs()
     assert jobs and len({j.job_id for j in jobs}) == len(jobs)
-    assert all(suite.budgets[k] >= 0 for k in ("dense_epochs", "finetune_epochs", "scratch_epochs"))
+    dense_budgets = {j.epochs_override or suite.budgets.dense_epochs for j in jobs if j.method == "dense"}
+    for job in jobs:
+        reference = get_method(job.method).reference_epochs(suite.budgets, job.epochs_override)
+        assert reference in dense_budgets, (job.label, reference)
 
 
 def test_job_ids_are_stable_and_config_sensitive(tmp_path):
     a = load_suite(str(write_suite(tmp_path / "a.toml"))).jobs()
     b = load_suite(str(write_suite(tmp_path / "b.toml"))).jobs()
-    c = load_suite(str(write_suite(tmp_path / "c.toml", scratch_epochs=3))).jobs()
+    c = load_suite(str(write_suite(tmp_path / "c.toml", lr=0.07))).jobs()
     assert [j.job_id for j in a] == [j.job_id for j in b]
-    assert a[0].job_id == c[0].job_id or a[0].config_hash != c[0].config_hash
-    assert a[1].job_id != c[1].job_id  # a different budget is a different job
+    assert all(x.config_hash != y.config_hash and x.job_id != y.job_id for x, y in zip(a, c))
+    assert all(j.job_id.endswith(j.config_hash[:10]) for j in a)
+
+
+def test_dense_job_id_names_its_checkpoint(tmp_path):
+    suite = load_suite(str(write_suite(tmp_path / "s.toml")))
+    dense = [j for j in suite.jobs() if j.method == "dense"]
+    assert len(dense) == 1 and dense[0].job_id == suite.dense_job("synthetic", "mlp", 0).job_id
+
+
+def test_unequal_scratch_budget_adds_a_dense_reference(tmp_path):
+    suite = load_suite(str(write_suite(tmp_path / "s.toml", dense_epochs=2, scratch_epochs=4)))
+    labels = sorted(j.label for j in suite.jobs())
+    assert labels == ["dense", "dense@e4", "tissue-all"]
+    same = load_suite(str(write_suite(tmp_path / "t.toml", dense_epochs=2)))  # default: scratch = dense
+    assert sorted(j.label for j in same.jobs()) == ["dense", "tissue-all"]
+
+
+def test_budget_keys_are_documented_defaults(tmp_path):
+    suite = load_suite(str(write_suite(tmp_path / "s.toml", dense_epochs=3)))
+    assert suite.budgets.scratch == 3 and suite.budgets.epochs("finetune") == 1
 
 
 BAD = {
@@ -34,7 +60,16 @@ BAD = {
     "bad option": (dict(methods='[[method]]\nname = "tissuenet"\noptions = { widht = 2 }\n'), "widht"),
     "no methods": (dict(methods=""), "at least one [[method]]"),
     "unknown key": (dict(extra="\nlearning_rate = 3\n"), "unknown key(s) ['learning_rate']"),
-    "duplicate labels": (dict(methods=DEFAULT_METHODS + '[[method]]\nname = "dense"\n'), "duplicate jobs"),
+    "duplicate labels": (
+        dict(methods=DEFAULT_METHODS + '[[method]]\nname = "tissuenet"\nlabel = "tissue-all"\n'),
+        "label 'tissue-all' is used by [[method]] #2 and #3",
+    ),
+    "same network twice": (
+        dict(
+            methods=DEFAULT_METHODS + '[[method]]\nname = "tissuenet"\nlabel = "again"\noptions = { replace = "all" }\n'
+        ),
+        "'tissue-all' and 'again' are the same architecture with the same training",
+    ),
 }
 
 
@@ -44,20 +79,31 @@ def test_bad_suites(tmp_path, case):
     path = write_suite(tmp_path / "s.toml", **kwargs)
     with pytest.raises(SuiteError) as info:
         load_suite(str(path))
-    assert message in str(info.value)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_vgg_ours_and_ours_r_differ():
+    """The presets that once built identical VGG-16 networks under two labels now differ."""
+    from baselines.contract import Target, get_method
+    from benchmarks.planning import plan_context
+    from benchmarks.suite_checks import MethodSpec
+
+    suite = load_suite("paper-cifar10")
+    keys = set()
+    for options in ({"replace": "ours"}, {"replace": "ours_r"}):
+        spec = MethodSpec("tissuenet", "x", options, (Target("none"),), None, {})
+        keys.add(
+            get_method("tissuenet").architecture_key(
+                plan_context(suite, "cifar10", "vgg16_bn", 0, spec, Target("none"))
+            )
+        )
+    assert len(keys) == 2
 
 
 def test_malformed_toml(tmp_path):
     (tmp_path / "s.toml").write_text("name = 'x'\n[budgets\n")
     with pytest.raises(SuiteError, match="not valid TOML"):
         load_suite(str(tmp_path / "s.toml"))
-
-
-def test_missing_budgets(tmp_path):
-    path = write_suite(tmp_path / "s.toml")
-    path.write_text(path.read_text().replace("finetune_epochs = 1\n", ""))
-    with pytest.raises(SuiteError, match="explicit budgets"):
-        load_suite(str(path))
 
 
 def test_unknown_suite_name():

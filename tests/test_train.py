@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+from benchmarks.config import TrainConfig
 from benchmarks.data.registry import make_loaders
-from benchmarks.train import DivergedError, TrainConfig, evaluate, lr_lambda, train
+from benchmarks.settings import SettingsError
+from benchmarks.train import DivergedError, evaluate, lr_lambda, train
 from tissuenet import create_model
 
 
@@ -57,7 +59,19 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in reference.history]
 
 
-@pytest.mark.parametrize("bad", [{"optimizer": "lion"}, {"lr": 0}, {"bogus": 1}, {"compile": "max"}])
-def test_bad_settings(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"optimizer": "lion"}, "optimizer = 'lion': allowed one of 'sgd', 'adam'"),
+        ({"lr": 0}, "lr = 0: allowed > 0"),
+        ({"bogus": 1}, "unknown setting(s) ['bogus']"),
+        ({"compile": "max"}, "compile = 'max'"),
+        ({"momentum": 1.0}, "momentum = 1.0: allowed >= 0 and < 1"),
+        ({"epochs": "abc"}, "epochs = 'abc': must be an integer"),
+        ({"nesterov": True, "momentum": 0.0}, "nesterov = true needs momentum > 0"),
+    ],
+)
+def test_bad_settings(bad, message):
+    with pytest.raises(SettingsError) as info:
         TrainConfig.from_dict(bad)
+    assert message in str(info.value) and str(info.value).startswith("[train]")

@@ -107,6 +107,7 @@ class TissueBuilder:
     design_set: tuple[UnitSpec, ...] = field(init=False)
     stages: tuple[int, ...] = field(init=False)
     drawn: dict[str, list[str]] = field(init=False, default_factory=dict)
+    extra: dict = field(init=False, default_factory=dict)  # family-specific options (recorded)
 
     def __post_init__(self) -> None:
         self.design_set = parse_units(self.units)
@@ -155,6 +156,7 @@ class TissueBuilder:
             "stages": list(self.stages),
             "keep_first": self.keep_first,
             "seed": self.seed,
+            **self.extra,
             "plan": dict(self.drawn),
         }
 

@@ -34,6 +34,8 @@ class ModelEntry:
     tissue: bool  # TissueNet variant (stacked units) or dense backbone
     input_size: int  # the resolution the paper uses it at (and `describe` defaults to)
     tags: tuple[str, ...] = field(default=())
+    in_channels: int = 3  # the input the paper uses it with (1 for the MNIST models)
+    dense_name: str | None = None  # a TissueNet variant: the dense backbone it replaces
 
     def options(self) -> dict[str, object]:
         """Builder options beyond num_classes / in_channels, with their defaults."""
@@ -53,14 +55,26 @@ def did_you_mean(name: str, choices) -> str:
 _PREFIXES = ("torchvision:", "timm:")
 
 
-def register_model(*, family: str, tissue: bool = False, input_size: int = 32, name: str | None = None, tags=()):
-    """Decorator: register ``fn(num_classes=..., in_channels=..., **options) -> nn.Module``."""
+def register_model(
+    *,
+    family: str,
+    input_size: int = 32,
+    in_channels: int = 3,
+    name: str | None = None,
+    dense_name: str | None = None,
+    tags=(),
+):
+    """Decorator: register ``fn(num_classes=..., in_channels=..., **options) -> nn.Module``.
+
+    ``dense_name`` marks a TissueNet variant and names the dense backbone it replaces.
+    """
 
     def wrap(fn):
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"model {key!r} registered twice")
-        _REGISTRY[key] = ModelEntry(key, fn, family, tissue, input_size, tuple(tags))
+        tissue = dense_name is not None
+        _REGISTRY[key] = ModelEntry(key, fn, family, tissue, input_size, tuple(tags), in_channels, dense_name)
         return fn
 
     return wrap
@@ -92,14 +106,24 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **options) -> nn.Module:
-    """Build a model by name. Options are checked against the builder's signature."""
+def tissue_name(dense: str) -> str | None:
+    """The registry name of a dense backbone's TissueNet variant (None: it has none)."""
+    _ensure_loaded()
+    return next((e.name for e in _REGISTRY.values() if e.dense_name == dense), None)
+
+
+def create_model(name: str, num_classes: int = 10, in_channels: int | None = None, **options) -> nn.Module:
+    """Build a model by name. Options are checked against the builder's signature.
+
+    ``in_channels`` defaults to the input the model is registered with (3, or 1 for the MNIST models).
+    """
     for prefix in _PREFIXES:
         if name.startswith(prefix):
             from tissuenet.models.external import create_external
 
-            return create_external(prefix[:-1], name[len(prefix) :], num_classes, in_channels, **options)
+            return create_external(prefix[:-1], name[len(prefix) :], num_classes, in_channels or 3, **options)
     entry = get_entry(name)
+    in_channels = entry.in_channels if in_channels is None else in_channels
     accepted = entry.options()
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -27,11 +27,11 @@ from tissuenet.units import BasicUnit, UnitSpec
 class _GroupedPair(nn.Module):
     """``n`` identical units as two grouped convolutions with BN between and after."""
 
-    def __init__(self, spec: UnitSpec, n: int, kind: str, kernel_size: int, stride: int) -> None:
+    def __init__(self, spec: UnitSpec, n: int, kind: str, kernel_size: int, stride: int, padding: int) -> None:
         super().__init__()
         if kind == "conv":
             pad = kernel_size // 2
-            self.op1 = nn.Conv2d(n * spec.c_in, n * spec.c_h, kernel_size, stride, pad, groups=n, bias=False)
+            self.op1 = nn.Conv2d(n * spec.c_in, n * spec.c_h, kernel_size, stride, padding, groups=n, bias=False)
             self.op2 = nn.Conv2d(n * spec.c_h, n * spec.c_out, kernel_size, 1, pad, groups=n, bias=False)
             self.bn1, self.bn2 = nn.BatchNorm2d(n * spec.c_h), nn.BatchNorm2d(n * spec.c_out)
         else:  # "fc": a grouped linear is a grouped 1x1 Conv1d over a length-1 axis
@@ -43,6 +43,19 @@ class _GroupedPair(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn2(self.op2(self.relu(self.bn1(self.op1(x)))))
 
+    @torch.no_grad()
+    def fold_bn(self) -> int:
+        """Fold both BNs (eval statistics) into the convs; returns how many were folded."""
+        folded = 0
+        for op_name, bn_name in (("op1", "bn1"), ("op2", "bn2")):
+            bn = getattr(self, bn_name)
+            if isinstance(bn, nn.Identity):
+                continue
+            setattr(self, op_name, nn.utils.fusion.fuse_conv_bn_eval(getattr(self, op_name).eval(), bn.eval()))
+            setattr(self, bn_name, nn.Identity())
+            folded += 1
+        return folded
+
 
 class StackedLayer(nn.Module):
     """Units side by side on consecutive channel pieces (fast path for identical and hybrid units).
@@ -51,6 +64,8 @@ class StackedLayer(nn.Module):
         units: the unit specs in channel order (``m`` entries; repeats allowed).
         kind: ``"conv"`` (2-d convolutions, kernel ``kernel_size``) or ``"fc"``.
         stride: stride of each unit's first convolution (downsampling blocks).
+        padding: padding of each unit's first convolution (default ``kernel_size // 2``, "same");
+            the first conv copies the geometry of the conv it replaces, the second keeps the size.
         final_relu: apply ReLU after the last BN (off inside residual blocks, where the ReLU
             comes after the shortcut is added).
     """
@@ -62,6 +77,7 @@ class StackedLayer(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         final_relu: bool = False,
+        padding: int | None = None,
     ) -> None:
         super().__init__()
         if kind not in ("conv", "fc"):
@@ -70,6 +86,7 @@ class StackedLayer(nn.Module):
         if not self.units:
             raise ValueError("a stacked layer needs at least one unit")
         self.kind, self.kernel_size, self.stride, self.final_relu = kind, kernel_size, stride, final_relu
+        self.padding = kernel_size // 2 if padding is None else padding
         self.in_channels = sum(u.c_in for u in self.units)
         self.out_channels = sum(u.c_out for u in self.units)
 
@@ -77,13 +94,14 @@ class StackedLayer(nn.Module):
         self.group_specs: list[UnitSpec] = list(dict.fromkeys(self.units))
         members = {s: [i for i, u in enumerate(self.units) if u == s] for s in self.group_specs}
         self.groups = nn.ModuleList(
-            _GroupedPair(s, len(members[s]), kind, kernel_size, stride) for s in self.group_specs
+            _GroupedPair(s, len(members[s]), kind, kernel_size, stride, self.padding) for s in self.group_specs
         )
         self._place = {}  # unit index -> (group index, position inside the group)
         for g, s in enumerate(self.group_specs):
             for pos, i in enumerate(members[s]):
                 self._place[i] = (g, pos)
 
+        self.fast = None  # an inference kernel (tissuenet.kernels), set on a deployed, BN-folded layer
         self.hybrid = len(self.group_specs) > 1
         if self.hybrid:
             in_start = _offsets([u.c_in for u in self.units])
@@ -99,6 +117,8 @@ class StackedLayer(nn.Module):
             self.register_buffer("out_index", inverse, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast is not None and not self.training:
+            return self.fast(x)
         flat = self.kind == "fc"
         if flat:
             x = x.unsqueeze(-1)
@@ -110,6 +130,10 @@ class StackedLayer(nn.Module):
         if self.final_relu:
             y = torch.relu(y)
         return y.squeeze(-1) if flat else y
+
+    def fold_bn(self) -> int:
+        """Fold every BN into its conv (deployment form, eval statistics); returns how many were folded."""
+        return sum(g.fold_bn() for g in self.groups)
 
     def extra_repr(self) -> str:
         counts = {str(s): self.units.count(s) for s in self.group_specs}
@@ -129,7 +153,7 @@ class StackedLayer(nn.Module):
 
     def to_per_unit(self) -> PerUnitStack:
         """A :class:`PerUnitStack` computing the same function (weights copied)."""
-        ref = PerUnitStack(self.units, self.kind, self.kernel_size, self.stride, self.final_relu)
+        ref = PerUnitStack(self.units, self.kind, self.kernel_size, self.stride, self.final_relu, self.padding)
         with torch.no_grad():
             for i, unit in enumerate(ref.units_):
                 own = dict(unit.named_parameters()) | dict(unit.named_buffers())
@@ -141,10 +165,10 @@ class StackedLayer(nn.Module):
 class PerUnitStack(nn.Module):
     """Reference stacked layer: split, one module per unit, concatenate (the paper's code path)."""
 
-    def __init__(self, units, kind="conv", kernel_size=3, stride=1, final_relu=False) -> None:
+    def __init__(self, units, kind="conv", kernel_size=3, stride=1, final_relu=False, padding=None) -> None:
         super().__init__()
         self.units = tuple(UnitSpec.parse(u) for u in units)
-        self.units_ = nn.ModuleList(BasicUnit(u, kind, kernel_size, stride) for u in self.units)
+        self.units_ = nn.ModuleList(BasicUnit(u, kind, kernel_size, stride, padding=padding) for u in self.units)
         self.final_relu = final_relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -70,12 +70,14 @@ class BasicUnit(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         final_relu: bool = False,
+        padding: int | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
         if kind == "conv":
             pad = kernel_size // 2
-            self.op1 = nn.Conv2d(spec.c_in, spec.c_h, kernel_size, stride, pad, bias=False)
+            first_pad = pad if padding is None else padding
+            self.op1 = nn.Conv2d(spec.c_in, spec.c_h, kernel_size, stride, first_pad, bias=False)
             self.op2 = nn.Conv2d(spec.c_h, spec.c_out, kernel_size, 1, pad, bias=False)
             self.bn1, self.bn2 = nn.BatchNorm2d(spec.c_h), nn.BatchNorm2d(spec.c_out)
         elif kind == "fc":

@@ -11,8 +11,9 @@ class Accuracy:
     def setup_cache(self):
         import torch
 
+        from benchmarks.config import TrainConfig
         from benchmarks.data.registry import make_loaders
-        from benchmarks.train import TrainConfig, evaluate, train
+        from benchmarks.train import evaluate, train
         from tissuenet.registry import create_model_for_input
 
         torch.set_num_threads(2)
@@ -20,8 +21,9 @@ class Accuracy:
         for method, name in (("dense", TRAIN["model"]), ("tissuenet", f"tissue_{TRAIN['model']}")):
             torch.manual_seed(TRAIN["seed"])
             model = create_model_for_input(name, 10, 1, 28)
-            _, tr, te = make_loaders("fashion-mnist", batch_size=128, seed=TRAIN["seed"],
-                                     train_limit=TRAIN["train_limit"])  # fmt: skip
+            _, tr, te = make_loaders(
+                "fashion-mnist", batch_size=128, seed=TRAIN["seed"], train_limit=TRAIN["train_limit"]
+            )
             train(model, tr, te, TrainConfig(epochs=TRAIN["epochs"], lr=0.05, warmup_epochs=0))
             errors[method] = 100 - evaluate(model, te)["top1"]
         return errors

@@ -14,8 +14,9 @@ class Cost:
 
         out = {}
         for name, (method, kind, value, options) in METHODS.items():
-            prepared = prepare_standalone(method, COST_MODEL, kind, value, options, in_channels=INPUT[0],
-                                          input_size=INPUT[1])  # fmt: skip
+            prepared = prepare_standalone(
+                method, COST_MODEL, kind, value, options, in_channels=INPUT[0], input_size=INPUT[1]
+            )
             out[name] = measure_cost(prepared.model, *INPUT)
         return out
 

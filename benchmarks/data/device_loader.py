@@ -39,7 +39,8 @@ class DeviceLoader(EpochLoader):
         self.channels_last = channels_last
         self.seed, self.epoch = seed, 0
 
-    def _num_items(self) -> int:
+    @property
+    def num_items(self) -> int:
         return len(self.labels)
 
     def __iter__(self):

@@ -15,16 +15,14 @@ class EpochLoader:
     seed: int = 0
     epoch: int = 0
 
-    def _num_items(self) -> int:
+    @property
+    def num_items(self) -> int:
+        """Images in the split (before batching)."""
         raise NotImplementedError
 
     def __len__(self) -> int:
-        n = self._num_items()
+        n = self.num_items
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else self._num_items()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

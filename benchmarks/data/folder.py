@@ -46,7 +46,8 @@ class StreamLoader(EpochLoader):
         self.drop_last = train
         self.device, self.workers, self.channels_last = torch.device(device), workers, channels_last
 
-    def _num_items(self) -> int:
+    @property
+    def num_items(self) -> int:
         return len(self.dataset)
 
     def __iter__(self):

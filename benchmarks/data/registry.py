@@ -79,39 +79,109 @@ def _cifar_loader(folder, train, test, key):
 
 
 _MNIST_HOW = "Put the four IDX files (optionally .gz) in --data-root DIR (or DIR/{sub}), or pass --download"
-register_dataset(DatasetInfo(
-    "fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), 2, True,
-    "Install them with `apt-get install dataset-fashion-mnist` (Debian), or "
-    + _MNIST_HOW.format(sub="FashionMNIST/raw"),
-    _idx_loader(("fashion-mnist", "FashionMNIST/raw"), "FashionMNIST"), sources.DEBIAN_FASHION,
-))  # fmt: skip
-register_dataset(DatasetInfo(
-    "mnist", 10, 1, 28, (0.1307,), (0.3081,), 2, False, _MNIST_HOW.format(sub="MNIST/raw"),
-    _idx_loader(("mnist", "MNIST/raw"), "MNIST"),
-))  # fmt: skip
+register_dataset(
+    DatasetInfo(
+        "fashion-mnist",
+        10,
+        1,
+        28,
+        (0.2860,),
+        (0.3530,),
+        2,
+        True,
+        "Install them with `apt-get install dataset-fashion-mnist` (Debian), or "
+        + _MNIST_HOW.format(sub="FashionMNIST/raw"),
+        _idx_loader(("fashion-mnist", "FashionMNIST/raw"), "FashionMNIST"),
+        sources.DEBIAN_FASHION,
+    )
+)
+register_dataset(
+    DatasetInfo(
+        "mnist",
+        10,
+        1,
+        28,
+        (0.1307,),
+        (0.3081,),
+        2,
+        False,
+        _MNIST_HOW.format(sub="MNIST/raw"),
+        _idx_loader(("mnist", "MNIST/raw"), "MNIST"),
+    )
+)
 _CIFAR_HOW = "Extract the python version of {f} under --data-root DIR (torchvision layout: DIR/{d}/)"
-register_dataset(DatasetInfo(
-    "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4, True,
-    _CIFAR_HOW.format(f="CIFAR-10", d="cifar-10-batches-py"),
-    _cifar_loader("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
-))  # fmt: skip
-register_dataset(DatasetInfo(
-    "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4, True,
-    _CIFAR_HOW.format(f="CIFAR-100", d="cifar-100-python"),
-    _cifar_loader("cifar-100-python", ["train"], ["test"], b"fine_labels"),
-))  # fmt: skip
+register_dataset(
+    DatasetInfo(
+        "cifar10",
+        10,
+        3,
+        32,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        4,
+        True,
+        _CIFAR_HOW.format(f="CIFAR-10", d="cifar-10-batches-py"),
+        _cifar_loader("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+    )
+)
+register_dataset(
+    DatasetInfo(
+        "cifar100",
+        100,
+        3,
+        32,
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        4,
+        True,
+        _CIFAR_HOW.format(f="CIFAR-100", d="cifar-100-python"),
+        _cifar_loader("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+    )
+)
 _IMNET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _FOLDER_HOW = "Arrange it in ImageFolder layout: DIR/{d}/train/CLASS/*.JPEG and DIR/{d}/val/CLASS/*.JPEG"
-register_dataset(DatasetInfo(
-    "tiny-imagenet", 200, 3, 64, *_IMNET, 4, True, _FOLDER_HOW.format(d="tiny-imagenet-200"), None, resident=False,
-))  # fmt: skip
-register_dataset(DatasetInfo(
-    "imagenet", 1000, 3, 224, *_IMNET, 0, True, _FOLDER_HOW.format(d="imagenet"), None, resident=False,
-))  # fmt: skip
-register_dataset(DatasetInfo(
-    "synthetic", 10, 1, 28, (0.5,), (0.29,), 0, False, "generated in memory; for tests only",
-    lambda info, roots, download: sources.synthetic(),
-))  # fmt: skip
+register_dataset(
+    DatasetInfo(
+        "tiny-imagenet",
+        200,
+        3,
+        64,
+        *_IMNET,
+        4,
+        True,
+        _FOLDER_HOW.format(d="tiny-imagenet-200"),
+        None,
+        resident=False,
+    )
+)
+register_dataset(
+    DatasetInfo(
+        "imagenet",
+        1000,
+        3,
+        224,
+        *_IMNET,
+        0,
+        True,
+        _FOLDER_HOW.format(d="imagenet"),
+        None,
+        resident=False,
+    )
+)
+register_dataset(
+    DatasetInfo(
+        "synthetic",
+        10,
+        1,
+        28,
+        (0.5,),
+        (0.29,),
+        0,
+        False,
+        "generated in memory; for tests only",
+        lambda info, roots, download: sources.synthetic(),
+    )
+)
 
 FOLDER_NAMES = {"tiny-imagenet": "tiny-imagenet-200", "imagenet": "imagenet"}
 
@@ -140,8 +210,20 @@ def load_splits(name, *, data_root=None, device="cpu", download=False, train_lim
     return _RESIDENT[key]
 
 
-def make_loaders(name, *, batch_size, device="cpu", data_root=None, download=False, seed=0,
-                 train_limit=None, test_limit=None, channels_last=False, eval_batch_size=None, workers=4):  # fmt: skip
+def make_loaders(
+    name,
+    *,
+    batch_size,
+    device="cpu",
+    data_root=None,
+    download=False,
+    seed=0,
+    train_limit=None,
+    test_limit=None,
+    channels_last=False,
+    eval_batch_size=None,
+    workers=4,
+):
     """(train, test) loaders: device-resident for small sets, streaming for ImageFolder sets."""
     from benchmarks.data.device_loader import DeviceLoader
     from benchmarks.data.folder import StreamLoader, find_folder
@@ -149,11 +231,13 @@ def make_loaders(name, *, batch_size, device="cpu", data_root=None, download=Fal
     info = get_dataset(name)
     eval_bs = eval_batch_size or max(batch_size, 256)
     if info.resident:
-        tx, ty, vx, vy = load_splits(name, data_root=data_root, device=device, download=download,
-                                     train_limit=train_limit, test_limit=test_limit)  # fmt: skip
+        tx, ty, vx, vy = load_splits(
+            name, data_root=data_root, device=device, download=download, train_limit=train_limit, test_limit=test_limit
+        )
         common = dict(mean=info.mean, std=info.std, seed=seed, channels_last=channels_last)
-        train = DeviceLoader(tx, ty, batch_size=batch_size, train=True, crop_padding=info.crop_padding,
-                             flip=info.flip, **common)  # fmt: skip
+        train = DeviceLoader(
+            tx, ty, batch_size=batch_size, train=True, crop_padding=info.crop_padding, flip=info.flip, **common
+        )
         test = DeviceLoader(vx, vy, batch_size=eval_bs, train=False, **common)
         return info, train, test
     roots = sources.candidate_roots(data_root, info.system_path)

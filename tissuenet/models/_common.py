@@ -33,26 +33,43 @@ def _kw(name, default):
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
 
 
-def register_pair(name, build, *, family, num_stages, input_size=32, units="2-4-2", extra=None, tags=()):
+def register_pair(
+    name,
+    build,
+    *,
+    family,
+    num_stages,
+    input_size=32,
+    in_channels=3,
+    units="2-4-2",
+    extra=None,
+    tags=(),
+    tissue_extra=None,
+):
     """Register ``name`` (dense) and ``tissue_<name>`` (TissueNet) built by one function.
 
     ``build(num_classes, in_channels, builder, **extra)`` gets ``builder=None`` for the dense
-    model and a :class:`TissueBuilder` otherwise. ``extra`` maps further options to defaults.
+    model and a :class:`TissueBuilder` otherwise. ``extra`` maps further options (of both forms)
+    to defaults; ``tissue_extra`` options of the TissueNet form only (e.g. VGG's ``layout``).
     """
     extra = dict(extra or {})
+    tissue_extra = dict(tissue_extra or {})
 
     def dense(num_classes=10, in_channels=3, **kw):
         return attach(init_weights(build(num_classes, in_channels, None, **kw)), None)
 
     def tissue(num_classes=10, in_channels=3, *, units=units, replace="ours", seed=0, plan=None, keep_first=None, **kw):
         builder = TissueBuilder(units, replace, seed, plan, keep_first, num_stages)
+        for key in tissue_extra:  # recorded with the other TissueNet options
+            builder.extra[key] = kw.get(key, tissue_extra[key])
         return attach(init_weights(build(num_classes, in_channels, builder, **kw)), builder)
 
     base = [
         inspect.Parameter("num_classes", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=10),
-        inspect.Parameter("in_channels", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=3),
+        inspect.Parameter("in_channels", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=in_channels),
     ]
     extras = [_kw(k, v) for k, v in extra.items()]
+    tissue_extras = [_kw(k, v) for k, v in tissue_extra.items()]
     tissue_opts = [
         _kw("units", units),
         _kw("replace", "ours"),
@@ -61,8 +78,9 @@ def register_pair(name, build, *, family, num_stages, input_size=32, units="2-4-
         _kw("keep_first", None),
     ]
     dense.__signature__ = inspect.Signature(base + extras)
-    tissue.__signature__ = inspect.Signature(base + tissue_opts + extras)
+    tissue.__signature__ = inspect.Signature(base + tissue_opts + tissue_extras + extras)
     dense.__doc__ = f"Dense {name} ({family})."
     tissue.__doc__ = f"TissueNet {name}: stacked basic units in the replaced stages ({family})."
-    register_model(family=family, input_size=input_size, name=name, tags=tags)(dense)
-    register_model(family=family, tissue=True, input_size=input_size, name=f"tissue_{name}", tags=tags)(tissue)
+    common = {"family": family, "input_size": input_size, "in_channels": in_channels, "tags": tags}
+    register_model(name=name, **common)(dense)
+    register_model(name=f"tissue_{name}", dense_name=name, **common)(tissue)

@@ -4,8 +4,9 @@ TissueNet for light-weight nets (SPEC section 1): the units copy the replaced op
 and groups. A replaced inverted-residual block becomes ``m`` independent units, each
 ``1x1 (c_in' -> c_h) -> depthwise 3x3 (c_h) -> 1x1 (c_h -> c_out')``: the two pointwise convs
 turn into grouped convs (groups = m) and the depthwise conv, already per-channel, is unchanged.
-Only blocks with an identity shortcut (same width, stride 1) are replaced; the default unit
-2-12-2 keeps the expansion factor 6. Hybrid design sets are not supported here.
+Only blocks with an identity shortcut (same width, stride 1) are replaced, so a stage's first
+block never is; ``keep_first`` keeps the first *replaceable* block (the stage's second) dense.
+The default unit 2-12-2 keeps the expansion factor 6. Hybrid design sets are not supported here.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _build(num_classes, in_channels, builder):
         blocks = []
         for b in range(n):
             stride = first_stride if b == 0 else 1
-            if builder is not None and stride == 1 and c_in == c and builder.replaces(s, b):
+            identity = stride == 1 and c_in == c
+            if builder is not None and identity and builder.replaces(s, b - 1 if b else 0):
                 units = builder.units_for(f"features.{s - 1}.{b}", c_in, c)
                 if len(set(units)) > 1:
                     raise ValueError("MobileNetV2 TissueNet blocks take one unit spec, not a hybrid design set")

@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.check import compare, read_reference
+from benchmarks.check import check
 from benchmarks.provenance import REPO
-from benchmarks.runner import Runner
 from benchmarks.store import ResultStore
 from benchmarks.suite import load_suite
 from reports.build import build_report
@@ -40,21 +39,44 @@ def run_asv(mode: str, machine: str, profile: str, log) -> tuple[bool, str]:
     return True, f"asv site: {REPO / '.asv' / 'html' / 'index.html'}"
 
 
-def nightly(suites, *, root: Path, device="auto", data_root=None, asv="new", machine=None, profile="nightly",
-            log=print) -> int:  # fmt: skip
+def make_runner(suite, store, execution, device, data_root):
+    """The local runner, or the Ray runner when ``execution.executor == "ray"``."""
+    if execution.executor == "ray":
+        from benchmarks.executors.ray_executor import RayRunner
+
+        return RayRunner(suite, store, execution, device=device, data_root=data_root)
+    from benchmarks.runner import Runner
+
+    return Runner(suite, store, device=device, data_root=data_root)
+
+
+def nightly(
+    suites,
+    *,
+    root: Path,
+    device="auto",
+    data_root=None,
+    asv="new",
+    machine=None,
+    profile="nightly",
+    log=print,
+    execution_changes=None,
+) -> int:
     start, lines, failed = time.perf_counter(), [], False
     for name in suites:
         t0 = time.perf_counter()
         suite = load_suite(name)
         store = ResultStore(root / suite.name)
-        runner = Runner(suite, store, device=device, data_root=data_root)
+        runner = make_runner(
+            suite, store, suite.execution.updated(execution_changes or {}, "execution options"), device, data_root
+        )
         runner.preflight(runner.plan())
         summary = runner.run()
         reference = REPO / "results" / "reference" / f"{suite.name}.csv"
         verdict = "no reference"
         if reference.exists():
-            ref, meta = read_reference(reference)
-            diffs = compare(store.consolidate(), ref, float(meta.get("tolerance_top1", 0.5)))
+            table, _ = store.consolidate()
+            diffs, _, _ = check(table[~table["superseded"].astype(bool)], reference, None)
             regressed = [d for d in diffs if d.regressed]
             verdict = f"check: {len(regressed)} regressions" + (" FAIL" if regressed else " ok")
             for d in regressed:
@@ -62,9 +84,11 @@ def nightly(suites, *, root: Path, device="auto", data_root=None, asv="new", mac
             failed |= bool(regressed)
         manifest = build_report(store.root, store.root / "report")
         failed |= bool(summary.failed)
-        lines.append(f"{suite.name}: {len(summary.ok)} ok, {len(summary.failed)} failed, {len(summary.skipped)} "
-                     f"already done; {verdict}; report {store.root / 'report' / 'index.html'} "
-                     f"({len(manifest['figures'])} figures); {time.perf_counter() - t0:.0f}s")  # fmt: skip
+        lines.append(
+            f"{suite.name}: {len(summary.ok)} ok, {len(summary.failed)} failed, {len(summary.skipped)} "
+            f"already done; {verdict}; report {store.root / 'report' / 'index.html'} "
+            f"({len(manifest['figures'])} figures); {time.perf_counter() - t0:.0f}s"
+        )
     if asv != "off":
         ok, message = run_asv(asv, machine or os.environ.get("ASV_MACHINE", "nightly"), profile, log)
         lines.append(message)
@@ -74,8 +98,3 @@ def nightly(suites, *, root: Path, device="auto", data_root=None, asv="new", mac
         log("  " + line)
     log(f"nightly {'FAILED' if failed else 'ok'} in {time.perf_counter() - start:.0f}s")
     return 1 if failed else 0
-
-
-def run(args) -> int:
-    return nightly(args.suites.split(","), root=Path(args.root), device=args.device, data_root=args.data_root,
-                   asv=args.asv, machine=args.asv_machine, profile=args.asv_profile)  # fmt: skip

@@ -1,0 +1,227 @@
+"""The method contract: what the harness gives a method, what a method gives back, and the registry.
+
+A leaf module: the harness (``benchmarks``) and every method (``baselines``) import it; it imports
+neither. ``prepare(ctx) -> Prepared``: the model to train (built, or derived from the shared dense
+checkpoint), its phase (``dense``, ``finetune``, ``scratch``), how many epochs the harness trains
+it, and the epoch budget of the dense model it is compared with. The runner never branches on
+method names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from tissuenet.registry import create_model_for_input, did_you_mean
+
+TARGET_KINDS = ("macs_reduction", "params_reduction", "sparsity")
+PHASES = ("dense", "finetune", "scratch")
+
+
+class MethodError(ValueError):
+    """A method cannot run this job (bad option, impossible target, unsupported model)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "none" | one of TARGET_KINDS
+    value: float | None = None
+
+    def label(self) -> str:
+        return "" if self.kind == "none" else f"{self.kind}={self.value:g}"
+
+    def slug(self) -> str:
+        """Short form for labels and job ids: ``macs50``, ``params30``, ``sparsity90``."""
+        short = {"macs_reduction": "macs", "params_reduction": "params"}.get(self.kind, self.kind)
+        return "" if self.kind == "none" else f"{short}{100 * self.value:g}"
+
+    def reader_label(self) -> str:
+        """For legends: ``-50 % MACs``, ``-30 % params``, ``90 % sparse``."""
+        if self.kind == "none":
+            return ""
+        pct = f"{100 * self.value:g} %"
+        return {"macs_reduction": f"-{pct} MACs", "params_reduction": f"-{pct} params"}.get(self.kind, f"{pct} sparse")
+
+
+class Budgets(Protocol):
+    """The epoch budgets a method may read (the suite's ``[budgets]``, ``benchmarks.config.BudgetConfig``)."""
+
+    dense_epochs: int
+
+    def epochs(self, phase: str) -> int: ...  # "dense" | "finetune" | "scratch"
+
+
+@dataclass(kw_only=True)
+class JobContext:
+    """Everything a method may use to prepare one job."""
+
+    dataset: str
+    model_name: str  # the dense backbone's registry name
+    num_classes: int
+    in_channels: int
+    input_size: int
+    seed: int
+    options: dict
+    target: Target
+    budgets: Budgets
+    device: torch.device
+    dense_model: Callable[[], nn.Module]  # a fresh copy of the job's dense checkpoint (shared by its group)
+    train_loader: object = None  # batches for methods that need data while pruning (Taylor)
+    epochs_override: int | None = None  # the suite's per-method ``epochs``
+    # train(model, epochs, extra_loss): a method's own training phase (e.g. slimming's sparsity run)
+    train: Callable | None = None
+
+    def build(self, name: str, **options) -> nn.Module:
+        return create_model_for_input(name, self.num_classes, self.in_channels, self.input_size, **options).to(
+            self.device
+        )
+
+    def example(self, batch: int = 1) -> torch.Tensor:
+        return torch.randn(batch, self.in_channels, self.input_size, self.input_size, device=self.device)
+
+    def epochs(self, phase: str) -> int:
+        return self.epochs_override if self.epochs_override is not None else self.budgets.epochs(phase)
+
+
+@dataclass
+class Prepared:
+    model: nn.Module
+    phase: str  # which training settings apply: "dense" | "finetune" | "scratch"
+    epochs: int  # epochs the harness trains it for (0: nothing to train)
+    info: dict = field(default_factory=dict)
+    extra_loss: Callable | None = None  # added to the training loss (e.g. BN-slimming sparsity)
+    finalize: Callable | None = None  # applied after training (e.g. make pruning masks permanent)
+    arch: dict | None = None  # {"model": registry name, "options": {...}} if not the dense backbone
+    reference_epochs: int | None = None  # budget of the dense model it is compared with (None: dense_epochs)
+    extra_epochs_at_dense_cost: int = 0  # training the method did itself at the dense model's cost (slimming)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a dry run says before anything trains: the job's own epochs, and cost estimates."""
+
+    epochs: int
+    macs: float
+    params: float
+    reference_epochs: int
+    extra_epochs_at_dense_cost: int = 0  # a method's own training at the dense model's cost (slimming)
+
+
+@dataclass(kw_only=True)
+class PlanContext:
+    """What an estimate may use: budgets, options, target, the dense cost, and a model builder."""
+
+    budgets: Budgets
+    options: dict
+    target: Target
+    seed: int
+    epochs_override: int | None
+    dataset: str
+    dense_cost: Callable[[], tuple[int, int]]  # (MACs, params) of the dense backbone, computed on demand
+    build: Callable[[str, dict], nn.Module]  # (registry name, options) -> model at the job's input shape
+    model_name: str
+    in_channels: int
+    input_size: int
+
+    def epochs(self, phase: str) -> int:
+        return self.epochs_override if self.epochs_override is not None else self.budgets.epochs(phase)
+
+    @property
+    def dense_macs(self) -> int:
+        return self.dense_cost()[0]
+
+    @property
+    def dense_params(self) -> int:
+        return self.dense_cost()[1]
+
+
+class Method(Protocol):
+    name: str
+    phase: str  # the budget it trains under: "dense", "finetune" or "scratch"
+    targets: tuple[str, ...]  # accepted target kinds ("none" for none)
+
+    def check(self, options: dict, target: Target) -> None: ...  # at suite validation, before training
+
+    def check_model(self, model: str) -> None: ...
+
+    def reference_epochs(self, budgets: Budgets, epochs_override: int | None) -> int: ...
+
+    def estimate(self, plan: PlanContext) -> Estimate: ...
+
+    def architecture_key(self, plan: PlanContext) -> object: ...  # equal keys: the same network
+
+    def prepare(self, ctx: JobContext) -> Prepared: ...
+
+
+class BaseMethod:
+    """Defaults for the Method protocol: no options, any model, cost estimated from the target."""
+
+    name = "base"
+    phase = "finetune"
+    targets: tuple[str, ...] = ("none",)
+
+    def check(self, options: dict, target: Target) -> None:
+        if options:
+            raise MethodError(f"method {self.name!r} takes no options, got {sorted(options)}")
+
+    def check_model(self, model: str) -> None:
+        return None
+
+    def reference_epochs(self, budgets: Budgets, epochs_override: int | None) -> int:
+        """The budget of the dense model this method's rows are compared with.
+
+        Fine-tuned models start from the dense checkpoint: the dense budget. Models trained from
+        scratch: a dense model trained for the same number of epochs.
+        """
+        if self.phase == "scratch":
+            return epochs_override if epochs_override is not None else budgets.epochs("scratch")
+        return budgets.dense_epochs
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        keep = 1 - plan.target.value if plan.target.kind != "none" else 1.0
+        epochs = plan.epochs(self.phase)
+        reference = self.reference_epochs(plan.budgets, plan.epochs_override)
+        return Estimate(epochs, plan.dense_macs * keep, plan.dense_params * keep, reference)
+
+    def architecture_key(self, plan: PlanContext) -> object:
+        return (self.name, repr(sorted(plan.options.items())), plan.target)
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register_method(cls):
+    """Class decorator: instantiate and register under ``cls.name``."""
+    if cls.name in _METHODS:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    _METHODS[cls.name] = cls()
+    return cls
+
+
+def _ensure_loaded() -> None:
+    import baselines  # noqa: F401  (importing the package registers every method)
+
+
+def get_method(name: str) -> Method:
+    _ensure_loaded()
+    if name not in _METHODS:
+        raise MethodError(f"unknown method {name!r}.{did_you_mean(name, _METHODS)} Known: {', '.join(list_methods())}")
+    return _METHODS[name]
+
+
+def list_methods() -> list[str]:
+    _ensure_loaded()
+    return sorted(_METHODS)
+
+
+def check_target(method: Method, target: Target) -> None:
+    if target.kind not in method.targets:
+        raise MethodError(f"method {method.name!r} takes targets {list(method.targets)}, got {target.kind!r}")
+    if target.value is not None and not 0 < target.value < 1:
+        raise MethodError(
+            f"impossible target {target.label()}: a reduction or sparsity must lie strictly between 0 and 1"
+        )

@@ -1,0 +1,97 @@
+"""The two reference methods: the dense backbone itself, and TissueNet trained from scratch.
+
+``dense`` is the row every other row of its group is compared with. ``tissuenet`` builds the
+TissueNet form of the backbone (docs/method.md) and trains it from scratch for the scratch budget,
+which equals the dense budget unless a suite says otherwise (then the suite also gets a dense
+reference at that budget, so accuracy drops are always against an equal-budget dense model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from baselines.contract import BaseMethod, Estimate, MethodError, Prepared, register_method
+from baselines.presets import preset_labels, resolve_preset
+from tissuenet.counting import count_macs, count_params
+from tissuenet.registry import tissue_name
+
+TISSUE_OPTIONS = {"units", "replace", "seed", "plan", "keep_first", "layout", "preset"}
+
+
+@register_method
+class Dense(BaseMethod):
+    """The dense backbone itself: the shared checkpoint, evaluated as the reference row."""
+
+    name = "dense"
+    phase = "dense"
+
+    def reference_epochs(self, budgets, epochs_override):
+        return budgets.dense_epochs if epochs_override is None else epochs_override
+
+    def estimate(self, plan):
+        epochs = plan.epochs("dense")
+        return Estimate(epochs, plan.dense_macs, plan.dense_params, epochs)
+
+    def prepare(self, ctx):
+        epochs = ctx.epochs("dense")  # the runner hands this job the checkpoint of its own budget
+        return Prepared(ctx.dense_model(), "dense", 0, reference_epochs=epochs)
+
+
+@register_method
+class TissueNet(BaseMethod):
+    """The paper's method: the TissueNet form of the backbone, trained from scratch (docs/method.md)."""
+
+    name = "tissuenet"
+    phase = "scratch"
+
+    def check(self, options, target):
+        unknown = set(options) - TISSUE_OPTIONS
+        if unknown:
+            raise MethodError(f"tissuenet options are {sorted(TISSUE_OPTIONS)}, got {sorted(unknown)}")
+        if "preset" in options:
+            if set(options) - {"preset", "seed"}:
+                raise MethodError("a tissuenet preset fixes the architecture: give 'preset' alone (or with 'seed')")
+            if options["preset"] not in preset_labels():
+                raise MethodError(f"unknown preset {options['preset']!r}; known: {', '.join(preset_labels())}")
+
+    def check_model(self, model: str) -> None:
+        if ":" in model or tissue_name(model) is None:
+            raise MethodError(f"model {model!r} has no TissueNet form in the registry")
+
+    def resolve(self, dataset: str, model: str, options: dict, seed: int) -> tuple[str, dict]:
+        """(registry name, builder options) of a job, a preset expanded."""
+        options = {"seed": seed} | dict(options)
+        if "preset" in options:
+            try:
+                preset = resolve_preset(options.pop("preset"), dataset, model)
+            except KeyError as exc:
+                raise MethodError(str(exc.args[0])) from None
+            if preset.backbone != model:
+                raise MethodError(f"preset {preset.name!r} is a {preset.backbone} architecture, not {model}")
+            return preset.model, preset.options | {"seed": options["seed"]}
+        return tissue_name(model), options
+
+    def _build(self, plan):
+        name, options = self.resolve(plan.dataset, plan.model_name, plan.options, plan.seed)
+        return plan.build(name, options)
+
+    def estimate(self, plan):
+        model = self._build(plan)
+        epochs = plan.epochs("scratch")
+        macs = count_macs(model, plan.in_channels, plan.input_size)
+        return Estimate(epochs, macs, count_params(model), self.reference_epochs(plan.budgets, plan.epochs_override))
+
+    def architecture_key(self, plan):
+        model = self._build(plan)
+        shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+        plan_json = json.dumps(model.tissue_options["plan"], sort_keys=True)
+        return hashlib.sha256((json.dumps(shapes) + plan_json).encode()).hexdigest()
+
+    def prepare(self, ctx):
+        name, options = self.resolve(ctx.dataset, ctx.model_name, ctx.options, ctx.seed)
+        model = ctx.build(name, **options)
+        arch = {"model": name, "options": options | {"plan": model.tissue_options["plan"]}}
+        epochs = ctx.epochs("scratch")
+        info = {"tissue_options": model.tissue_options, "registry_name": name}
+        return Prepared(model, "scratch", epochs, info, arch=arch, reference_epochs=epochs)

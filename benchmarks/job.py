@@ -1,0 +1,249 @@
+"""One job, step by step, as in the README's data-flow diagram:
+
+    prepare (method) -> train -> evaluate -> measure (cost, latency) -> compare (metric table) -> record
+
+:func:`run_job` is what every executor runs (in this process, or on a Ray worker): it takes the
+job, its suite and its dense checkpoints, writes nothing but its own resume state (when a results
+folder is reachable), and returns the record and the bytes of the trained model's file. The
+caller (the driver) is the only writer of records and model files.
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from baselines.contract import JobContext, Prepared, get_method
+from benchmarks.dense_cache import DenseRef
+from benchmarks.files import model_bytes
+from benchmarks.latency import measure_pair, suspect
+from benchmarks.measure import deploy_form, measure_cost
+from benchmarks.metrics import derive
+from benchmarks.provenance import device_info, static_provenance, utc_now
+from benchmarks.suite import Job, Suite
+from benchmarks.train import evaluate, train
+from tissuenet.registry import create_model_for_input
+
+EVAL_BATCH = 256  # test-set batch size (evaluation only; never changes a result)
+
+
+@dataclass
+class Env:
+    """Where a job runs: device, data, and what it may write."""
+
+    device: torch.device
+    loaders: Callable  # (job, batch_size, channels_last) -> (train_loader, test_loader)
+    state_dir: Path | None  # per-epoch resume checkpoints (None: no shared folder)
+    log: Callable[[str], None]
+    epoch_progress: Callable[[str, int], Callable]  # (job_id, epochs) -> per-epoch callback
+    set_aside: Callable | None = None  # damaged resume files
+    executor: str = "local"
+
+
+@dataclass
+class Outcome:
+    record: dict
+    model_file: bytes | None  # the trained model's file (written by the driver)
+
+
+def shape_of(job: Job) -> dict:
+    from benchmarks.data.registry import get_dataset
+
+    info = get_dataset(job.dataset)
+    return {
+        "model": job.model,
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "input_size": info.input_size,
+    }
+
+
+def new_dense(shape: dict, device) -> torch.nn.Module:
+    model = create_model_for_input(shape["model"], shape["num_classes"], shape["in_channels"], shape["input_size"])
+    return model.to(device)
+
+
+def identity(job: Job) -> dict:
+    return {
+        "suite": job.suite,
+        "job_id": job.job_id,
+        "dataset": job.dataset,
+        "model": job.model,
+        "method": job.method,
+        "label": job.label,
+        "method_options": job.options,
+        "target_kind": job.target.kind,
+        "target_value": job.target.value,
+        "seed": job.seed,
+        "config_hash": job.config_hash,
+        "group_hash": job.group_hash,
+    }
+
+
+def run_job(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: Env) -> Outcome:
+    """Every step of one job; a failure anywhere becomes a failed record (the sweep goes on)."""
+    base = (
+        identity(job)
+        | static_provenance()
+        | device_info(env.device)
+        | {"started_utc": utc_now(), "executor": env.executor}
+    )
+    try:
+        body, file_bytes = _steps(suite, job, start, reference, env)
+        record = base | body | {"status": "ok", "error": None}
+    except Exception as exc:  # noqa: BLE001 - one job's failure must not end the sweep
+        file_bytes = None
+        record = base | {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=6),
+        }
+    record["finished_utc"] = utc_now()
+    return Outcome(record, file_bytes)
+
+
+def prepare(suite: Suite, job: Job, start: DenseRef, shape: dict, env: Env) -> Prepared:
+    """Step 1: the method turns the job into a model to train (from the dense checkpoint, or built)."""
+    train_loader, _ = env.loaders(job, suite.train.batch_size, suite.train.channels_last)
+
+    def train_phase(model, epochs, extra_loss=None):  # a method's own training (slimming's sparsity phase)
+        cfg = suite.phase_config("finetune", epochs, job.train_overrides)
+        train(model, *env.loaders(job, cfg.batch_size, cfg.channels_last), cfg, extra_loss=extra_loss)
+
+    ctx = JobContext(
+        dataset=job.dataset,
+        model_name=job.model,
+        num_classes=shape["num_classes"],
+        in_channels=shape["in_channels"],
+        input_size=shape["input_size"],
+        seed=job.seed,
+        options=copy.deepcopy(job.options),
+        target=job.target,
+        budgets=suite.budgets,
+        device=env.device,
+        dense_model=lambda epochs=None: start.load_into(new_dense(shape, env.device)),
+        train_loader=train_loader,
+        epochs_override=job.epochs_override,
+        train=train_phase,
+    )
+    torch.manual_seed(job.seed)
+    prepared = get_method(job.method).prepare(ctx)
+    prepared.model = prepared.model.to(env.device)
+    return prepared
+
+
+def train_step(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, reference: DenseRef, env: Env) -> dict:
+    """Step 2: train for the method's budget (the dense row reports its checkpoint's own training)."""
+    if prepared.epochs == 0:
+        dense = reference.meta["train"] if prepared.phase == "dense" else {}
+        return {
+            "history": reference.meta["history"] if prepared.phase == "dense" else [],
+            "train_wall_s": dense.get("wall_s", 0.0),
+            "img_per_s": dense.get("img_per_s"),
+            "peak_mem_mb": dense.get("peak_mem_mb"),
+            "peak_mem_kind": dense.get("peak_mem_kind"),
+            "train_images": reference.meta.get("train_images"),
+        }
+    cfg = suite.phase_config(prepared.phase, prepared.epochs, job.train_overrides)
+    train_loader, test_loader = env.loaders(job, cfg.batch_size, cfg.channels_last)
+    state = env.state_dir / f"{job.job_id}.pt" if env.state_dir is not None else None
+    result = train(
+        prepared.model,
+        train_loader,
+        test_loader,
+        cfg,
+        checkpoint=state,
+        extra_loss=prepared.extra_loss,
+        progress=env.epoch_progress(job.job_id, cfg.epochs),
+        set_aside=env.set_aside,
+    )
+    if prepared.finalize is not None:
+        prepared.model = prepared.finalize(prepared.model)
+    return {
+        "history": result.history,
+        "train_wall_s": result.wall_s,
+        "img_per_s": result.img_per_s,
+        "peak_mem_mb": result.peak_mem_mb,
+        "peak_mem_kind": result.peak_mem_kind,
+        "train_images": train_loader.num_items,
+    }
+
+
+def evaluate_step(model, test_loader, history: list[dict]) -> dict:
+    """Step 3: final-epoch accuracy, fp32, on the whole test set (the best epoch only as an extra)."""
+    final = evaluate(model, test_loader)
+    best = max(history, key=lambda r: r["test_top1"]) if history else None
+    return {
+        "top1": final["top1"],
+        "top5": final["top5"],
+        "test_loss": final["loss"],
+        "best_top1": best["test_top1"] if best else None,
+        "best_epoch": best["epoch"] if best else None,
+    }
+
+
+def train_phases(prepared: Prepared, start: DenseRef, macs: int) -> list[dict]:
+    """The epochs this row's model saw, phase by phase, each at the MACs it ran at (for the budget columns)."""
+    if prepared.phase == "dense":
+        return [{"phase": "dense", "epochs": start.meta["train"]["epochs"], "macs": start.meta["macs"]}]
+    phases = []
+    if prepared.phase == "finetune":  # it starts from the dense checkpoint: that training is part of its budget
+        phases.append({"phase": "dense", "epochs": start.meta["train"]["epochs"], "macs": start.meta["macs"]})
+    if prepared.extra_epochs_at_dense_cost:
+        phases.append({"phase": "method", "epochs": prepared.extra_epochs_at_dense_cost, "macs": start.meta["macs"]})
+    phases.append({"phase": prepared.phase, "epochs": prepared.epochs, "macs": macs})
+    return phases
+
+
+def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: Env) -> tuple[dict, bytes]:
+    shape = shape_of(job)
+    prepared = prepare(suite, job, start, shape, env)  # 1. prepare
+    trained = train_step(suite, job, prepared, start, reference, env)  # 2. train
+    model = prepared.model
+    _, test_loader = env.loaders(job, EVAL_BATCH, False)
+    accuracy = evaluate_step(model, test_loader, trained["history"])  # 3. evaluate
+    cost = measure_cost(model, shape["in_channels"], shape["input_size"])  # 4. measure
+    dense_model = start.load_into(new_dense(shape, env.device))
+    speed = measure_pair(
+        model,
+        dense_model,
+        shape["in_channels"],
+        shape["input_size"],
+        env.device,
+        suite.measure,
+        deploy_form=deploy_form(suite.train.channels_last),
+    )
+    ref = reference.meta
+    raw = (
+        accuracy
+        | cost
+        | speed
+        | {
+            "base_top1": ref["top1"],
+            "base_params": ref["params"],
+            "base_macs": ref["macs"],
+            "train_phases": train_phases(prepared, start, cost["macs"]),
+            "train_images": trained["train_images"],
+        }
+    )
+    record = raw | derive(raw)  # 5. compare: every derived metric from the metric table
+    record["speedup_suspect"] = suspect(record.get("speedup_measured"), record.get("speedup_theoretical"))
+    record |= {k: v for k, v in trained.items() if k != "train_images"} | {
+        "phase": prepared.phase,
+        "epochs": prepared.epochs,
+        "method_info": prepared.info,
+        "tissue_options": getattr(model, "tissue_options", None) or prepared.info.get("tissue_options"),
+        "dense_checkpoint": start.job_id,
+        "dense_weights_sha256": start.sha256,
+        "dense_epochs": start.meta["train"]["epochs"],
+        "reference_job": reference.job_id,
+        "reference_epochs": reference.meta["train"]["epochs"],
+        "model_file": f"models/{job.job_id}.pt",
+    }
+    arch = shape | {"options": {}} | (prepared.arch or {})
+    return record, model_bytes(model, arch)  # 6. the record and the model file

@@ -1,0 +1,100 @@
+"""The plan before anything trains: per job its phase, epochs and cost estimates, and the suite's compute.
+
+``tissuebench run SUITE --dry-run [--json]`` prints it. Estimates: TissueNet and dense models are
+built and counted exactly; pruning and sparsity estimates follow the target (the achieved values
+are measured when the job runs). Training compute = epochs x training images x 3 x MACs, the
+same formula as the ``train_compute`` metric, summed over the jobs that train (a dense checkpoint
+counts once, in its dense job).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from baselines.contract import PlanContext, get_method
+from benchmarks.metrics import TRAIN_PASSES_PER_IMAGE
+from benchmarks.suite import Job, Suite
+from tissuenet import count_macs, count_params
+from tissuenet.registry import create_model_for_input
+
+
+@dataclass
+class PlannedJob:
+    job: Job
+    phase: str
+    epochs: int  # the job's own training epochs, as it will run (dense: its checkpoint's)
+    macs: float
+    params: float
+    reference_epochs: int
+    done: bool = False
+
+    def train_compute(self, train_images: int) -> float:
+        return self.epochs * train_images * TRAIN_PASSES_PER_IMAGE * self.macs
+
+    def as_json(self) -> dict:
+        j = self.job
+        return {
+            "job_id": j.job_id,
+            "dataset": j.dataset,
+            "model": j.model,
+            "method": j.method,
+            "label": j.label,
+            "target": j.target.label() or "none",
+            "seed": j.seed,
+            "phase": self.phase,
+            "epochs": self.epochs,
+            "macs": round(self.macs),
+            "params": round(self.params),
+        }
+
+
+@functools.cache
+def _shape(dataset: str) -> tuple[int, int, int]:
+    from benchmarks.data.registry import get_dataset
+
+    info = get_dataset(dataset)
+    return info.num_classes, info.in_channels, info.input_size
+
+
+@functools.cache
+def _dense_cost(model: str, dataset: str) -> tuple[int, int]:
+    classes, channels, size = _shape(dataset)
+    net = create_model_for_input(model, classes, channels, size)
+    return count_macs(net, channels, size), count_params(net)
+
+
+def plan_context(suite: Suite, dataset: str, model: str, seed: int, spec_or_job, target) -> PlanContext:
+    classes, channels, size = _shape(dataset)
+
+    def build(name: str, options: dict):
+        return create_model_for_input(name, classes, channels, size, **options)
+
+    return PlanContext(
+        budgets=suite.budgets,
+        options=dict(spec_or_job.options),
+        target=target,
+        seed=seed,
+        dataset=dataset,
+        epochs_override=getattr(spec_or_job, "epochs_override", getattr(spec_or_job, "epochs", None)),
+        dense_cost=lambda: _dense_cost(model, dataset),
+        build=build,
+        model_name=model,
+        in_channels=channels,
+        input_size=size,
+    )
+
+
+def plan(suite: Suite, jobs: list[Job], is_done=lambda job_id: False) -> list[PlannedJob]:
+    out = []
+    for job in jobs:
+        method = get_method(job.method)
+        est = method.estimate(plan_context(suite, job.dataset, job.model, job.seed, job, job.target))
+        out.append(
+            PlannedJob(job, method.phase, est.epochs, est.macs, est.params, est.reference_epochs, is_done(job.job_id))
+        )
+    return out
+
+
+def total_compute(planned: list[PlannedJob], train_images: dict[str, int]) -> float:
+    return sum(p.train_compute(train_images[p.job.dataset]) for p in planned)

@@ -1,0 +1,106 @@
+"""What a run prints while it works: one line per job and epoch (kept, never erased), with ETAs.
+
+* suite: ``[3/39] job_id  (2 done, 0 failed, 1 running; ETA 12 min)``, the ETA from the jobs
+  finished in this run;
+* epoch: ``  job_id epoch 4/10: loss 0.4123, top-1 88.31 %, 12.3 s, 4,812 img/s, lr 0.0412, ETA 74 s``;
+* with a terminal, a one-line suite bar stays at the bottom while the lines above scroll.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass
+class SuiteProgress:
+    total: int
+    log: object = None
+    tty: bool | None = None
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    running: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    finished_times: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.log = self.log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.tty = sys.stderr.isatty() if self.tty is None else self.tty
+        self._bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc="suite", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def eta(self) -> float | None:
+        left = self.total - self.done - self.failed - self.skipped
+        if not self.finished_times:
+            return None
+        return left * sum(self.finished_times) / len(self.finished_times) / max(1, self.parallel)
+
+    parallel: int = 1
+
+    def status(self) -> str:
+        return (
+            f"{self.done} done, {self.failed} failed, {self.skipped} already done, {self.running} running; "
+            f"ETA {duration(self.eta())}"
+        )
+
+    def line(self, msg: str) -> None:
+        if self._bar is not None:
+            self._bar.write(msg, file=sys.stderr)
+        else:
+            self.log(msg)
+
+    def start(self, index: int, job_id: str) -> None:
+        self.running += 1
+        self.line(f"[{index}/{self.total}] {job_id}  ({self.status()})")
+        self._refresh()
+
+    def finish(self, ok: bool, seconds: float) -> None:
+        self.running = max(0, self.running - 1)
+        self.done += ok
+        self.failed += not ok
+        self.finished_times.append(seconds)
+        self._refresh(1)
+
+    def skip(self) -> None:
+        self.skipped += 1
+        self._refresh(1)
+
+    def _refresh(self, advance: int = 0) -> None:
+        if self._bar is not None:
+            self._bar.update(advance)
+            self._bar.set_postfix_str(self.status(), refresh=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def epoch_callback(self, job_id: str, epochs: int, prefix: bool = False):
+        """A per-epoch printer for one job: time, img/s, lr and the job's ETA."""
+        spent: list[float] = []
+
+        def on_epoch(epoch: int, row: dict) -> None:
+            spent.append(row.get("epoch_s", 0.0))
+            eta = sum(spent) / len(spent) * (epochs - epoch)
+            who = f"{job_id} " if prefix else ""
+            self.line(
+                f"    {who}epoch {epoch}/{epochs}: loss {row['train_loss']:.4f}, top-1 {row['test_top1']:.2f} %, "
+                f"{row.get('epoch_s', 0):.1f} s, {row.get('img_per_s', 0):,.0f} img/s, lr {row['lr']:.4g}, "
+                f"ETA {duration(eta)}"
+            )
+
+        return on_epoch

@@ -1,0 +1,5 @@
+import sys
+
+from tissuebench.cli import main
+
+sys.exit(main())

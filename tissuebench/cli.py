@@ -1,0 +1,107 @@
+"""The ``tissuebench`` command line: sub-commands from a registry, one error discipline.
+
+Exit codes: 0 ok; 1 a job failed, a check found a regression, or the disk refused a write;
+2 bad input (one line on stderr, nothing stored is touched); 3 a bug (with its traceback);
+130 interrupted (rerunning resumes). A closed pipe (``show | head``) is quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+from tissuebench import __version__
+
+# sub-command modules, in the order `--help` lists them; each has NAME, HELP, add_arguments(p), run(args)
+COMMANDS = ("list", "describe", "run", "show", "report", "check", "paper_costs", "latency", "perf", "nightly")
+
+DESCRIPTION = """\
+Compare TissueNet (compact networks stacked from small basic units) with pruning baselines,
+like for like: the same data, the same dense checkpoints, the same budgets, one counting convention.
+
+  tissuebench run smoke              train the small CI suite on Fashion-MNIST (minutes on a CPU)
+  tissuebench show                   the results table        (runs/smoke)
+  tissuebench report                 tables, figures, index.html  (runs/smoke/report)
+  tissuebench list suites            what can be run
+"""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The project's own errors: bad input, reported in one line with exit code 2."""
+    from baselines.contract import MethodError
+    from benchmarks.data.registry import DataError
+    from benchmarks.files import DamagedFileError, PathError
+    from benchmarks.settings import SettingsError
+    from benchmarks.suite import SuiteError
+    from tissuebench.options import UserError
+    from tissuenet.registry import ModelOptionError, UnknownModelError
+
+    return (
+        UserError,
+        SuiteError,
+        SettingsError,
+        DataError,
+        MethodError,
+        UnknownModelError,
+        ModelOptionError,
+        DamagedFileError,
+        PathError,
+    )
+
+
+def load(name: str):
+    return importlib.import_module(f"tissuebench.commands.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tissuebench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"tissuebench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = load(name)
+        p = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.HELP,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"tissuebench {args.command}: interrupted; rerunning resumes", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `tissuebench show | head`: the reader left; say nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # noqa: BLE001 - sorted below: our errors are one line, anything else a bug
+        from benchmarks.files import StorageError
+
+        if isinstance(exc, StorageError):
+            print(f"tissuebench {args.command}: error: {exc.strerror}; nothing stored was damaged", file=sys.stderr)
+            return 1
+        if isinstance(exc, _user_errors()):
+            print(f"tissuebench {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        print(
+            f"tissuebench {args.command}: internal error (a bug; please report it with the traceback above)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

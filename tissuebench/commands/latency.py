@@ -1,0 +1,117 @@
+"""``tissuebench latency``: time a model and its dense backbone side by side (A/B, deployment form)."""
+
+from __future__ import annotations
+
+import json
+
+from tissuebench.options import MAX_BATCH, UserError, add_device, add_model_shape, int_in, model_shape, parse_sets
+
+NAME = "latency"
+HELP = "time a model against its dense backbone: median, IQR, samples, measured vs theoretical speed-up"
+KEYS = (
+    "model",
+    "batch",
+    "median_ms",
+    "iqr_ms",
+    "samples",
+    "dense_median_ms",
+    "speedup",
+    "theoretical_speedup",
+    "realized",
+)
+
+
+def _batches(text: str) -> list[int]:
+    parse = int_in(1, MAX_BATCH)
+    try:
+        return [parse(b) for b in text.split(",") if b.strip()]
+    except Exception as exc:  # noqa: BLE001 - argparse's message says what is wrong
+        raise UserError(f"--batch {text!r}: {exc}") from None
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="the model to time (e.g. tissue_resnet56)")
+    add_model_shape(p)
+    p.add_argument(
+        "--against", default=None, metavar="DENSE", help="the reference (default: the model's dense backbone)"
+    )
+    p.add_argument("--batch", default="1,64", help="comma-separated batch sizes")
+    p.add_argument("--threads", type=int_in(1, 1024), default=None, help="CPU threads (default: torch's setting)")
+    add_device(p)
+    p.add_argument("--deploy", action="store_true", help="time the deployment form (BN folded, fast kernels, NHWC)")
+    p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per model and batch size (>= 0.5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per batch size")
+
+
+def run(args) -> int:
+    from benchmarks.config import MIN_LATENCY_SAMPLES, MIN_LATENCY_SECONDS
+    from benchmarks.latency import time_paired
+    from benchmarks.measure import deploy_form, eager_form
+    from benchmarks.runner import resolve_device
+    from tissuenet import count_macs, get_entry
+    from tissuenet.registry import create_model_for_input
+
+    if args.min_run_time < MIN_LATENCY_SECONDS:
+        raise UserError(f"--min-run-time must be >= {MIN_LATENCY_SECONDS} s (a shorter timing is noise)")
+    against = args.against or (None if ":" in args.model else get_entry(args.model).dense_name)
+    if against is None:
+        raise UserError(f"{args.model} has no dense backbone to compare with: give --against DENSE")
+    batches = _batches(args.batch)
+    device = resolve_device(args.device)
+    classes, channels, size = model_shape(args, args.model)
+    options = parse_sets(args.set)
+    model = create_model_for_input(args.model, classes, channels, size, **options).to(device).eval()
+    dense = create_model_for_input(against, classes, channels, size).to(device).eval()
+    theory = count_macs(dense, channels, size) / count_macs(model, channels, size)
+    form = deploy_form(True) if args.deploy else eager_form(True)
+    rows = []
+    for batch in batches:
+        x = torch_randn(batch, channels, size, device)
+        fast, label = form(model, x)
+        ref, _ = form(dense, x)
+        pair = time_paired(
+            fast, ref, x, min_run_time=args.min_run_time, min_samples=MIN_LATENCY_SAMPLES, thread_count=args.threads
+        )
+        rows.append(
+            {
+                "model": args.model,
+                "batch": batch,
+                "median_ms": pair.model.median_ms,
+                "iqr_ms": pair.model.iqr_ms,
+                "samples": pair.model.samples,
+                "dense_median_ms": pair.dense.median_ms,
+                "speedup": pair.speedup,
+                "theoretical_speedup": theory,
+                "realized": pair.speedup / theory,
+                "_label": label,
+                "_distinct": pair.distinguishable,
+                "_reliable": pair.reliable,
+            }
+        )
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: r[k] for k in KEYS}))
+        return 0
+    import torch
+
+    print(
+        f"{args.model} vs {against}, {channels}x{size}x{size}, device {device}, "
+        f"{args.threads or torch.get_num_threads()} threads, form: {rows[0]['_label']}"
+    )
+    header = ("batch", "median ms", "IQR ms", "n", "dense ms", "speed-up", "theory", "realized")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (5, 10, 8, 4, 9, 9, 7, 8))))
+    for r in rows:
+        note = "" if r["_distinct"] else "  (not distinguishable from 1)"
+        note += "" if r["_reliable"] else "  (unreliable: large spread)"
+        print(
+            f"{r['batch']:>5} {r['median_ms']:>10.3f} {r['iqr_ms']:>8.3f} {r['samples']:>4} "
+            f"{r['dense_median_ms']:>9.3f} {r['speedup']:>8.2f}x {r['theoretical_speedup']:>6.2f}x "
+            f"{r['realized']:>8.2f}{note}"
+        )
+    return 0
+
+
+def torch_randn(batch, channels, size, device):
+    import torch
+
+    return torch.randn(batch, channels, size, size, device=device)

@@ -1,0 +1,85 @@
+"""``tissuebench list``: what is registered (models, methods, datasets, suites)."""
+
+from __future__ import annotations
+
+import fnmatch
+
+NAME = "list"
+HELP = "list what can be used: models, methods, datasets, suites"
+CATEGORIES = {
+    "models": "dense backbones and their TissueNet forms (also torchvision:NAME, timm:NAME)",
+    "methods": "dense, tissuenet, structured and unstructured pruning, from-scratch baselines",
+    "datasets": "where each dataset is found, its shape, how it is loaded",
+    "suites": "the shipped suites (benchmarks/suites/*.toml) with their job counts",
+}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("what", nargs="?", choices=list(CATEGORIES), help="a category (none: list the categories)")
+    p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'tissue_*'")
+
+
+def _models(pattern: str) -> list[str]:
+    from tissuenet import get_entry, list_models
+
+    rows = []
+    for name in list_models(pattern):
+        e = get_entry(name)
+        kind = f"TissueNet of {e.dense_name}" if e.tissue else "dense"
+        rows.append(f"{name:<24} {e.family:<16} {kind:<28} input {e.in_channels}x{e.input_size}x{e.input_size}")
+    return rows
+
+
+def _methods(pattern: str) -> list[str]:
+    from baselines.contract import get_method, list_methods
+
+    out = []
+    for n in list_methods():
+        if fnmatch.fnmatch(n, pattern):
+            m = get_method(n)
+            doc = (type(m).__doc__ or "").strip().splitlines()[0]
+            out.append(f"{n:<18} {m.phase:<9} targets {','.join(m.targets):<34} {doc}")
+    return out
+
+
+def _datasets(pattern: str) -> list[str]:
+    from benchmarks.data.registry import get_dataset, list_datasets
+
+    out = []
+    for n in list_datasets():
+        if fnmatch.fnmatch(n, pattern):
+            d = get_dataset(n)
+            kind = "device-resident" if d.resident else "streamed (ImageFolder)"
+            out.append(f"{n:<14} {d.num_classes:>5} classes  {d.in_channels}x{d.input_size}x{d.input_size}  {kind}")
+    return out
+
+
+def _suites(pattern: str) -> list[str]:
+    from benchmarks.suite import list_suites, load_suite
+
+    out = []
+    for n in list_suites():
+        if fnmatch.fnmatch(n, pattern):
+            s = load_suite(n)
+            out.append(f"{n:<18} {len(s.jobs()):>4} jobs  {s.description}")
+    return out
+
+
+LISTERS = {"models": _models, "methods": _methods, "datasets": _datasets, "suites": _suites}
+
+
+def run(args) -> int:
+    if args.what is None:
+        for name, text in CATEGORIES.items():
+            print(f"{name:<9} {text}")
+        print("usage: tissuebench list CATEGORY [PATTERN]")
+        return 0
+    rows = LISTERS[args.what](args.pattern)
+    for row in rows:
+        print(row)
+    if not rows:
+        print(f"no {args.what} match {args.pattern!r} (try: tissuebench list {args.what})")
+        return 2 if args.pattern != "*" else 0
+    if args.what == "models":
+        print("(also: torchvision:NAME, timm:NAME)")
+    return 0

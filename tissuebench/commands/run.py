@@ -1,0 +1,111 @@
+"""``tissuebench run``: run a suite (resumable), or print its plan with ``--dry-run``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tissuebench.options import add_device, float_in, int_in, results_dir
+
+NAME = "run"
+HELP = "run a suite: train and measure every job (finished jobs are skipped; a killed run resumes)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("suite", help="a shipped suite (see `tissuebench list suites`) or a .toml file")
+    p.add_argument("--results", default=None, metavar="DIR", help="results folder (default: runs/SUITE)")
+    p.add_argument("--data-root", default=None, help="where datasets live (else $TISSUEBENCH_DATA, system paths)")
+    p.add_argument("--download", action="store_true", help="allow torchvision downloads of missing datasets")
+    add_device(p)
+    p.add_argument("--only", default=None, metavar="PATTERN", help="glob over job ids or labels")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (phases, epochs, cost, compute) and exit")
+    p.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per job")
+    g = p.add_argument_group("execution (default: local, one job at a time)")
+    g.add_argument(
+        "--executor", choices=("local", "ray"), default=None, help="local, or a Ray cluster (default: local)"
+    )
+    g.add_argument("--address", default=None, help="Ray address: auto or HOST:PORT (default: a local Ray instance)")
+    g.add_argument("--gpus-per-job", type=float_in(0, 8), default=None, help="GPUs per job; 0.25 packs four on a GPU")
+    g.add_argument("--cpus-per-job", type=int_in(1, 256), default=None, help="CPU threads per job")
+    g.add_argument("--max-concurrent", type=int_in(1, 100_000), default=None, help="jobs running at once")
+    g.add_argument("--max-retries", type=int_in(0, 100), default=None, help="retries of a job whose worker died")
+
+
+def execution(args, suite):
+    """The suite's [execution] section with the command line's options over it (validated)."""
+    changes = {
+        k: getattr(args, k)
+        for k in ("executor", "address", "gpus_per_job", "cpus_per_job", "max_concurrent", "max_retries")
+        if getattr(args, k, None) is not None
+    }
+    return suite.execution.updated(changes, "execution options")
+
+
+def dry_run(runner, only, as_json: bool) -> int:
+    from benchmarks.planning import plan, total_compute
+    from benchmarks.progress import duration  # noqa: F401  (same units as run's progress)
+
+    jobs = runner.plan(only)
+    train_images = runner.preflight(jobs)  # the data must be there, as for a real run
+    planned = plan(runner.suite, jobs, runner.store.is_done)
+    if as_json:
+        for p in planned:
+            print(json.dumps(p.as_json()))
+        return 0
+    suite = runner.suite
+    print(f"suite {suite.name}: {len(jobs)} jobs -> {runner.store.root}  (device {runner.device})")
+    print(f"{'job_id':<64} {'phase':>8} {'epochs':>6} {'est. MACs':>11} {'ref':>5} {'compute':>10} {'done':>5}")
+    for p in planned:
+        compute = p.train_compute(train_images[p.job.dataset]) / 1e12
+        print(
+            f"{p.job.job_id:<64} {p.phase:>8} {p.epochs:>6} {p.macs / 1e6:>10.2f}M {p.reference_epochs:>5} "
+            f"{compute:>8.2f} T {'yes' if p.done else '':>5}"
+        )
+    b = suite.budgets
+    print(
+        f"budgets: dense {b.dense_epochs}, fine-tune {b.finetune_epochs}, scratch {b.scratch} epochs; 'ref' is the "
+        "dense budget each row is compared with"
+    )
+    total = total_compute(planned, train_images)
+    print(
+        f"total training compute: {total / 1e12:,.2f} T MACs (epochs x training images x 3 x MACs, "
+        f"{sum(not p.done for p in planned)} jobs to run)"
+    )
+    return 0
+
+
+def run(args) -> int:
+    from benchmarks.runner import Runner
+    from benchmarks.store import ResultStore
+    from benchmarks.suite import load_suite
+    from tissuebench.options import UserError
+
+    suite = load_suite(args.suite)
+    exe = execution(args, suite)
+    if args.json and not args.dry_run:
+        raise UserError("--json goes with --dry-run")
+    store = ResultStore(results_dir(args, suite.name))
+    if exe.executor == "ray" and not args.dry_run:
+        from benchmarks.executors.ray_executor import RayRunner
+
+        runner = RayRunner(suite, store, exe, device=args.device, data_root=args.data_root, download=args.download)
+    else:
+        runner = Runner(suite, store, device=args.device, data_root=args.data_root, download=args.download)
+    if args.dry_run:
+        return dry_run(runner, args.only, args.json)
+    jobs = runner.plan(args.only)
+    if not jobs:
+        raise UserError(f"no job of suite {suite.name!r} matches --only {args.only!r}")
+    runner.preflight(jobs)
+    summary = runner.run(args.only)
+    elsewhere = f", {len(summary.elsewhere)} finished by another run" if summary.elsewhere else ""
+    print(
+        f"suite {suite.name}: {len(summary.ok)} ok, {len(summary.failed)} failed, {len(summary.skipped)} already "
+        f"done{elsewhere}; {summary.wall_s:.0f} s; results in {store.root}"
+    )
+    if summary.failed:
+        print("failed jobs: " + ", ".join(summary.failed), file=sys.stderr)
+    from tissuebench.commands.show import print_table
+
+    print_table(store, fmt="table", include_superseded=False)
+    return 1 if summary.failed else 0

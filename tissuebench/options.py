@@ -1,0 +1,122 @@
+"""Shared command-line options and their validation (every numeric option is checked)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_SUITE = "smoke"
+RESULTS_ROOT = "runs"
+MAX_INPUT_SIZE = 1024  # pixels: larger inputs would allocate tens of GB for one forward pass
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 64
+MAX_BATCH = 65_536
+
+
+class UserError(Exception):
+    """Bad input from the command line: one line, exit code 2."""
+
+
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: allowed {lo}..{hi if hi else 'any'}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(lo: float, hi: float | None = None):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value >= lo and (hi is None or value <= hi)):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: allowed {lo}..{hi if hi is not None else 'any'}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def add_results(p: argparse.ArgumentParser, *, with_suite: bool = True) -> None:
+    """``--results DIR`` (default runs/SUITE) and, for commands without a suite argument, ``--suite``."""
+    if with_suite:
+        p.add_argument(
+            "--suite", default=DEFAULT_SUITE, help="the suite whose results to read (sets the default --results)"
+        )
+    p.add_argument("--results", default=None, metavar="DIR", help="results folder (default: runs/SUITE)")
+
+
+def results_dir(args, suite: str | None = None) -> Path:
+    return Path(args.results) if args.results else Path(RESULTS_ROOT) / (suite or args.suite)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def add_model_shape(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="model option, repeatable (e.g. units=2-8-2, replace=all)",
+    )
+    p.add_argument("--dataset", default=None, help="take classes, channels and input size from this dataset")
+    p.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=None, help="default: the dataset's, else 10")
+    p.add_argument(
+        "--in-channels",
+        type=int_in(1, MAX_CHANNELS),
+        default=None,
+        help="default: the dataset's, else the model's (1 for the MNIST models, 3 otherwise)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int_in(1, MAX_INPUT_SIZE),
+        default=None,
+        help="default: the dataset's, else the resolution the model is used at",
+    )
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """``["units=2-8-2", "seed=3", "replace=[2,3]"]`` -> options; values parsed as Python literals."""
+    import ast
+
+    options = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        try:
+            options[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            options[key] = raw  # plain strings such as 2-4-2 or ours_r
+    return options
+
+
+def model_shape(args, model: str) -> tuple[int, int, int]:
+    """(classes, channels, input size) from --dataset, the explicit options, or the model's registration."""
+    classes, channels, size = 10, None, None
+    if args.dataset:
+        from benchmarks.data.registry import get_dataset
+
+        info = get_dataset(args.dataset)
+        classes, channels, size = info.num_classes, info.in_channels, info.input_size
+    if ":" in model:
+        channels, size = channels or 3, size or 224
+    else:
+        from tissuenet import get_entry
+
+        entry = get_entry(model)
+        channels, size = channels or entry.in_channels, size or entry.input_size
+    return (args.num_classes or classes, args.in_channels or channels, args.input_size or size)
