@@ -118,6 +118,11 @@ def _tradeoff_metrics() -> list[Metric]:
     return out
 
 
+def _train_compute(v: dict) -> float:
+    """Multiply-accumulates spent training this row, all phases: epochs x images x 3 x MACs."""
+    return float(sum(p["epochs"] * p["macs"] for p in v["train_phases"]) * v["train_images"] * TRAIN_PASSES_PER_IMAGE)
+
+
 # One metric per entry with its fields side by side reads better than the formatter's one field per line:
 # fmt: off
 METRICS: list[Metric] = [
@@ -178,6 +183,13 @@ METRICS: list[Metric] = [
        compute=_needs("speedup_measured", "speedup_theoretical")(
            lambda v: v["speedup_measured"] / v["speedup_theoretical"]),
        doc="the fraction of the theoretical speed-up that the measured latency shows"),
+    # -- budget
+    _m("epochs_total", "Epochs (all phases)", short="epochs", unit="", group="budget", digits=0, report=True,
+       show=True, integer=True, compute=_needs("train_phases")(lambda v: sum(p["epochs"] for p in v["train_phases"])),
+       doc="every epoch the row's model saw: dense pre-training + method phases + this job's training"),
+    _m("train_compute", "Train compute (T MACs)", short="TMACs", unit="T MACs", group="budget", scale=1e-12,
+       report=True, show=True, compute=_needs("train_phases", "train_images")(_train_compute),
+       doc="epochs x training images x 3 x MACs, summed over all phases"),
     # -- trade-offs (the paper's metrics)
     *_tradeoff_metrics(),
     _m("tca_ratio", "TCA, ratio form", short="tca_ratio", unit="", group="tradeoff", better="higher",

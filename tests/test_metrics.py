@@ -1,0 +1,72 @@
+"""The metric table: one entry per metric, everything else derived from it."""
+
+import pytest
+
+from benchmarks import metrics
+from benchmarks.metrics import BY_NAME, METRICS, derive, names
+from benchmarks.store import COLUMNS
+from tissuenet.metrics import WEIGHTINGS, tca, tsa
+
+
+def test_names_are_unique_and_every_metric_is_a_store_column():
+    assert len({m.name for m in METRICS}) == len(METRICS) and len({m.short for m in METRICS}) == len(METRICS)
+    assert set(BY_NAME) <= set(COLUMNS)
+
+
+def test_tradeoff_names_follow_the_weightings():
+    assert {f"{k}_{a}_{b}" for k in ("tca", "tsa") for a, b in WEIGHTINGS} <= set(names(group="tradeoff"))
+    assert BY_NAME["tsa_4_1"].title == "TSA(4,1)" and BY_NAME["tca_1_4"].better == "higher"
+
+
+def test_asv_tracks_only_lower_is_better_numbers():
+    assert names(where="asv") and all(BY_NAME[n].better == "lower" for n in names(where="asv"))
+
+
+def test_check_kinds():
+    assert names(check="exact") == ["params", "params_nonzero", "macs", "macs_effective"]
+    assert names(check="tolerance") == ["top1"]
+
+
+def test_derive_against_hand_computed_values():
+    raw = {
+        "top1": 92.82,
+        "base_top1": 93.25,
+        "macs": 100,
+        "macs_effective": 20.13,
+        "base_macs": 100,
+        "params": 27.1,
+        "params_nonzero": 27.1,
+        "base_params": 100,
+    }
+    got = derive(raw)
+    assert got["acc_drop"] == pytest.approx(0.43)
+    assert got["flops"] == 200 and got["flops_effective"] == pytest.approx(40.26)
+    assert got["macs_effective_reduction_pct"] == pytest.approx(79.87)
+    assert got["tca_1_1"] == pytest.approx(tca(93.25, 92.82, 100, 20.13)) == pytest.approx(2.21, abs=0.005)
+    assert got["tsa_4_1"] == pytest.approx(tsa(93.25, 92.82, 100, 27.1, 4, 1))
+    assert got["speedup_theoretical"] == pytest.approx(100 / 20.13)
+
+
+def test_missing_inputs_give_none_not_an_error():
+    got = derive({"top1": 50.0})
+    assert got["acc_drop"] is None and got["tca_1_1"] is None and got["top1_error"] == 50.0
+
+
+def test_train_compute_sums_every_phase():
+    """A fine-tuned row: 10 dense epochs at 100 MACs, 2 sparsity epochs at 100, 5 fine-tune epochs at 40."""
+    phases = [
+        {"phase": "dense", "epochs": 10, "macs": 100},
+        {"phase": "method", "epochs": 2, "macs": 100},
+        {"phase": "finetune", "epochs": 5, "macs": 40},
+    ]
+    got = derive({"train_phases": phases, "train_images": 1000})
+    assert got["epochs_total"] == 17
+    assert got["train_compute"] == (10 * 100 + 2 * 100 + 5 * 40) * 1000 * 3
+    assert metrics.TRAIN_PASSES_PER_IMAGE == 3
+    assert BY_NAME["train_compute"].display(got["train_compute"]) == "0.00"  # shown in T MACs
+
+
+def test_display_uses_the_unit():
+    assert BY_NAME["params_nonzero"].display(272186) == "0.272"
+    assert BY_NAME["macs"].display(31021952) == "31.02"
+    assert BY_NAME["top1"].display(None) == "–"
