@@ -20,7 +20,7 @@ import torch
 
 from baselines.contract import JobContext, Prepared, get_method
 from benchmarks.dense_cache import DenseRef
-from benchmarks.files import model_bytes
+from benchmarks.files import StorageError, model_bytes
 from benchmarks.latency import measure_pair, suspect
 from benchmarks.measure import deploy_form, measure_cost
 from benchmarks.metrics import derive
@@ -96,6 +96,8 @@ def run_job(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: E
     try:
         body, file_bytes = _steps(suite, job, start, reference, env)
         record = base | body | {"status": "ok", "error": None}
+    except StorageError:  # a full or read-only disk ends the sweep (nothing more can be stored)
+        raise
     except Exception as exc:  # noqa: BLE001 - one job's failure must not end the sweep
         file_bytes = None
         record = base | {

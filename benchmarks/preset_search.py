@@ -17,6 +17,7 @@ import itertools
 
 from benchmarks.paper import measured_cuts, tissuenet_rows
 from tissuenet import get_entry
+from tissuenet.registry import tissue_name
 
 HIDDEN = (1, 2, 4, 8, 12, 16)
 
@@ -41,7 +42,7 @@ def search(row: dict, top: int) -> list[tuple]:
     found = []
     for options in candidates(backbone):
         try:
-            flops_cut, params_cut = measured_cuts(backbone, f"tissue_{backbone}", options, row["dataset"])
+            flops_cut, params_cut = measured_cuts(backbone, tissue_name(backbone), options, row["dataset"])
         except Exception:  # noqa: BLE001 - a candidate the backbone cannot build (e.g. an empty stage)
             continue
         err = max(abs(flops_cut - row["flops_cut"]), abs(params_cut - row["params_cut"]))

@@ -23,11 +23,15 @@ import torch
 
 from benchmarks import dense_cache
 from benchmarks.data.registry import DataError, make_loaders
-from benchmarks.files import write_bytes_atomic
+from benchmarks.files import inside, write_bytes_atomic
 from benchmarks.job import Env, Outcome, new_dense, run_job, shape_of
 from benchmarks.progress import SuiteProgress
 from benchmarks.store import ResultStore
 from benchmarks.suite import Job, Suite, SuiteError
+
+
+class DeviceError(ValueError):
+    """A --device this machine does not have."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -36,14 +40,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+        raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but CUDA is not available here")
+            raise DeviceError("--device cuda was asked for, but CUDA is not available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+            raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -252,7 +256,7 @@ class Runner:
         """The driver writes what a job returned: its model file, then its record (the record marks it done)."""
         rec = outcome.record
         if outcome.model_file is not None:
-            write_bytes_atomic(self.store.models / f"{rec['job_id']}.pt", outcome.model_file)
+            write_bytes_atomic(inside(self.store.models, f"{rec['job_id']}.pt"), outcome.model_file)
         self.store.write(rec)
         (self.store.checkpoints / "jobs" / f"{rec['job_id']}.pt").unlink(missing_ok=True)
 

@@ -140,6 +140,8 @@ def parse_suite(raw: dict) -> Suite:
                 get_entry(m)
             except KeyError as exc:
                 raise SuiteError(str(exc)) from exc
+    if isinstance(raw.get("train"), dict) and "epochs" in raw["train"]:
+        raise SuiteError("[train] epochs: epochs come from [budgets] (dense_epochs, finetune_epochs, scratch_epochs)")
     train = TrainConfig.from_dict(raw.get("train", {}))
     finetune = raw.get("finetune", {})
     if not isinstance(finetune, dict) or "epochs" in finetune:
@@ -171,6 +173,10 @@ def parse_suite(raw: dict) -> Suite:
 
 def check_jobs(suite: Suite) -> None:
     """Labels unique; warm-up within each phase; no two labels that are the same network and training."""
+    try:
+        suite.phase_config("dense", suite.budgets.dense_epochs)
+    except SettingsError as exc:
+        raise SuiteError(f"the dense phase: {exc}") from exc
     labels: dict[str, int] = {}
     for i, spec in enumerate(suite.methods, start=1):
         if spec.label in labels:

@@ -13,17 +13,35 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from benchmarks.files import PathError, StorageError
 from reports import data, figures, tables
 from reports.index import write_index
 
-KINDS = ("tradeoff", "accuracy_vs_params", "curves", "tca_tsa", "latency")
+STORE_FOLDERS = ("records", "checkpoints", "models", "plans", "locks", "quarantine")
+
+
+def check_out_folder(results: Path, out: Path) -> None:
+    """The report folder may not overlap the result store (it is rewritten on every report)."""
+    res, dst = results.resolve(), out.resolve()
+    inside_store = any(dst == res / f or (res / f) in dst.parents for f in STORE_FOLDERS)
+    if dst == res or dst in res.parents or inside_store:
+        raise PathError(
+            f"--out {out} overlaps the results folder {results}: give the report its own folder "
+            f"(default: {results / 'report'})"
+        )
 
 
 def build_report(results: Path, out: Path, include_superseded: bool = False) -> dict:
     results, out = Path(results), Path(out)
     if not (results / "records").is_dir():
         raise FileNotFoundError(f"no results folder at {results} (expected {results}/records/)")
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_folder(results, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").write_text("")
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        raise StorageError(exc.errno, f"cannot write the report to {out} ({exc.strerror}); give --out DIR") from exc
     rows, damaged = data.measured(results, include_superseded)
     agg = data.aggregate(rows)
     published = data.published()

@@ -95,7 +95,7 @@ EXCLUDE = {
 }
 GRID = [(m, b) for m in STRUCTURED for b in DENSE_MODELS + EXTERNAL if b not in EXCLUDE]
 GRID += [("prune_l1", b) for b in EXCLUDE]
-FAST = {("prune_l1", "resnet20"), ("prune_group", "vgg16_bn"), ("prune_taylor", "resnet20"), ("prune_lamp", "mlp")}
+FAST = {("prune_l1", "resnet20"), ("prune_group", "mlp"), ("prune_taylor", "mlp"), ("prune_lamp", "mlp")}
 
 
 def _check_saved_model_remeasures(prepared, ctx, tmp_path):
@@ -165,10 +165,10 @@ def test_criteria_give_distinct_networks():
 
 def test_l1_is_pfec_per_filter_norm():
     """prune_l1 ranks each conv's filters by the L1 norm of that filter's own weights (Li et al. 2017)."""
-    ctx = make_ctx("vgg16_bn", Target("macs_reduction", 0.3))
+    ctx = make_ctx("resnet20", Target("macs_reduction", 0.5))
     dense = ctx.dense_model()
     prepared = get_method("prune_l1").prepare(ctx)
-    conv0, pruned0 = dense.features[0][0], prepared.model.features[0][0]
+    conv0, pruned0 = dense.stem[0], prepared.model.stem[0]
     norms = conv0.weight.detach().abs().flatten(1).sum(1)
     keep = pruned0.out_channels
     assert keep < conv0.out_channels  # the first conv was pruned: the kept filters are its largest-L1 ones
@@ -187,7 +187,7 @@ def test_params_target(method):
 
 
 def test_unreachable_target_is_a_clear_error():
-    ctx = make_ctx("resnet20", Target("macs_reduction", 0.99), options={"max_ratio": 0.5})
+    ctx = make_ctx("resnet20", Target("macs_reduction", 0.99), options={"max_ratio": 0.5, "steps": 10})
     with pytest.raises(MethodError, match="reached macs_reduction .* for target 0.9900"):
         get_method("prune_l1").prepare(ctx)
 
@@ -240,16 +240,25 @@ def test_tissuenet_and_uniform_compare_with_an_equal_budget():
     t = get_method("tissuenet").prepare(make_ctx("resnet20", Target("none"), {"replace": "all"}, budgets=budgets))
     assert t.epochs == 9 and t.reference_epochs == 9
     assert get_method("tissuenet").reference_epochs(BudgetConfig(dense_epochs=4, finetune_epochs=1), None) == 4
-    u = get_method("uniform").prepare(make_ctx("vgg16_bn", Target("macs_reduction", 0.5), budgets=budgets))
+    u = get_method("uniform").prepare(make_ctx("resnet20", Target("macs_reduction", 0.5), budgets=budgets))
     assert abs(u.info["achieved"] - 0.5) <= 0.01 and 0.6 < u.info["width_ratio"] < 0.8 and u.reference_epochs == 9
 
 
 def test_slimming_runs_its_sparsity_phase():
-    ctx = make_ctx("resnet20", Target("macs_reduction", 0.3), options={"slimming_epochs": 1, "slimming_reg": 1e-4})
-    before = [m.weight.detach().abs().sum() for m in ctx.dense_model().modules() if isinstance(m, nn.BatchNorm2d)]
+    """Network Slimming trains with an L1 penalty on BN scales before ranking channels by them."""
+    ctx = make_ctx("resnet20", Target("macs_reduction", 0.3), options={"slimming_epochs": 2, "slimming_reg": 1e-4})
+    calls = []
+    real_train = ctx.train
+    ctx.train = lambda model, n, extra_loss=None: (
+        calls.append((n, extra_loss(model).item())),
+        real_train(model, n, extra_loss),
+    )
     prepared = get_method("prune_slimming").prepare(ctx)
-    assert prepared.info["slimming_epochs"] == 1 and prepared.extra_epochs_at_dense_cost == 1
-    assert abs(prepared.info["achieved"] - 0.3) <= 0.01 and len(before) > 0
+    gammas = sum(m.weight.abs().sum().item() for m in ctx.dense_model().modules() if isinstance(m, nn.BatchNorm2d))
+    assert len(calls) == 1 and calls[0][0] == 2
+    assert calls[0][1] == pytest.approx(1e-4 * gammas, rel=1e-5)  # the penalty is reg x sum |gamma|
+    assert prepared.info["slimming_epochs"] == 2 and prepared.extra_epochs_at_dense_cost == 2
+    assert abs(prepared.info["achieved"] - 0.3) <= 0.01
     with pytest.raises(MethodError, match="needs options.slimming_epochs"):
         get_method("prune_slimming").check({}, Target("macs_reduction", 0.3))
     get_method("prune_bnscale").check({}, Target("macs_reduction", 0.3))  # the phase-less variant has its own name

@@ -50,3 +50,15 @@ def test_describe_errors_exit_2(capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_describe_mlp_defaults_to_the_papers_input(capsys):
+    d = _describe(capsys, "mlp")
+    assert (d["in_channels"], d["input_size"], d["params"]) == (1, 28, 545_810)
+
+
+def test_describe_takes_a_dataset(capsys):
+    d = _describe(capsys, "resnet20", "--dataset", "cifar100")
+    assert (d["num_classes"], d["in_channels"], d["input_size"]) == (100, 3, 32)
+    d = _describe(capsys, "resnet20", "--dataset", "fashion-mnist")
+    assert (d["num_classes"], d["in_channels"], d["input_size"]) == (10, 1, 28)

@@ -1,10 +1,13 @@
 """``tissuebench nightly`` end to end on a tiny suite (asv off: it has its own check in CI docs)."""
 
+import pytest
+
 from tests.helpers import write_suite
 from tissuebench import nightly as nightly_mod
 from tissuebench.cli import main
 
 
+@pytest.mark.slow
 def test_nightly_runs_checks_and_reports(tmp_path, monkeypatch, capsys):
     suite = write_suite(tmp_path / "tiny.toml", name="tiny-nightly")
     reference_dir = tmp_path / "repo" / "results" / "reference"

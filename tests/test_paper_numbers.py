@@ -43,7 +43,7 @@ def test_resnet20_paper_tissue_cuts(replace, num_classes, params_cut, flops_cut,
 
 
 def test_mnist_mlp_cuts_match_the_paper_row():
-    """SPEC 7: MNIST MLP at -97 % FLOPs / -96 % params; ours: 392 FC 2-4-2 units then the classifier."""
+    """docs/method.md §3: MNIST MLP at -97 % FLOPs / -96 % params; ours: 392 FC 2-4-2 units then the classifier."""
     p_b, f_b = (count_params(m := create_model("mlp", 10, 1)), count_macs(m, 1, 28))
     p_n, f_n = (count_params(t := create_model("tissue_mlp", 10, 1)), count_macs(t, 1, 28))
     assert p_b == 784 * 500 + 500 + 500 * 300 + 300 + 300 * 10 + 10
@@ -52,7 +52,7 @@ def test_mnist_mlp_cuts_match_the_paper_row():
     assert abs(100 * (1 - f_n / f_b) - 97) < 1 and abs(100 * (1 - p_n / p_b) - 96) < 1  # 97.41, 96.55
 
 
-# Cells the formula cannot reproduce because the journal's tables carry typos (SPEC section 5).
+# Cells the formula cannot reproduce because the journal's tables carry typos (docs/method.md §6).
 KNOWN_TYPOS = {
     ("cifar100", "mobilenetv2", "Ours", "tsa_1_1"),
     ("cifar100", "mobilenetv2", "Ours", "tsa_1_4"),
@@ -87,7 +87,7 @@ def test_tca_tsa_reproduce_published_tables():
 
 
 def test_worked_example():
-    """SPEC 5: VGG-16/CIFAR-10 'Ours', accuracy as percent or as fractions."""
+    """The paper's worked example (docs/method.md §6): VGG-16/CIFAR-10 'Ours', accuracy as percent or as fractions."""
     for scale in (1, 0.01):
         a_b, a_n = 93.25 * scale, 92.82 * scale
         assert tca(a_b, a_n, 1, 1 - 0.7987) == pytest.approx(2.21, abs=0.005)
@@ -102,7 +102,7 @@ def test_ratio_forms():
     assert tca_ratio(50, 45, 400, 100) == pytest.approx(3.6)  # (400/100) * (45/50)
     assert tsa_ratio(80, 80, 4, 2) == pytest.approx(2.0)
     # journal Table III, BUnit-Net MNIST MLP (92.65 -> 91.95): the published ratios imply the
-    # cuts SPEC 7 quotes (-97 % FLOPs, -96 % params)
+    # cuts the paper quotes (-97 % FLOPs, -96 % params)
     implied_flops_cut = 1 - 1 / (36.06 * 92.65 / 91.95)
     implied_params_cut = 1 - 1 / (27.29 * 92.65 / 91.95)
     assert round(100 * implied_flops_cut) == 97 and round(100 * implied_params_cut) == 96
@@ -112,3 +112,70 @@ def test_ratio_forms():
 def test_metric_input_errors():
     with pytest.raises(ValueError):
         tca(0, 50, 1, 1)
+
+
+# -- the paper's architectures (results/paper/presets.toml) -------------------------------------------
+@pytest.mark.slow
+def test_presets_reproduce_the_published_cuts():
+    """Each preset flagged `match` is within 3 points of its row on both cuts; the others are not (and say so)."""
+    from baselines.presets import load_presets
+    from benchmarks.paper import paper_costs
+
+    rows = paper_costs()
+    assert len(rows) == 11 and all(r["preset"] for r in rows)
+    presets = load_presets()
+    for r in rows:
+        off = max(abs(r["flops_cut"] - r["published_flops_cut"]), abs(r["params_cut"] - r["published_params_cut"]))
+        assert (off <= 3) == presets[r["preset"]].match, (r, off)
+    assert sum(p.match for p in presets.values()) == 8
+
+
+def test_paper_costs_json_keys(capsys, monkeypatch):
+    import json
+
+    from benchmarks import paper
+    from tissuebench.cli import main
+
+    monkeypatch.setattr(paper, "measured_cuts", lambda *a: (10.0, 20.0))  # the keys, not the (slow) counts
+    assert main(["paper-costs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    keys = {
+        "dataset",
+        "model",
+        "method",
+        "preset",
+        "published_flops_cut",
+        "published_params_cut",
+        "flops_cut",
+        "params_cut",
+    }
+    assert len(rows) == 11 and all(set(r) == keys for r in rows)
+    ours = next(r for r in rows if (r["dataset"], r["model"], r["method"]) == ("cifar10", "vgg-16", "Ours"))
+    assert ours["published_flops_cut"] == 79.87 and ours["preset"] == "cifar10-vgg16-ours"
+
+
+def test_lenet_toy_follows_table_one():
+    """conv 5x5 1->6 (150) + six 1-1-1 units of 5x5 (6 x 25 x 1 x 2 = 300) + classifier 96 -> 10 (960)."""
+    model = create_model("tissue_lenet5")
+    weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() > 1)
+    assert weights == 150 + 300 + 960 == 1410
+    bias_and_bn = 6 + 2 * (6 + 6) + 10  # conv1 bias, two BNs of 6 channels (weight + bias), classifier bias
+    assert count_params(model) == 1410 + bias_and_bn
+
+
+def test_stacked_mlp_layers_are_separated_by_normal_layers():
+    import torch
+
+    from tissuenet import StackedLayer
+
+    model = create_model("tissue_mlp", unit_counts=(392, 392))
+    kinds = [type(m).__name__ for m in model]
+    first, second = [i for i, k in enumerate(kinds) if k == "StackedLayer"]
+    assert "Linear" in kinds[first + 1 : second]  # a normal layer mixes the channel pairs between them
+    assert isinstance(model[second], StackedLayer) and model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_mobilenetv2_dense_cost_documented():
+    """docs/method.md §4: 175.95M FLOPs at 32x32 (the paper: 134.95M), 2.24M params (the paper: 2.25M)."""
+    m = create_model("mobilenetv2", 10, 3)
+    assert round(2 * count_macs(m, 3, 32) / 1e6, 2) == 175.95 and round(count_params(m) / 1e6, 2) == 2.24

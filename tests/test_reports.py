@@ -31,6 +31,9 @@ train = { lr = 1e12 }
 )
 
 
+pytestmark = pytest.mark.slow  # trains a 12-job suite once (25 s on CI's CPU)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("rep")

@@ -1,4 +1,4 @@
-"""The stacked layer: fast paths equal the per-unit reference; costs equal SPEC section 4."""
+"""The stacked layer: fast paths equal the per-unit reference; costs equal the formulas of docs/method.md §5."""
 
 import pytest
 import torch
@@ -74,8 +74,8 @@ def test_units_are_independent():
 
 
 def _formula(spec: UnitSpec, m: int, d: int, hw_l: int, hw_r: int):
-    params = m * d * d * spec.c_h * (spec.c_in + spec.c_out)  # SPEC 4: M_s
-    macs = m * d * d * spec.c_h * (spec.c_in * hw_l + spec.c_out * hw_r)  # SPEC 4: C_s (MACs)
+    params = m * d * d * spec.c_h * (spec.c_in + spec.c_out)  # docs/method.md §5: M_s
+    macs = m * d * d * spec.c_h * (spec.c_in * hw_l + spec.c_out * hw_r)  # docs/method.md §5: C_s (MACs)
     return params, macs
 
 
@@ -91,7 +91,7 @@ def test_costs_equal_spec_formulas(spec, m, d, stride, size):
     assert weights == params
     assert sum(p.numel() for p in layer.parameters()) == params + bn
     assert count_macs(layer, layer.in_channels, size) == macs
-    # the dense pair it stands for costs m times more (SPEC 4: M_n = m * M_s on the same widths)
+    # the dense pair it stands for costs m times more (docs/method.md §5: M_n = m * M_s on the same widths)
     dense = torch.nn.Sequential(
         torch.nn.Conv2d(m * spec.c_in, m * spec.c_h, d, stride, d // 2, bias=False),
         torch.nn.Conv2d(m * spec.c_h, m * spec.c_out, d, 1, d // 2, bias=False),

@@ -4,6 +4,7 @@ import json
 import multiprocessing as mp
 
 import pandas as pd
+import pytest
 
 from benchmarks.store import ResultStore
 from tests.helpers import record
@@ -25,6 +26,7 @@ def _writer(root, worker, n):
             store.consolidate()
 
 
+@pytest.mark.slow
 def test_parallel_writers(tmp_path):
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 20)) for w in range(4)]

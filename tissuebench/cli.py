@@ -32,8 +32,10 @@ like for like: the same data, the same dense checkpoints, the same budgets, one 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The project's own errors: bad input, reported in one line with exit code 2."""
     from baselines.contract import MethodError
+    from benchmarks.check import CheckError
     from benchmarks.data.registry import DataError
     from benchmarks.files import DamagedFileError, PathError
+    from benchmarks.runner import DeviceError
     from benchmarks.settings import SettingsError
     from benchmarks.suite import SuiteError
     from tissuebench.options import UserError
@@ -49,7 +51,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ModelOptionError,
         DamagedFileError,
         PathError,
+        DeviceError,
+        CheckError,
     )
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit 2), like every other input error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def load(name: str):
@@ -57,11 +68,9 @@ def load(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tissuebench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog="tissuebench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tissuebench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         module = load(name)
         p = sub.add_parser(
@@ -76,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0): an exit code like any other
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.handler(args)
     except KeyboardInterrupt:

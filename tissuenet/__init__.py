@@ -1,7 +1,7 @@
 """TissueNet / BUnit-Net: compact networks built by stacking small independent basic units.
 
 Follows "Compact Neural Networks via Stacking Designed Basic Units" (arXiv 2205.01508) and its
-journal version BUnit-Net (IEEE TPAMI 2024); see SPEC sections 1-5 referenced in each module.
+journal version BUnit-Net (IEEE TPAMI 2024), as docs/method.md describes it; each module cites its section.
 """
 
 from tissuenet.algorithm1 import TissueBuilder, draw_counts, draw_to_width, resolve_replacement

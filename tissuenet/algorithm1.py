@@ -1,4 +1,4 @@
-"""Algorithm 1 of the paper (SPEC section 3): choose units, draw them at random, size the rest.
+"""Algorithm 1 of the paper (docs/method.md §3): choose units, draw them at random, size the rest.
 
 Two uses:
 
@@ -49,7 +49,7 @@ def draw_counts(design_set: Sequence[UnitSpec], counts: Sequence[int], rng: rand
     return [tuple(rng.choice(design_set) for _ in range(m)) for m in counts]
 
 
-# Replacement strategies (SPEC section 3). Stages are numbered from 1.
+# Replacement strategies (docs/method.md §4). Stages are numbered from 1.
 PRESETS = ("ours", "ours_r", "all", "none")
 
 

@@ -1,4 +1,4 @@
-"""The suite's one counting convention (DESIGN.md), used by ``describe``, results and reports.
+"""The suite's one counting convention (docs/method.md §5), used by ``describe``, results and reports.
 
 * ``macs``: multiply-accumulates of convolutions and matmuls (conv, linear, grouped 1x1 Conv1d)
   per image, forward pass, at evaluation resolution, batch 1. BN, activations, pooling, bias,

@@ -1,4 +1,4 @@
-"""The paper's trade-off metrics (SPEC section 5; journal eq. 9, and the arXiv-era ratio form).
+"""The paper's trade-off metrics (docs/method.md §6; journal eq. 9, and the arXiv-era ratio form).
 
 ``a``: top-1 accuracy, ``f``: FLOPs (or MACs), ``p``: parameters; ``_b`` the baseline, ``_n`` the
 compressed model. Only ratios of like quantities enter, so accuracies may be given in percent or

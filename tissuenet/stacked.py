@@ -1,4 +1,4 @@
-"""The stacked ("tissue") layer, paper SPEC section 2.
+"""The stacked ("tissue") layer (docs/method.md §2).
 
 The input channels are split into consecutive pieces, piece i goes through unit U_i, and the
 outputs are concatenated. Three implementations of that one function:

@@ -1,4 +1,4 @@
-"""Basic units (paper SPEC section 1): the tiny independent networks a stacked layer is made of.
+"""Basic units (docs/method.md §1): the tiny independent networks a stacked layer is made of.
 
 A unit is written ``c_in'-c_h-c_out'`` (input, hidden and output channels). Its two weight layers
 are ``conv(d x d, c_in' -> c_h) -> BN -> ReLU -> conv(d x d, c_h -> c_out') -> BN (-> ReLU)``, or

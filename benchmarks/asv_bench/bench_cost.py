@@ -1,6 +1,11 @@
-"""MACs, parameters and density of each method on a fixed model (no training: structure only)."""
+"""The cost metrics of the metric table that asv tracks (lower is better), per method on a fixed model.
 
-from benchmarks.asv_bench.common import COST_MODEL, INPUT, METHODS
+Structure only, no training. The tracked numbers are the metric table's ``asv`` cost metrics
+(``benchmarks.metrics``): adding one there adds its benchmark here.
+"""
+
+from benchmarks.asv_bench.common import COST_MODEL, INPUT, METHODS, track_metrics
+from benchmarks.metrics import derive
 
 
 class Cost:
@@ -17,20 +22,9 @@ class Cost:
             prepared = prepare_standalone(
                 method, COST_MODEL, kind, value, options, in_channels=INPUT[0], input_size=INPUT[1]
             )
-            out[name] = measure_cost(prepared.model, *INPUT)
+            cost = measure_cost(prepared.model, *INPUT)
+            out[name] = cost | derive(cost)
         return out
 
-    def track_macs_effective(self, cache, method):
-        return cache[method]["macs_effective"]
 
-    track_macs_effective.unit = "MACs"
-
-    def track_params_nonzero(self, cache, method):
-        return cache[method]["params_nonzero"]
-
-    track_params_nonzero.unit = "parameters"
-
-    def track_density(self, cache, method):
-        return cache[method]["params_nonzero"] / cache[method]["params"]
-
-    track_density.unit = "nonzero / total"
+track_metrics(Cost, "cost")

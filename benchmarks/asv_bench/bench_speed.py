@@ -12,9 +12,10 @@ class ModelForward:
         import torch
 
         from tissuenet import create_model
+        from tissuenet.registry import tissue_name
 
         torch.set_num_threads(2)
-        name = COST_MODEL if kind == "dense" else f"tissue_{COST_MODEL}"
+        name = COST_MODEL if kind == "dense" else tissue_name(COST_MODEL)
         self.model = create_model(name, in_channels=INPUT[0]).eval()
         self.x = torch.randn(batch, INPUT[0], INPUT[1], INPUT[1])
         self.no_grad = torch.no_grad
@@ -51,9 +52,10 @@ class TrainStepMemory:
         import torch
 
         from tissuenet import create_model
+        from tissuenet.registry import tissue_name
 
         torch.set_num_threads(2)
-        name = COST_MODEL if kind == "dense" else f"tissue_{COST_MODEL}"
+        name = COST_MODEL if kind == "dense" else tissue_name(COST_MODEL)
         self.model = create_model(name, in_channels=INPUT[0])
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         self.x = torch.randn(64, INPUT[0], INPUT[1], INPUT[1])

@@ -20,3 +20,22 @@ METHODS = {  # name -> (method, target kind, target value, options)
     "prune_group_macs50": ("prune_group", "macs_reduction", 0.5, {}),
     "sparse_global_70": ("sparse_global", "sparsity", 0.7, {}),
 }
+
+
+def track_metrics(cls, group: str):
+    """Add a ``track_<metric>`` benchmark to ``cls`` for every asv metric of the metric table in ``group``.
+
+    ``setup_cache`` returns {param: {metric: value}}; asv flags increases, so only lower-is-better
+    metrics are marked ``asv`` in the table.
+    """
+    from benchmarks.metrics import BY_NAME, names
+
+    for metric in (n for n in names(where="asv") if BY_NAME[n].group == group):
+
+        def track(self, cache, param, metric=metric):
+            return cache[param][metric]
+
+        track.unit = BY_NAME[metric].unit or BY_NAME[metric].title
+        track.__name__ = f"track_{metric}"
+        setattr(cls, track.__name__, track)
+    return cls

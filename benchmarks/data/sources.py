@@ -64,7 +64,7 @@ def load_cifar(roots: list[Path], folder_name: str, train_files, test_files, lab
             for name in names:
                 try:
                     with open(folder / name, "rb") as f:
-                        d = pickle.load(f, encoding="bytes")
+                        d = safe_unpickle(f)
                     xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                     ys.append(np.asarray(d[label_key], dtype=np.int64))
                 except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
@@ -73,6 +73,33 @@ def load_cifar(roots: list[Path], folder_name: str, train_files, test_files, lab
 
         return (*read(train_files), *read(test_files))
     raise missing(f"no {folder_name}/ with {', '.join((*train_files, *test_files))} in: " + ", ".join(looked))
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: a planted pickle cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only arrays and plain data)")
+        return super().find_class(module, name)
+
+
+def safe_unpickle(f) -> dict:
+    """CIFAR's python batches are pickles: read them without letting them import anything else."""
+    obj = _ArraysOnly(f, encoding="bytes").load()
+    if not isinstance(obj, dict):
+        raise pickle.UnpicklingError(f"a CIFAR batch is a dict, got {type(obj).__name__}")
+    return obj
 
 
 def synthetic(num_classes=10, in_channels=1, size=28, n_train=512, n_test=256, seed=0):

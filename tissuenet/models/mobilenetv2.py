@@ -1,6 +1,6 @@
 """MobileNetV2 for CIFAR (stride 1 in the stem and the second stage), width 1.0.
 
-TissueNet for light-weight nets (SPEC section 1): the units copy the replaced ops' kernel sizes
+TissueNet for light-weight nets (docs/method.md §1, §4): the units copy the replaced ops' kernel sizes
 and groups. A replaced inverted-residual block becomes ``m`` independent units, each
 ``1x1 (c_in' -> c_h) -> depthwise 3x3 (c_h) -> 1x1 (c_h -> c_out')``: the two pointwise convs
 turn into grouped convs (groups = m) and the depthwise conv, already per-channel, is unchanged.

@@ -1,6 +1,6 @@
 """Residual blocks and the stage loop shared by the CIFAR and ImageNet-style ResNets.
 
-TissueNet (SPEC section 3): in a basic block the two 3x3 convs become one stacked layer (units
+TissueNet (docs/method.md §4): in a basic block the two 3x3 convs become one stacked layer (units
 2-4-2, or 2-4-4 where the block doubles its width); in a bottleneck the stacked layer replaces
 the 3x3 conv. Shortcuts are kept: identity, or 1x1 conv + BN where the shape changes.
 """

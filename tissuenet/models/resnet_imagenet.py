@@ -1,6 +1,6 @@
 """ImageNet-style ResNets (7x7/2 stem, max-pool, widths 64-128-256-512), as the paper uses them.
 
-``resnet20_paper`` is the paper's "ResNet-20" (SPEC section 6): torchvision's ResNet with
+``resnet20_paper`` is the paper's "ResNet-20" (docs/method.md §4): torchvision's ResNet with
 BasicBlocks [3, 3, 3, 1], run on 32x32 inputs; its published cost (94.18M FLOPs, 8.52M params)
 holds only with a 1000-way classifier. ResNet-18/34 use BasicBlocks, ResNet-50 Bottlenecks
 (the stacked layer replaces the 3x3 conv).

@@ -1,4 +1,4 @@
-"""The paper's MNIST models: the MLP 784-500-300-10 and a LeNet-5-like CNN (docs/method.md).
+"""The paper's MNIST models: the MLP 784-500-300-10 and a LeNet-5-like CNN (docs/method.md §3).
 
 Their TissueNet forms are built by Algorithm 1 literally: ``unit_counts`` gives ``m_1..m_J``,
 units are drawn from the design set (seeded), a normal layer sits between two consecutive

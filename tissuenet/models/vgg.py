@@ -1,6 +1,6 @@
 """VGG-16 / VGG-19 with BN for CIFAR, classifier = global average pool + one linear layer.
 
-The paper replaces VGG's FC stack by average pooling and one linear layer (docs/method.md).
+The paper replaces VGG's FC stack by average pooling and one linear layer (docs/method.md §4).
 Its VGG text says runs of 3x3 convs become stacked layers alternating with normal convs, and a
 normal layer must sit between two stacked layers (units never mix channels). Two readings:
 

@@ -1,0 +1,591 @@
+"""Fault injection: damaged, hostile and wrong inputs, full and read-only disks, interrupts.
+
+Every case runs one command against a copy of a finished tiny results folder and asserts three
+things: the exit code, the message (one line for the project's own errors), and that every stored
+file is byte-for-byte unchanged, apart from the files the command moved to ``quarantine/`` (which
+must arrive there unchanged) and files it wrote anew (a redone job). The derived tables
+(``table.*``, ``history.parquet``) are rebuilt from the records and are not compared.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import hashlib
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from tests.helpers import write_suite
+from tissuebench.cli import main
+
+PWNED = "tissuebench-fault-test-pwned"
+DERIVED = ("table.parquet", "table.csv", "history.parquet")
+
+
+class Planted:
+    """A pickle that, if ever unpickled, creates a marker file: loading it must never run it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def plant(path: Path, marker: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps({"state_dict": Planted(marker)}))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    methods = '[[method]]\nname = "dense"\n\n[[method]]\nname = "tissuenet"\nlabel = "tissue-all"\n'
+    suite = write_suite(root / "tiny.toml", methods=methods + 'options = { replace = "all" }\n')
+    assert main(["run", str(suite), "--results", str(root / "results"), "--device", "cpu"]) == 0
+    return suite, root / "results"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    out = {}
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if p.is_file() and rel.parts[0] not in ("locks", "quarantine") and p.name not in DERIVED:
+            out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def quarantined(root: Path) -> dict[str, str]:
+    folder = root / "quarantine"
+    return (
+        {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.endswith(".why.txt")
+        }
+        if folder.is_dir()
+        else {}
+    )
+
+
+@dataclass
+class Case:
+    args: list[str]  # the command; {results}, {suite}, {tmp} are filled in
+    code: int
+    message: str  # in stderr (or stdout where said)
+    setup: object = None  # f(ctx) -> None: inject the fault
+    in_stdout: bool = False
+    one_line: bool = True  # the project's own errors: one line
+    quarantines: int = 0  # files it must move to quarantine
+    after: object = None  # f(ctx) -> None: further checks
+    marks: list = field(default_factory=list)
+
+
+@dataclass
+class Ctx:
+    tmp: Path
+    results: Path
+    suite: Path
+    marker: Path
+
+    def suite_with(self, *, extra="", **kwargs) -> Path:
+        return write_suite(self.tmp / "bad.toml", extra=extra, **kwargs)
+
+    def replace_in_suite(self, old: str, new: str) -> Path:
+        text = self.suite.read_text()
+        assert old in text, old
+        path = self.tmp / "bad.toml"
+        path.write_text(text.replace(old, new, 1))
+        return path
+
+    def record(self, method: str = "dense") -> Path:
+        import json
+
+        return next(
+            p
+            for p in sorted((self.results / "records").glob("*.json"))
+            if json.loads(p.read_text())["method"] == method
+        )
+
+
+def _bad_suite(old: str, new: str, message: str) -> Case:
+    return Case(["run", "{tmp}/bad.toml"], 2, message, setup=lambda c: c.replace_in_suite(old, new))
+
+
+def _bad_extra(extra: str, message: str) -> Case:
+    return Case(["run", "{tmp}/bad.toml"], 2, message, setup=lambda c: c.suite_with(extra=extra))
+
+
+def _method_suite(methods: str, message: str) -> Case:
+    return Case(["run", "{tmp}/bad.toml"], 2, message, setup=lambda c: c.suite_with(methods=methods))
+
+
+def _write(path_fn, data: bytes):
+    def setup(c: Ctx):
+        path_fn(c).write_bytes(data)
+
+    return setup
+
+
+def _dense_ckpt(c: Ctx) -> Path:
+    return next((c.results / "checkpoints" / "dense").glob("*.pt"))
+
+
+def _no_code_ran(c: Ctx) -> None:
+    assert not c.marker.exists(), "a planted pickle ran code"
+
+
+def _redone(c: Ctx) -> None:
+    """The run redid the damaged job: every job of the suite has an ok record again."""
+    import json
+
+    recs = [json.loads(p.read_text()) for p in (c.results / "records").glob("*.json")]
+    assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
+    _no_code_ran(c)
+
+
+def _reference(c: Ctx, text: str) -> Path:
+    path = c.tmp / "ref.csv"
+    path.write_text(text)
+    return path
+
+
+GOOD_REF = "job_id,label,top1,params,params_nonzero,macs,macs_effective\n{job},dense,1.0,1,1,1,1\n"
+
+
+def _ref(text: str):
+    def setup(c: Ctx):
+        job = c.record().stem
+        _reference(c, text.format(job=job))
+
+    return setup
+
+
+@contextmanager
+def refuse_writes(root: Path, code: int):
+    """Every write under ``root`` fails with ``code`` (EROFS: a read-only folder; ENOSPC: a full disk).
+
+    A full disk lets the file be created and half written first, as a real one does. Simulated
+    (tests run as root, for whom permissions do not stop writes).
+    """
+    root = str(root.resolve())
+    real_open, real_replace, real_mkdir, real_unlink, real_move = (
+        builtins.open,
+        os.replace,
+        os.mkdir,
+        os.unlink,
+        shutil.move,
+    )
+
+    def under(path) -> bool:
+        try:
+            return str(Path(path).resolve()).startswith(root)
+        except (TypeError, ValueError):
+            return False
+
+    def fail(path):
+        raise OSError(code, os.strerror(code), str(path))
+
+    class HalfWritten:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            fail(self.f.name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+") and under(file):
+            if code == errno.ENOSPC:
+                return HalfWritten(real_open(file, mode, *args, **kwargs))
+            fail(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guard(real):
+        def wrapped(*args, **kwargs):
+            if any(under(a) for a in args[:2] if isinstance(a, (str, os.PathLike))):
+                fail(args[0])
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    builtins.open, os.replace, os.mkdir = guarded_open, guard(real_replace), guard(real_mkdir)
+    if code == errno.EROFS:
+        os.unlink, shutil.move = guard(real_unlink), guard(real_move)
+    try:
+        yield
+    finally:
+        builtins.open, os.replace, os.mkdir, os.unlink, shutil.move = (
+            real_open,
+            real_replace,
+            real_mkdir,
+            real_unlink,
+            real_move,
+        )
+
+
+def _no_tmp_left(c: Ctx) -> None:
+    assert not [p for p in c.results.rglob("*.tmp")], "temporary files were left behind"
+
+
+CASES = {
+    # -- 1. settings: every field checked before anything trains ---------------------------------------
+    "epochs -1": _bad_suite("dense_epochs = 2", "dense_epochs = -1", "[budgets] dense_epochs = -1: allowed >= 1"),
+    "epochs abc": _bad_suite("dense_epochs = 2", 'dense_epochs = "abc"', "dense_epochs = 'abc': must be an integer"),
+    "finetune epochs 0": _bad_suite("finetune_epochs = 1", "finetune_epochs = 0", "finetune_epochs = 0: allowed >= 1"),
+    "scratch epochs 0": _bad_suite(
+        "finetune_epochs = 1", "finetune_epochs = 1\nscratch_epochs = 0", "scratch_epochs = 0: allowed >= 1"
+    ),
+    "batch larger than the data": _bad_suite(
+        "batch_size = 64", "batch_size = 100000", "batch_size = 100000 is larger than the 512 training images"
+    ),
+    "train_limit 0": _bad_extra("\n[data]\ntrain_limit = 0\n", "[data] train_limit = 0: allowed >= 1"),
+    "train_limit -100": _bad_extra("\n[data]\ntrain_limit = -100\n", "[data] train_limit = -100: allowed >= 1"),
+    "test_limit 0": _bad_extra("\n[data]\ntest_limit = 0\n", "[data] test_limit = 0: allowed >= 1"),
+    "latency batches empty": _bad_suite(
+        "latency_batches = [1, 8]", "latency_batches = []", "[measure] latency_batches = (): allowed each >= 1"
+    ),
+    "latency batch 0": _bad_suite("latency_batches = [1, 8]", "latency_batches = [0]", "latency_batches = (0,)"),
+    "latency too short": _bad_suite(
+        "latency_batches = [1, 8]", "min_run_time = 0.01", "min_run_time = 0.01: allowed >= 0.5"
+    ),
+    "momentum 1": _bad_suite("lr = 0.05", "lr = 0.05\nmomentum = 1.0", "[train] momentum = 1.0: allowed >= 0 and < 1"),
+    "momentum negative": _bad_suite("lr = 0.05", "lr = 0.05\nmomentum = -0.1", "momentum = -0.1"),
+    "lr 0": _bad_suite("lr = 0.05", "lr = 0", "[train] lr = 0: allowed > 0"),
+    "lr text": _bad_suite("lr = 0.05", 'lr = "fast"', "lr = 'fast': must be a number"),
+    "optimizer": _bad_suite("lr = 0.05", 'lr = 0.05\noptimizer = "lion"', "optimizer = 'lion': allowed one of"),
+    "weight decay negative": _bad_suite("lr = 0.05", "lr = 0.05\nweight_decay = -1", "weight_decay = -1"),
+    "warm-up longer than training": _bad_suite(
+        "warmup_epochs = 0", "warmup_epochs = 10", "warmup_epochs = 10 is longer than epochs"
+    ),
+    "label smoothing": _bad_suite("lr = 0.05", "lr = 0.05\nlabel_smoothing = 1.5", "label_smoothing = 1.5"),
+    "nesterov without momentum": _bad_suite(
+        "lr = 0.05", "lr = 0.05\nnesterov = true\nmomentum = 0.0", "nesterov = true needs momentum > 0"
+    ),
+    "no seeds": _bad_suite("seeds = [0]", "seeds = []", "'seeds' must be a non-empty list of integers >= 0"),
+    "negative seed": _bad_suite("seeds = [0]", "seeds = [-1]", "'seeds' must be a non-empty list of integers >= 0"),
+    "seed twice": _bad_suite("seeds = [0]", "seeds = [0, 0]", "'seeds' lists a seed twice"),
+    "models not a list": _bad_suite('models = ["mlp"]', 'models = "mlp"', "'models' must be a non-empty list"),
+    "unknown train key": _bad_suite(
+        "lr = 0.05", "lr = 0.05\nlearning_rate = 3", "unknown setting(s) ['learning_rate']"
+    ),
+    "unknown section": _bad_extra("\n[training]\nlr = 1\n", "unknown key(s) ['training']"),
+    "suite name escapes": _bad_suite('name = "tiny"', 'name = "../evil"', "'name' must be a non-empty string of"),
+    "execution cpus 0": _bad_extra("\n[execution]\ncpus_per_job = 0\n", "[execution] cpus_per_job = 0: allowed >= 1"),
+    "method epochs 0": _method_suite(
+        '[[method]]\nname = "tissuenet"\nepochs = 0\n', "epochs = 0: allowed an integer >= 1"
+    ),
+    "method epochs 1.5": _method_suite('[[method]]\nname = "tissuenet"\nepochs = 1.5\n', "epochs = 1.5"),
+    "label with @": _method_suite(
+        '[[method]]\nname = "tissuenet"\nlabel = "a@b"\n', "label must be a non-empty string"
+    ),
+    "sparsity 1.5": _method_suite(
+        '[[method]]\nname = "sparse_global"\ntargets = [{ sparsity = 1.5 }]\n', "impossible target sparsity=1.5"
+    ),
+    "target on dense": _method_suite(
+        '[[method]]\nname = "dense"\ntargets = [{ sparsity = 0.5 }]\n', "takes targets ['none']"
+    ),
+    "unknown option": _method_suite('[[method]]\nname = "tissuenet"\noptions = { widht = 2 }\n', "widht"),
+    "suite not UTF-8": Case(
+        ["run", "{tmp}/bad.toml"],
+        2,
+        "not UTF-8 text",
+        setup=lambda c: (c.tmp / "bad.toml").write_bytes(b'name = "\xff\xfe"\n'),
+    ),
+    # -- 2. damaged records: named, set aside, redone, listed as gaps ---------------------------------------
+    "record truncated, show": Case(
+        ["show"], 0, "damaged file", setup=_write(lambda c: c.record(), b'{"job_id": "x'), quarantines=1, one_line=False
+    ),
+    "record not UTF-8, report": Case(
+        ["report", "--out", "{tmp}/rep"],
+        0,
+        "damaged file",
+        quarantines=1,
+        setup=_write(lambda c: c.record(), b"\xff\xfe\x00garbage"),
+        one_line=False,
+    ),
+    "record [], check": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        1,
+        "damaged file",
+        quarantines=1,
+        setup=lambda c: (_ref(GOOD_REF)(c), _write(lambda c: c.record(), b"[]")(c)),
+        one_line=False,
+    ),
+    "record null, run redoes it": Case(
+        ["run", "{suite}"],
+        0,
+        "damaged file",
+        quarantines=1,
+        after=_redone,
+        setup=_write(lambda c: c.record(), b"null"),
+        one_line=False,
+    ),
+    "record {}, run redoes it": Case(
+        ["run", "{suite}"],
+        0,
+        "not a result record",
+        quarantines=1,
+        after=_redone,
+        setup=_write(lambda c: c.record("tissuenet"), b"{}"),
+        one_line=False,
+    ),
+    "record copy under another name": Case(
+        ["show"],
+        0,
+        "a copy under another name",
+        quarantines=1,
+        one_line=False,
+        setup=lambda c: shutil.copy(c.record(), c.results / "records" / "copy.json"),
+    ),
+    "plan damaged": Case(
+        ["show"],
+        0,
+        "damaged file",
+        quarantines=1,
+        one_line=False,
+        setup=_write(lambda c: next((c.results / "plans").glob("*.json")), b"\x00\x01"),
+    ),
+    # -- 3. damaged and hostile checkpoints and model files ------------------------------------------------
+    "dense checkpoint corrupt": Case(
+        ["run", "{suite}"],
+        0,
+        "not a readable torch file",
+        quarantines=1,
+        setup=lambda c: (_dense_ckpt(c).write_bytes(b"\x00" * 100), c.record().unlink()),
+        after=_redone,
+        one_line=False,
+    ),
+    "dense checkpoint planted pickle": Case(
+        ["run", "{suite}"],
+        0,
+        "not a readable torch file",
+        quarantines=1,
+        after=_redone,
+        one_line=False,
+        setup=lambda c: (plant(_dense_ckpt(c), c.marker), c.record().unlink()),
+    ),
+    "dense partial planted pickle": Case(
+        ["run", "{suite}"],
+        0,
+        "not a readable torch file",
+        quarantines=1,
+        after=_redone,
+        one_line=False,
+        setup=lambda c: (
+            plant(_dense_ckpt(c).with_suffix(".partial.pt"), c.marker),
+            _dense_ckpt(c).unlink(),
+            c.record().unlink(),
+            c.record("tissuenet").unlink(),
+        ),
+    ),
+    "job resume planted pickle": Case(
+        ["run", "{suite}"],
+        0,
+        "not a readable torch file",
+        quarantines=1,
+        after=_redone,
+        one_line=False,
+        setup=lambda c: (
+            plant(c.results / "checkpoints" / "jobs" / f"{c.record('tissuenet').stem}.pt", c.marker),
+            c.record("tissuenet").unlink(),
+        ),
+    ),
+    "cifar batch planted pickle": Case(
+        ["run", "{tmp}/bad.toml", "--data-root", "{tmp}/data"],
+        2,
+        "refusing to load posix.system",
+        setup=lambda c: (_cifar_with_planted_batch(c), c.suite_with(dataset="cifar10", models=("resnet20",))),
+        after=_no_code_ran,
+    ),
+    # -- 4. reference files: validated like a suite ----------------------------------------------------------
+    "reference without job_id": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        2,
+        "required column(s) ['job_id']",
+        setup=_ref("label,top1,params,params_nonzero,macs,macs_effective\nx,1,1,1,1,1\n"),
+    ),
+    "reference NaN": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        2,
+        "column top1 has an empty",
+        setup=_ref(GOOD_REF.replace(",1.0,", ",nan,")),
+    ),
+    "reference empty cell": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        2,
+        "column macs has an empty",
+        setup=_ref(GOOD_REF.replace(",1,1,1,1\n", ",1,1,,1\n")),
+    ),
+    "reference not UTF-8": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        2,
+        "not UTF-8",
+        setup=lambda c: (c.tmp / "ref.csv").write_bytes(b"\xff\xfe"),
+    ),
+    "reference job twice": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        2,
+        "is listed twice",
+        setup=lambda c: _ref(GOOD_REF + GOOD_REF.splitlines()[1] + "\n")(c),
+    ),
+    "tolerance negative": Case(
+        ["check", "--against", "{tmp}/ref.csv", "--tolerance", "-1"], 2, "out of range", setup=_ref(GOOD_REF)
+    ),
+    "tolerance nan": Case(
+        ["check", "--against", "{tmp}/ref.csv", "--tolerance", "nan"], 2, "out of range", setup=_ref(GOOD_REF)
+    ),
+    # -- 5. command-line values --------------------------------------------------------------------------------
+    "input size 0": Case(["describe", "resnet20", "--input-size", "0"], 2, "0 is out of range"),
+    "input size huge": Case(["describe", "resnet20", "--input-size", "100000"], 2, "100000 is out of range"),
+    "classes 0": Case(["describe", "resnet20", "--num-classes", "0"], 2, "0 is out of range"),
+    "channels 0": Case(["describe", "resnet20", "--in-channels", "0"], 2, "0 is out of range"),
+    "perf steps 0": Case(["perf", "--steps", "0"], 2, "0 is out of range"),
+    "perf batch 0": Case(["perf", "--batch-size", "0"], 2, "0 is out of range"),
+    "device tpu": Case(["run", "{suite}", "--device", "tpu"], 2, "--device must be auto, cpu, cuda or cuda:N"),
+    "device cuda without one": Case(["run", "{suite}", "--device", "cuda"], 2, "CUDA is not available here"),
+    "job id escapes": Case(["show", "../../etc/passwd"], 2, "would leave"),
+    "report over the results": Case(["report", "--out", "{results}"], 2, "overlaps the results folder"),
+    "report into records": Case(["report", "--out", "{results}/records"], 2, "overlaps the results folder"),
+    "unknown model": Case(["describe", "resnet57"], 2, "unknown model 'resnet57'"),
+    "unknown suite": Case(["run", "smok"], 2, "unknown suite 'smok'"),
+    # -- 6. storage: full and read-only -------------------------------------------------------------------------
+    "disk full during run": Case(
+        ["run", "{tmp}/more.toml"],
+        1,
+        "no space left on the device; nothing stored was damaged",
+        setup=lambda c: _more_jobs(c),
+        after=_no_tmp_left,
+    ),
+    "read-only: show": Case(["show"], 0, "dense", in_stdout=True, one_line=False),
+    "read-only: check": Case(
+        ["check", "--against", "{tmp}/ref.csv"], 1, "regressed", setup=_ref(GOOD_REF), in_stdout=True, one_line=False
+    ),
+    "read-only: report elsewhere": Case(["report", "--out", "{tmp}/rep"], 0, "report:", in_stdout=True),
+    "read-only: report in place": Case(["report"], 1, "cannot write the report"),
+}
+READ_ONLY = {"read-only: show", "read-only: check", "read-only: report elsewhere", "read-only: report in place"}
+FULL = {"disk full during run"}
+
+
+def _more_jobs(c: Ctx) -> None:
+    """The suite with its learning rate changed: every job is new, so the run has something to write."""
+    (c.tmp / "more.toml").write_text(c.suite.read_text().replace("lr = 0.05", "lr = 0.04"))
+
+
+def _cifar_with_planted_batch(c: Ctx) -> None:
+    folder = c.tmp / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    good = {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3]}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(good))
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Planted(c.marker), b"labels": [0]}))
+
+
+def test_at_least_forty_cases():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fault(name, finished, tmp_path, capsys):
+    case = CASES[name]
+    suite, results = finished
+    shutil.copytree(results, tmp_path / "results")
+    ctx = Ctx(tmp_path, tmp_path / "results", suite, tmp_path / PWNED)
+    if case.setup is not None:
+        case.setup(ctx)
+    before = snapshot(ctx.results)
+    fill = {"results": str(ctx.results), "suite": str(suite), "tmp": str(tmp_path)}
+    args = [a.format(**fill) for a in case.args]
+    if args[0] in ("run", "show", "report", "check") and "--results" not in args:
+        args += ["--results", str(ctx.results)]
+    if args[0] == "run" and "--device" not in args:
+        args += ["--device", "cpu"]
+    capsys.readouterr()
+    if name in READ_ONLY:
+        with refuse_writes(ctx.results, errno.EROFS):
+            code = main(args)
+    elif name in FULL:
+        with refuse_writes(ctx.results, errno.ENOSPC):
+            code = main(args)
+    else:
+        code = main(args)
+    out, err = capsys.readouterr()
+    text = out if case.in_stdout else err
+    assert code == case.code, (out, err)
+    assert case.message in text, (out, err)
+    if case.one_line and code == 2:
+        assert err.strip().count("\n") == 0 and "Traceback" not in err, err
+    moved = quarantined(ctx.results)
+    assert len(moved) == case.quarantines, moved
+    after = snapshot(ctx.results)
+    moved_hashes = set(moved.values())
+    for path, digest in before.items():
+        if path in after and after[path] == digest:
+            continue
+        assert digest in moved_hashes, f"{path} changed or vanished without being quarantined"
+    assert not ctx.marker.exists()
+    if case.after is not None:
+        case.after(ctx)
+
+
+def test_model_file_planted_pickle_is_refused(tmp_path):
+    from benchmarks.files import DamagedFileError, load_model
+
+    plant(tmp_path / "m.pt", tmp_path / PWNED)
+    with pytest.raises(DamagedFileError, match="not a readable torch file"):
+        load_model(tmp_path / "m.pt")
+    assert not (tmp_path / PWNED).exists()
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    from tissuebench.commands import list as list_command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(list_command, "run", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err.strip() == "tissuebench list: interrupted; rerunning resumes"
+
+
+def test_a_bug_exits_3_with_its_traceback(monkeypatch, capsys):
+    from tissuebench.commands import list as list_command
+
+    monkeypatch.setattr(list_command, "run", lambda args: 1 / 0)
+    assert main(["list"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err and "internal error" in err
+
+
+def test_closed_pipe_is_quiet(finished):
+    _, results = finished
+    shell = f"{sys.executable} -m tissuebench show --results {results} --format csv | head -c 10 >/dev/null"
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.stderr == "" and proc.returncode in (0, 141)
+
+
+def test_version():
+    proc = subprocess.run([sys.executable, "-m", "tissuebench", "--version"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("tissuebench ")
