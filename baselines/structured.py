@@ -38,7 +38,6 @@ DEFAULT_STEPS = 200  # pruning steps from 0 to max_ratio: small steps land withi
 DEFAULT_MAX_RATIO = 0.9  # of any group's channels, at most
 DEFAULT_TOLERANCE = 0.01  # achieved reduction within 1 point of the target
 DEFAULT_SLIMMING_REG = 1e-4
-REFINEMENTS = 2  # redo an overshooting schedule with 2x, then 4x finer steps
 
 
 def classifier_of(model: nn.Module) -> nn.Module:
@@ -61,24 +60,21 @@ def _cost(model: nn.Module, kind: str, in_channels: int, input_size: int) -> int
 def prune_to_target(model, ctx, criterion: str, options: dict) -> dict:
     """Prune ``model`` in place until the measured reduction reaches ``ctx.target``.
 
-    A schedule whose last step overshoots the target by more than the tolerance is redone from
-    the unpruned model with steps twice as fine (at most ``REFINEMENTS`` times): small networks
-    lose whole channels per step, and a coarse step can jump past the target.
+    Whole steps of the schedule until the target is reached. When the last step jumps past it by
+    more than the tolerance (residual networks remove a channel from every coupled layer at once),
+    the schedule is replayed from the unpruned model (same seed, so the same steps) and its last
+    step is taken channel by channel, least important first, stopping at the target.
     """
     crit = get_criterion(criterion)
     if crit.needs_bn and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise MethodError(f"criterion {criterion!r} ranks channels by BN scales; {ctx.model_name} has no BatchNorm")
     tolerance = options.get("tolerance", DEFAULT_TOLERANCE)
     steps = options.get("steps", DEFAULT_STEPS)
-    original = copy.deepcopy(model) if "steps" not in options else None
-    for attempt in range(REFINEMENTS + 1):
-        info = _prune_once(model, ctx, crit, options, steps)
-        if abs(info["achieved"] - ctx.target.value) <= tolerance or original is None or attempt == REFINEMENTS:
-            break
-        if info["achieved"] < ctx.target.value:  # the schedule ended short of the target: finer steps will not help
-            break
-        steps *= 2
+    original = copy.deepcopy(model)
+    info = _prune_once(model, ctx, crit, options, steps)
+    if info["achieved"] - ctx.target.value > tolerance:  # the last step overshot: replay it channel by channel
         _restore(model, original)
+        info = _prune_once(model, ctx, crit, options, steps, exact_step=info["steps_taken"])
     if abs(info["achieved"] - ctx.target.value) > tolerance:
         raise MethodError(
             f"{criterion} pruning reached {ctx.target.kind} {info['achieved']:.4f} for target {ctx.target.value:.4f} "
@@ -93,8 +89,10 @@ def _restore(model: nn.Module, original: nn.Module) -> None:
         setattr(model, name, child)
 
 
-def _prune_once(model, ctx, crit, options: dict, steps: int) -> dict:
+def _prune_once(model, ctx, crit, options: dict, steps: int, exact_step: int | None = None) -> dict:
+    """One pass of the schedule; step ``exact_step`` (if given) is taken channel by channel."""
     target, kind = ctx.target.value, ctx.target.kind
+    torch.manual_seed(ctx.seed)  # a replay takes the same steps (random and Taylor criteria included)
     shape = (ctx.in_channels, ctx.input_size)
     try:
         ignored = [classifier_of(model)] + [model.get_submodule(n) for n in options.get("ignore", [])]
@@ -115,13 +113,20 @@ def _prune_once(model, ctx, crit, options: dict, steps: int) -> dict:
             round_to=options.get("round_to"),
         )
         achieved, batches = 0.0, _cycle(ctx.train_loader) if crit.needs_grad else None
+        measure = lambda: 1 - _cost(model, kind, *shape) / base  # noqa: E731
         while achieved < target and pruner.current_step < pruner.iterative_steps:
             if crit.needs_grad:  # Taylor: a fresh loss gradient before each step
                 model.zero_grad()
                 x, y = next(batches)
                 F.cross_entropy(model(x), y).backward()
-            pruner.step()
-            achieved = 1 - _cost(model, kind, *shape) / base
+            if pruner.current_step + 1 != exact_step:
+                pruner.step()
+                achieved = measure()
+                continue
+            for group in pruner.step(interactive=True):
+                achieved = _prune_channels(group, pruner, measure, target)
+                if achieved >= target:
+                    break
     except MethodError:
         raise
     except Exception as exc:  # Torch-Pruning cannot trace or prune this architecture
@@ -138,6 +143,29 @@ def _prune_once(model, ctx, crit, options: dict, steps: int) -> dict:
         "steps": steps,
         "global_pruning": global_pruning,
     }
+
+
+def _prune_channels(group, pruner, measure, target: float) -> float:
+    """Prune one group's channels one at a time (least important first) until ``measure()`` reaches ``target``."""
+    dep, idxs = group[0]
+    try:
+        scores = pruner.importance(group)
+        order = [i for _, i in sorted(zip(scores.tolist(), idxs))]
+    except Exception:  # noqa: BLE001 - a criterion that cannot score a partial group: index order
+        order = list(idxs)
+    module, handler = dep.target.module, dep.handler
+    achieved = measure()
+    for i, idx in enumerate(order):
+        if achieved >= target:
+            break
+        pruner.DG.get_pruning_group(module, handler, [_shifted(idx, order[:i])]).prune()
+        achieved = measure()
+    return achieved
+
+
+def _shifted(idx: int, removed: list[int]) -> int:
+    """Channel ``idx`` of the original layer, after the channels in ``removed`` were taken out."""
+    return idx - sum(r < idx for r in removed)
 
 
 def _cycle(loader):
@@ -210,6 +238,9 @@ class StructuredPruning(BaseMethod):
 
     def prepare(self, ctx):
         model = ctx.dense_model()
+        crit = get_criterion(self.criterion)
+        if crit.needs_bn and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise MethodError(f"{self.name} ranks channels by BN scales; {ctx.model_name} has no BatchNorm")
         info, extra = {}, 0
         if self.sparsity_phase:  # Network Slimming's sparsity-regularised training
             extra = ctx.options["slimming_epochs"]

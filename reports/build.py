@@ -1,8 +1,8 @@
 """``tissuebench report``: tables, figures and a static index page from a results folder.
 
-Fast (no training, seconds). Deterministic: the same results give byte-identical files (no
-timestamps; matplotlib metadata and the SVG hash salt pinned). Failed or missing jobs are
-reported as gaps, not hidden.
+Fast (no training). Deterministic: the same results give byte-identical files (no timestamps;
+matplotlib metadata and the SVG hash salt pinned; the bootstrap's generator fixed). Failed,
+missing, damaged and superseded jobs are reported as gaps, not hidden.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from benchmarks.files import PathError, StorageError
+from benchmarks.files import PathError, StorageError, write_text_atomic
 from reports import data, figures, tables
+from reports.data import safe_name
 from reports.index import write_index
 
 STORE_FOLDERS = ("records", "checkpoints", "models", "plans", "locks", "quarantine")
@@ -31,54 +32,111 @@ def check_out_folder(results: Path, out: Path) -> None:
         )
 
 
-def build_report(results: Path, out: Path, include_superseded: bool = False) -> dict:
+def _writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(exc.errno, f"cannot write the report to {out} ({exc.strerror}); give --out DIR") from exc
+
+
+def build_report(results: Path, out: Path, include_superseded: bool = False, paper_costs: bool = True) -> dict:
     results, out = Path(results), Path(out)
     if not (results / "records").is_dir():
         raise FileNotFoundError(f"no results folder at {results} (expected {results}/records/)")
     check_out_folder(results, out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_text("")
-        (out / ".write-test").unlink()
-    except OSError as exc:
-        raise StorageError(exc.errno, f"cannot write the report to {out} ({exc.strerror}); give --out DIR") from exc
-    rows, damaged = data.measured(results, include_superseded)
-    agg = data.aggregate(rows)
+    _writable(out)
+    loaded = data.load(results, include_superseded)
+    agg = data.aggregate(loaded.rows)
     published = data.published()
-    history_path = results / "history.parquet"
-    history = pd.read_parquet(history_path) if history_path.exists() else pd.DataFrame()
-    manifest = {
-        "tables": tables.write_tables(agg, published, out),
-        "figures": [],
-        "gaps": gaps(rows, results)
-        + [{"job_id": d["file"], "status": "damaged", "error": d["reason"]} for d in damaged],
-    }
+    written = {(t["dataset"], t["model"]): t for t in tables.write_tables(agg, published, out)}
+    sections = []
     with plt.style.context(str(figures.STYLE)):
-        for (dataset, model), group in rows.groupby(["dataset", "model"], sort=True) if len(rows) else []:
-            title = f"{model} on {dataset}"
-            sub_agg = agg[(agg["dataset"] == dataset) & (agg["model"] == model)]
-            sub_pub = published[(published["dataset"] == dataset) & (published["model"] == model)]
-            sub_hist = (
-                history[(history["dataset"] == dataset) & (history["model"] == model)] if len(history) else history
-            )
-            drawn = {
-                "tradeoff": figures.tradeoff(group, sub_pub, title),
-                "accuracy_vs_params": figures.accuracy_vs_params(group, title),
-                "curves": figures.curves(sub_hist, title),
-                "tca_tsa": figures.tca_tsa(sub_agg, title),
-                "latency": figures.latency(sub_agg, title),
-            }
-            for kind, (fig, legend) in drawn.items():
-                files = figures.save(fig, out / f"fig_{kind}_{dataset}_{model}")
-                manifest["figures"].append(
-                    {"kind": kind, "dataset": dataset, "model": model, "files": files, "legend": legend}
-                )
-    manifest["provenance"] = data.provenance(rows)
+        for (dataset, model), table in sorted(written.items()):
+            sub = agg[(agg["dataset"] == dataset) & (agg["model"] == model)]
+            pub = published[(published["dataset"] == dataset) & (published["model"] == model)]
+            hist = loaded.history
+            if len(hist):
+                hist = hist[(hist["dataset"] == dataset) & (hist["model"] == model)]
+            sections.append(_section(dataset, model, table, sub, pub, hist, out))
+    manifest = {
+        "sections": sections,
+        "gaps": gaps(loaded.rows, results)
+        + [{"job_id": d["file"], "status": "damaged", "error": d["reason"]} for d in loaded.damaged],
+        "provenance": data.provenance(loaded.rows),
+        "superseded": loaded.superseded,
+        "latency": data.latency_settings(loaded.rows) if len(loaded.rows) else {},
+        "seeds_max": int(agg["seeds"].max()) if len(agg) else 0,
+        "paper_costs": _paper_costs() if paper_costs else [],
+        "kernels": kernels(loaded.rows),
+    }
     write_index(out / "index.html", manifest)
-    (out / "manifest.json").write_text(
-        json.dumps(_without_html(manifest), indent=1, sort_keys=True, default=str) + "\n"
+    write_text_atomic(
+        out / "manifest.json", json.dumps(_summary(manifest), indent=1, sort_keys=True, default=str) + "\n"
     )
-    return manifest
+    return _summary(manifest) | {"html_sections": len(sections)}
+
+
+def _section(dataset, model, table, sub, pub, hist, out: Path) -> dict:
+    title = f"{model} on {dataset}"
+    drawn = []
+    for kind, (name, draw) in figures.FIGURES.items():
+        fig, legend, caption = draw(sub, pub, hist, title)
+        files = figures.save(fig, out / f"fig_{kind}_{safe_name(dataset)}_{safe_name(model)}")
+        drawn.append({"kind": kind, "title": name, "caption": caption, "files": files, "legend": legend})
+    return {
+        "dataset": dataset,
+        "model": model,
+        "anchor": f"{safe_name(dataset)}-{safe_name(model)}",
+        "table": table,
+        "figures": drawn,
+        "published_rows": len(pub),
+        "pairs": _pairs(sub, pub),
+    }
+
+
+def _pairs(sub: pd.DataFrame, pub: pd.DataFrame) -> list[dict]:
+    """Measured rows built from a published row's preset, against that row: the differences."""
+    out = []
+    for _, r in sub[sub["preset"].notna()].iterrows():
+        match = pub[pub["label"] == r["preset"]]
+        if not len(match):
+            from baselines.presets import load_presets
+
+            preset = load_presets().get(r["preset"])
+            match = pub[pub["label"] == preset.row] if preset else match
+        if len(match):
+            p = match.iloc[0]
+            out.append(
+                {
+                    "label": r["label"],
+                    "published": p["label"],
+                    "drop": r["acc_drop"] - p["acc_drop"],
+                    "flops": r["macs_effective_reduction_pct"] - p["macs_effective_reduction_pct"],
+                    "params": r["params_nonzero_reduction_pct"] - p["params_nonzero_reduction_pct"],
+                }
+            )
+    return out
+
+
+def _paper_costs() -> list[dict]:
+    from benchmarks.paper import paper_costs
+
+    return paper_costs()
+
+
+def kernels(rows: pd.DataFrame) -> list[dict]:
+    """The stacked-layer kernel chosen per layer shape, with every candidate's time (from the records)."""
+    seen = {}
+    for value in rows.get("latency_kernels", pd.Series(dtype=object)).dropna():
+        choices = json.loads(value) if isinstance(value, str) else value
+        for shape, choice in (choices or {}).items():
+            if isinstance(choice, dict):
+                times = ", ".join(f"{k} {v:.3f}" for k, v in sorted(choice.get("candidates", {}).items()))
+                seen[shape] = {"shape": shape, "chosen": choice.get("chosen", "?"), "candidates": times}
+    return [seen[k] for k in sorted(seen)]
 
 
 def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
@@ -101,5 +159,14 @@ def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
     return out
 
 
-def _without_html(manifest: dict) -> dict:
-    return manifest | {"tables": [{k: v for k, v in t.items() if k != "html"} for t in manifest["tables"]]}
+def _summary(manifest: dict) -> dict:
+    """The manifest without HTML: tables and figures written, gaps, provenance."""
+    return {
+        "tables": [{k: v for k, v in s["table"].items() if k != "html"} for s in manifest["sections"]],
+        "figures": [
+            f | {"dataset": s["dataset"], "model": s["model"]} for s in manifest["sections"] for f in s["figures"]
+        ],
+        "gaps": manifest["gaps"],
+        "provenance": manifest["provenance"],
+        "superseded": manifest["superseded"],
+    }

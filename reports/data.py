@@ -1,38 +1,40 @@
-"""The rows a report is made of: measured runs (aggregated over seeds) and published rows.
-
-Measured rows come from a results folder's records; published rows from the paper's tables
-(``results/paper/bunitnet_tables.csv``), each against its own baseline, never mixed with ours.
+"""The rows a report is made of: measured runs (aggregated over seeds, per configuration) and the
+paper's published rows (each against its own baseline, self-contradictions marked, never fixed silently).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.paper import PAPER_CSV, PAPER_MODELS
+from benchmarks.metrics import BY_NAME, names
+from benchmarks.paper import PAPER_MODELS, published_rows
 from benchmarks.store import ResultStore
+from reports import stats
+from tissuenet.metrics import WEIGHTINGS, tca, tsa
 
-METRICS = [
-    "base_top1",
-    "top1",
-    "acc_drop",
-    "flops",
-    "flops_reduction_pct",
-    "params_nonzero",
-    "params_reduction_pct",
-    "speedup_theoretical",
-    "latency_ms",
-    "speedup_measured",
-    "tca_1_1",
-    "tsa_1_1",
-    "tca_1_4",
-    "tsa_1_4",
-    "tca_4_1",
-    "tsa_4_1",
-]
+# the report table's metrics, in the metric table's order, grouped as the metric table groups them
+REPORTED = names(where="report")
+TRADEOFFS = [f"{k}_{a}_{b}" for a, b in WEIGHTINGS for k in ("tca", "tsa")]
+TISSUENET = "tissuenet"
+PUBLISHED = "published (own baseline)"
+MEASURED = "measured here"
+# published cells that disagree with their own row by more than the printed precision allows
+TOLERANCE = {"acc_drop": 0.005, **{m: 0.015 for m in TRADEOFFS}}
+
+
+@dataclass
+class ReportData:
+    rows: pd.DataFrame  # one row per current record (superseded ones left out unless asked for)
+    history: pd.DataFrame  # per-epoch rows of those records
+    damaged: list[dict] = field(default_factory=list)
+    superseded: list[dict] = field(default_factory=list)
 
 
 def family(label: str) -> str:
@@ -40,106 +42,229 @@ def family(label: str) -> str:
     return label.split("@")[0]
 
 
-def measured(results: Path, include_superseded: bool = False) -> tuple[pd.DataFrame, list[dict]]:
-    """Every current record as one row (and the damaged files); unstructured cost as effective FLOPs."""
+def target_label(kind, value) -> str:
+    """For readers: ``-50 % MACs``, ``-30 % params``, ``90 % sparse`` ('' for none)."""
+    if not isinstance(kind, str) or kind == "none" or value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    pct = f"{100 * float(value):g} %"
+    return {"macs_reduction": f"-{pct} MACs", "params_reduction": f"-{pct} params"}.get(kind, f"{pct} sparse")
+
+
+def load(results: Path, include_superseded: bool = False) -> ReportData:
     store = ResultStore(results)
     scan = store.scan()
-    table, _ = store.consolidate(scan.records)
-    if len(table) and not include_superseded:
-        table = table[~table["superseded"].astype(bool)]
-    if table.empty:
-        return table, scan.damaged
-    table = table.copy()
-    table["family"] = table["label"].map(family)
-    if "macs_effective" in table:  # the honest cost of a masked model
-        table["flops"] = 2 * table["macs_effective"]
-        table["flops_reduction_pct"] = table.get("macs_effective_reduction_pct", table.get("flops_reduction_pct"))
-    if "params_nonzero_reduction_pct" in table:  # params shown are nonzero params: cut likewise
-        table["params_reduction_pct"] = table["params_nonzero_reduction_pct"].fillna(table["params_reduction_pct"])
-    table["source"] = "measured here"
-    for col in METRICS:  # e.g. latency off: the column exists, empty, and the report marks it "–"
-        if col not in table:
-            table[col] = np.nan
-    return table, scan.damaged
+    table, history = store.consolidate(scan.records)
+    superseded = []
+    if len(table):
+        old = table["superseded"].astype(bool)
+        superseded = table.loc[old, ["job_id", "label"]].to_dict("records")
+        if not include_superseded:
+            table = table[~old]
+            if len(history):
+                history = history[~history["superseded"].astype(bool)]
+    if len(table):
+        table = table.copy()
+        table["family"] = table["label"].map(family)
+        if "group_hash" not in table:
+            table["group_hash"] = table["label"]
+        table["group_hash"] = table["group_hash"].fillna(table["label"])
+    return ReportData(table.reset_index(drop=True), history, scan.damaged, superseded)
 
 
-def aggregate(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (dataset, model, label); failed jobs kept as gaps."""
-    if table.empty:
-        return table
-    keys = ["dataset", "model", "label"]
-    ok = table[table["status"] == "ok"]
-    cols = [c for c in METRICS if c in table.columns]
-    rows = []
-    for key, group in table.groupby(keys, sort=True):
-        good = ok[(ok[keys] == pd.Series(key, index=keys)).all(axis=1)]
-        row = dict(zip(keys, key)) | {
-            "family": family(key[2]),
-            "method": group["method"].iloc[0],
-            "source": "measured here",
-            "seeds": len(good),
+def _display_labels(rows: pd.DataFrame) -> pd.Series:
+    """The label, with a configuration tag where one label carries several configurations."""
+    counts = rows.groupby(["dataset", "model", "label"])["group_hash"].transform("nunique")
+    return rows["label"].where(counts == 1, rows["label"] + " [cfg " + rows["group_hash"].str[:6] + "]")
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (dataset, model, label, config without seed): spread over its seeds.
+
+    Columns: identity, ``seeds``, ``failed``, and per reported metric ``m`` (mean), ``m_std``,
+    ``m_ci_low``, ``m_ci_high``; ``top1_by_seed`` keeps the per-seed values for paired tests.
+    """
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(display=_display_labels(rows))
+    out = []
+    for (dataset, model, display), group in rows.groupby(["dataset", "model", "display"], sort=True):
+        ok = group[group["status"] == "ok"]
+        first = group.iloc[0]
+        row = {
+            "dataset": dataset,
+            "model": model,
+            "label": display,
+            "family": family(first["label"]),
+            "method": first["method"],
+            "target": target_label(first.get("target_kind"), first.get("target_value")),
+            "source": MEASURED,
+            "seeds": len(ok),
             "failed": int((group["status"] != "ok").sum()),
+            "phase": first.get("phase"),
+            "masked": bool((ok.get("sparsity", pd.Series(dtype=float)) > 0.05).any()),
+            "top1_by_seed": dict(zip(ok["seed"].astype(int), ok["top1"].astype(float))),
+            "preset": _preset_of(first.get("method_options")),
+            "speedup_suspect": bool(ok.get("speedup_suspect", pd.Series(dtype=bool)).fillna(False).astype(bool).any()),
+            "latency_reliable": bool(ok.get("latency_reliable", pd.Series([True])).fillna(True).astype(bool).all()),
         }
-        for c in cols:
-            values = pd.to_numeric(good[c], errors="coerce").dropna()
-            row[c] = values.mean() if len(values) else np.nan
-            row[c + "_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    order = {"dense": 0, "tissuenet": 1}
-    out["_order"] = out["method"].map(lambda m: order.get(m, 2))
-    return (
-        out.sort_values(["dataset", "model", "_order", "label"], kind="stable")
-        .drop(columns="_order")
-        .reset_index(drop=True)
-    )
+        for metric in REPORTED + ["speedup_iqr", "latency_iqr_ms", "realized"]:
+            values = pd.to_numeric(ok[metric], errors="coerce") if metric in ok else pd.Series(dtype=float)
+            s = stats.spread(values.tolist())
+            row |= {
+                metric: s.mean,
+                f"{metric}_std": s.std,
+                f"{metric}_ci_low": s.ci_low,
+                f"{metric}_ci_high": s.ci_high,
+            }
+        out.append(row)
+    frame = pd.DataFrame(out)
+    order = {"dense": 0, TISSUENET: 1}
+    frame["_order"] = frame["method"].map(lambda m: order.get(m, 2))
+    frame = frame.sort_values(
+        ["dataset", "model", "_order", "family", "macs_effective_reduction_pct", "label"], kind="stable"
+    ).drop(columns="_order")
+    return _significance(frame.reset_index(drop=True))
 
 
-def published(path: Path = PAPER_CSV) -> pd.DataFrame:
-    """The paper's table rows in this suite's column names, marked as published."""
-    raw = pd.read_csv(path)
-    out = pd.DataFrame(
-        {
+def _preset_of(options) -> str | None:
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except json.JSONDecodeError:
+            return None
+    return options.get("preset") if isinstance(options, dict) else None
+
+
+def _significance(frame: pd.DataFrame) -> pd.DataFrame:
+    """Paired t-tests over seeds: each row against the dense row and against the TissueNet row of nearest cost."""
+    frame = frame.copy()
+    for col in ("p_vs_dense", "p_vs_tissuenet", "vs_tissuenet"):
+        frame[col] = None
+    for _, group in frame.groupby(["dataset", "model"]):
+        dense = group[group["method"] == "dense"]
+        tissue = group[group["method"] == TISSUENET]
+        for i, row in group.iterrows():
+            if row["seeds"] < 2:
+                continue
+            if len(dense) and row["method"] != "dense":
+                frame.at[i, "p_vs_dense"] = stats.paired_t_test(
+                    row["top1_by_seed"], dense.iloc[0]["top1_by_seed"]
+                ).p_value
+            if len(tissue) and row["method"] != TISSUENET:
+                nearest = tissue.iloc[
+                    (tissue["macs_effective_reduction_pct"] - row["macs_effective_reduction_pct"])
+                    .abs()
+                    .argsort()
+                    .iloc[0]
+                ]
+                frame.at[i, "vs_tissuenet"] = nearest["label"]
+                frame.at[i, "p_vs_tissuenet"] = stats.paired_t_test(
+                    row["top1_by_seed"], nearest["top1_by_seed"]
+                ).p_value
+    return frame
+
+
+def published() -> pd.DataFrame:
+    """The paper's rows in this suite's columns; cells that contradict their own row are replaced by the
+    consistent value and listed in ``marks`` ({column: printed value}), never corrected silently."""
+    out = []
+    for raw in published_rows():
+
+        def num(key, raw=raw):
+            return float(raw[key]) if raw.get(key, "") != "" else math.nan
+
+        base, top1 = num("base_top1"), num("top1")
+        f_cut, p_cut = num("flops_reduction_pct"), num("params_reduction_pct")
+        row = {
             "dataset": raw["dataset"],
-            "model": raw["model"].map(PAPER_MODELS).fillna(raw["model"]),
+            "model": PAPER_MODELS.get(raw["model"], raw["model"]),
+            "paper_model": raw["model"],
             "label": raw["method"],
             "family": raw["method"],
             "method": raw["method"],
-            "source": "published (own baseline)",
-            "seeds": np.nan,
+            "target": "",
+            "source": PUBLISHED,
+            "seeds": math.nan,
             "failed": 0,
-            "base_top1": raw["base_top1"],
-            "top1": raw["top1"],
-            "acc_drop": raw["acc_drop"],
-            "flops": raw["base_flops_m"] * 1e6 * (1 - raw["flops_reduction_pct"] / 100),
-            "flops_reduction_pct": raw["flops_reduction_pct"],
-            "params_nonzero": raw["base_params_m"] * 1e6 * (1 - raw["params_reduction_pct"] / 100),
-            "params_reduction_pct": raw["params_reduction_pct"],
-            "speedup_theoretical": raw["speedup"],
+            "base_top1": base,
+            "top1": top1,
+            "acc_drop": num("acc_drop"),
+            "flops_effective": num("base_flops_m") * 1e6 * (1 - f_cut / 100),
+            "macs_effective_reduction_pct": f_cut,
+            "params_nonzero": num("base_params_m") * 1e6 * (1 - p_cut / 100),
+            "params_nonzero_reduction_pct": p_cut,
+            "speedup_theoretical": num("speedup"),
+            "marks": {},
         }
-    )
-    for col in ("tca_1_1", "tsa_1_1", "tca_1_4", "tsa_1_4", "tca_4_1", "tsa_4_1"):
-        out[col] = raw[col]
-    return out
+        consistent = {"acc_drop": base - top1}
+        for metric in TRADEOFFS:
+            kind, w1, w2 = metric.split("_")
+            cut = f_cut if kind == "tca" else p_cut
+            fn = tca if kind == "tca" else tsa
+            consistent[metric] = (
+                fn(base, top1, 100.0, 100.0 - cut, int(w1), int(w2)) if not math.isnan(cut) else math.nan
+            )
+            row[metric] = num(metric)
+        for metric, value in consistent.items():
+            printed = row[metric]
+            if not math.isnan(printed) and not math.isnan(value) and abs(printed - value) > TOLERANCE[metric]:
+                row["marks"][metric] = printed
+                row[metric] = value
+        out.append(row)
+    return pd.DataFrame(out)
 
 
-def provenance(table: pd.DataFrame) -> dict:
+def provenance(rows: pd.DataFrame) -> dict:
     """Git shas, devices and dates of the runs behind a report."""
-    if table.empty:
+    if rows.empty:
         return {}
 
     def distinct(col):
-        return sorted({str(v) for v in table[col].dropna()}) if col in table else []
+        return sorted({str(v) for v in rows[col].dropna()}) if col in rows else []
 
-    versions = sorted({json.dumps(json.loads(v), sort_keys=True) for v in table.get("versions", pd.Series()).dropna()})
+    versions = sorted({json.dumps(json.loads(v), sort_keys=True) for v in rows.get("versions", pd.Series()).dropna()})
     return {
+        "suites": distinct("suite"),
         "git_sha": distinct("git_sha"),
         "git_dirty": distinct("git_dirty"),
         "devices": distinct("device_name"),
+        "executors": distinct("executor"),
         "first_run_utc": min(distinct("started_utc"), default=""),
         "last_run_utc": max(distinct("finished_utc"), default=""),
-        "suites": distinct("suite"),
+        "seeds": sorted({int(s) for s in rows["seed"]}),
         "versions": [json.loads(v) for v in versions],
-        "jobs": len(table),
-        "failed": int((table["status"] != "ok").sum()),
+        "jobs": len(rows),
+        "failed": int((rows["status"] != "ok").sum()),
     }
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of a dataset or model name (they come from records: never trusted as paths)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip(".-") or "unnamed"
+
+
+def latency_settings(rows: pd.DataFrame) -> dict:
+    """How the latencies were measured (distinct values of the labelled columns)."""
+    cols = (
+        "latency_mode",
+        "latency_device",
+        "latency_threads",
+        "latency_batch",
+        "throughput_batch",
+        "latency_allocator",
+        "latency_samples",
+    )
+    out = {}
+    for col in cols:
+        if col in rows:
+            values = rows[col].dropna()
+            out[col] = sorted(
+                {
+                    str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+                    for v in values
+                }
+            )
+    return out
+
+
+__all__ = ["BY_NAME", "REPORTED", "ReportData", "aggregate", "load", "published", "provenance"]

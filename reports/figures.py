@@ -1,12 +1,16 @@
-"""Figures of the paper, from measured runs (journal Figs. 6-7, Tables IV-VII as charts).
+"""The paper's figures, from measured runs (journal Figs. 6-7; Tables IV-VII as charts).
 
-Every figure is drawn with one style file, saved as PNG, SVG and PDF with metadata pinned so
-the same results give the same bytes, and returns the legend labels it shows (for tests and
-the report manifest). Published points are hollow markers; measured ones are filled.
+One style file (``tissuebench.mplstyle``: Okabe-Ito colours, fonts readable at column width).
+Every figure has one title, axis labels with units, says which way is better where it is a
+trade-off, and shows error bars or bands only when a row has more than one seed (then mean ± std,
+said in the caption). A method family keeps one colour; its targets get different markers.
+Figures are saved as PNG, SVG and PDF with metadata pinned, so the same results give the same bytes.
+Each function returns (figure, legend labels, caption).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
+
+from reports.data import MEASURED, TISSUENET, target_label  # noqa: E402
 
 STYLE = Path(__file__).with_name("tissuebench.mplstyle")
 METADATA = {
@@ -23,79 +30,151 @@ METADATA = {
     "pdf": {"CreationDate": None, "Producer": None, "Creator": None},
 }
 FORMATS = ("png", "svg", "pdf")
+MARKERS = "osD^vP*Xph<>"
+PUBLISHED_MARKERS = "osD^vP*Xph<>"
+SPIKE = 4.0  # a test loss above 4x the median loss is clipped (and the figure says so)
 
 
 def save(fig, stem: Path) -> list[str]:
     files = []
     for ext in FORMATS:
         path = stem.with_suffix(f".{ext}")
-        fig.savefig(path, format=ext, metadata=METADATA[ext])
+        try:
+            fig.savefig(path, format=ext, metadata=METADATA[ext])
+        except OSError as exc:
+            from benchmarks.files import StorageError
+
+            plt.close(fig)
+            raise StorageError(exc.errno, f"cannot write {path} ({exc.strerror})") from exc
         files.append(path.name)
     plt.close(fig)
     return files
 
 
-def _legend(ax) -> list[str]:
-    handles, labels = ax.get_legend_handles_labels()
-    if labels:
-        ax.legend(handles, labels, loc="best")
-    return labels
+def colours(families) -> dict:
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {f: palette[i % len(palette)] for i, f in enumerate(families)}
 
 
-def _styles(families) -> dict:
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    markers = "osD^v<>ph*"
-    return {f: (colors[i % len(colors)], markers[(i // len(colors)) % len(markers)]) for i, f in enumerate(families)}
+def _families(agg: pd.DataFrame) -> list[str]:
+    order = {"dense": 0, TISSUENET: 1}
+    return sorted(
+        agg["family"].unique(), key=lambda f: (order.get(agg.loc[agg["family"] == f, "method"].iloc[0], 2), f)
+    )
 
 
-def tradeoff(rows: pd.DataFrame, published: pd.DataFrame, title: str):
-    """Accuracy drop vs FLOPs reduction, a curve per method across its targets (Fig. 7 form)."""
+def _legend_label(row) -> str:
+    return f"{row['family']} @ {row['target']}" if row["target"] else row["label"]
+
+
+def reader(label: str) -> str:
+    """``prune_l1@macs50`` -> ``prune_l1 @ -50 % MACs`` (a record label, for a legend)."""
+    fam, _, slug = label.partition("@")
+    for prefix, kind in (("macs", "macs_reduction"), ("params", "params_reduction"), ("sparsity", "sparsity")):
+        if slug.startswith(prefix):
+            try:
+                return f"{fam} @ {target_label(kind, float(slug[len(prefix) :]) / 100)}"
+            except ValueError:
+                break
+    return label
+
+
+def _legend(ax, better: str, ncol: int = 1) -> None:
+    """The legend, outside the axes on the right, titled with which way is better (never on the data)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, title=better, title_fontsize=9, alignment="left")
+
+
+def _seeds_note(agg: pd.DataFrame) -> str:
+    most = int(agg["seeds"].max()) if len(agg) else 0
+    return f"bars: mean ± std over {most} seeds" if most > 1 else "one seed per row: no error bars"
+
+
+def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
+    """Top-1 drop vs FLOPs cut (Fig. 7): each method's targets connected, published points hollow."""
     fig, ax = plt.subplots()
-    ok = rows[rows["status"] == "ok"]
-    style = _styles(sorted(ok["family"].unique()))
-    for fam, group in ok.groupby("family", sort=True):
-        stats = (
-            group.groupby("label")
-            .agg(x=("flops_reduction_pct", "mean"), y=("acc_drop", "mean"), yerr=("acc_drop", "std"))
-            .sort_values("x")
-        )
-        color, marker = style[fam]
-        ax.errorbar(
-            stats["x"], stats["y"], yerr=stats["yerr"].fillna(0), color=color, marker=marker, capsize=2, label=fam
-        )
-    for i, (name, group) in enumerate(published.groupby("label", sort=True)):
+    ok = agg[agg["seeds"] > 0]
+    fams = _families(ok)
+    colour = colours(fams)
+    labels = []
+    for fam in fams:
+        rows = ok[ok["family"] == fam].sort_values("macs_effective_reduction_pct")
+        ax.plot(rows["macs_effective_reduction_pct"], rows["acc_drop"], color=colour[fam], lw=1.2, alpha=0.8)
+        for k, (_, r) in enumerate(rows.iterrows()):
+            err = r["acc_drop_std"] if r["seeds"] > 1 else None
+            ax.errorbar(
+                r["macs_effective_reduction_pct"],
+                r["acc_drop"],
+                yerr=err,
+                color=colour[fam],
+                marker=MARKERS[k % len(MARKERS)],
+                ls="none",
+                capsize=3,
+                label=_legend_label(r),
+            )
+            labels.append(_legend_label(r))
+    for i, (name, rows) in enumerate(published.groupby("label", sort=True)):
         ax.scatter(
-            group["flops_reduction_pct"],
-            group["acc_drop"],
+            rows["macs_effective_reduction_pct"],
+            rows["acc_drop"],
             facecolors="none",
-            edgecolors=f"C{i % 10}",
-            marker="o",
-            s=36,
+            edgecolors="0.4",
+            marker=PUBLISHED_MARKERS[i % len(PUBLISHED_MARKERS)],
+            s=40,
             label=f"{name} (published)",
         )
-    ax.axhline(0, color="0.5", lw=0.6)
-    ax.set(xlabel="FLOPs reduction (%)", ylabel="top-1 accuracy drop (points)", title=title)
-    return fig, _legend(ax)
+        labels.append(f"{name} (published)")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set(xlabel="FLOPs cut, effective (%)", ylabel="top-1 drop vs dense (points)")
+    ax.set_title(title)
+    _legend(ax, "better: ↘ (larger cut, smaller drop)", ncol=1 + len(labels) // 16)
+    caption = (
+        f"Top-1 accuracy drop against the FLOPs cut (the paper's Fig. 7); each method's targets are "
+        f"connected; hollow: published rows, each against its own baseline; {_seeds_note(ok)}."
+    )
+    return fig, labels, caption
 
 
-def accuracy_vs_params(rows: pd.DataFrame, title: str):
-    """Top-1 vs nonzero parameters (log scale); the Pareto front (fewer params, higher accuracy)."""
+def _si(value, _pos=None) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def accuracy_vs_params(agg: pd.DataFrame, title: str):
+    """Top-1 vs nonzero parameters (log axis, readable ticks) and the Pareto front."""
     fig, ax = plt.subplots()
-    ok = rows[rows["status"] == "ok"]
-    style = _styles(sorted(ok["family"].unique()))
-    for fam, group in ok.groupby("family", sort=True):
-        color, marker = style[fam]
-        ax.scatter(group["params_nonzero"], group["top1"], color=color, marker=marker, label=fam)
+    ok = agg[(agg["seeds"] > 0) & agg["params_nonzero"].notna()]
+    fams = _families(ok)
+    colour = colours(fams)
+    labels = []
+    for fam in fams:
+        for k, (_, r) in enumerate(ok[ok["family"] == fam].sort_values("params_nonzero").iterrows()):
+            err = r["top1_std"] if r["seeds"] > 1 else None
+            ax.errorbar(
+                r["params_nonzero"],
+                r["top1"],
+                yerr=err,
+                color=colour[fam],
+                marker=MARKERS[k % len(MARKERS)],
+                ls="none",
+                capsize=3,
+                label=_legend_label(r),
+            )
+            labels.append(_legend_label(r))
     front = pareto_front(ok["params_nonzero"].to_numpy(float), ok["top1"].to_numpy(float))
     if len(front):
         pts = ok.iloc[front].sort_values("params_nonzero")
-        ax.step(pts["params_nonzero"], pts["top1"], where="post", color="k", lw=1, alpha=0.6)
-        ax.scatter(
-            pts["params_nonzero"], pts["top1"], s=140, facecolors="none", edgecolors="k", lw=1.2, label="Pareto front"
-        )
+        ax.step(pts["params_nonzero"], pts["top1"], where="post", color="0.2", lw=1, alpha=0.6, label="Pareto front")
+        labels.append("Pareto front")
     ax.set_xscale("log")
-    ax.set(xlabel="nonzero parameters", ylabel="top-1 accuracy (%)", title=title)
-    return fig, _legend(ax)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_si))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
+    ax.set(xlabel="nonzero parameters (log scale)", ylabel="top-1 accuracy (%)")
+    ax.set_title(title)
+    _legend(ax, "better: ↖ (fewer parameters, higher accuracy)")
+    return fig, labels, f"Top-1 accuracy against nonzero parameters; the line is the Pareto front; {_seeds_note(ok)}."
 
 
 def pareto_front(cost: np.ndarray, acc: np.ndarray) -> list[int]:
@@ -109,54 +188,170 @@ def pareto_front(cost: np.ndarray, acc: np.ndarray) -> list[int]:
     return front
 
 
-def curves(history: pd.DataFrame, title: str):
-    """Test accuracy and test loss per epoch (Fig. 6 form): dense and TissueNet bold, others thin."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
+def curves(history: pd.DataFrame, agg: pd.DataFrame, title: str):
+    """Test accuracy and loss per epoch (Fig. 6): dense and TissueNet bold; fine-tuning continues the dense curve."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    labels, note = [], ""
     if history.empty:
-        return fig, []
-    history = history.assign(family=history["label"].str.split("@").str[0])
-    style = _styles(sorted(history["family"].unique()))
+        return fig, labels, "No per-epoch history."
+    fams = _families(agg) if len(agg) else sorted(history["label"].map(lambda s: s.split("@")[0]).unique())
+    colour = colours(fams)
+    dense_hist = history[history["phase"] == "dense"]
+    dense_end = int(dense_hist["epoch"].max()) if len(dense_hist) else 0
+    dense_last = dense_hist[dense_hist["epoch"] == dense_end][["test_top1", "test_loss"]].mean() if dense_end else None
+    losses = []
     for label, group in history.groupby("label", sort=True):
-        mean = group.groupby("epoch")[["test_top1", "test_loss"]].mean()
         fam = label.split("@")[0]
-        bold = fam == "dense" or fam.startswith("tissue")
-        kw = dict(color=style[fam][0], lw=1.8 if bold else 0.8, alpha=1 if bold else 0.7, marker="o" if bold else ".")
-        a1.plot(mean.index, mean["test_top1"], label=label, **kw)
-        a2.plot(mean.index, mean["test_loss"], **kw)
-    a1.set(xlabel="epoch", ylabel="test top-1 (%)", title=title)
-    a2.set(xlabel="epoch", ylabel="test loss")
-    handles, labels = a1.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4)
-    return fig, labels
+        seeds = group["seed"].nunique()
+        mean = group.groupby("epoch")[["test_top1", "test_loss"]].agg(["mean", "std"])
+        x = mean.index.to_numpy()
+        phase = group["phase"].iloc[0]
+        if phase == "finetune" and dense_last is not None:  # a continuation of the dense curve
+            x = np.concatenate([[dense_end], x + dense_end])
+            mean = pd.concat(
+                [
+                    pd.DataFrame(
+                        {
+                            ("test_top1", "mean"): [dense_last["test_top1"]],
+                            ("test_loss", "mean"): [dense_last["test_loss"]],
+                            ("test_top1", "std"): [np.nan],
+                            ("test_loss", "std"): [np.nan],
+                        }
+                    ),
+                    mean.reset_index(drop=True),
+                ],
+                ignore_index=True,
+            )
+        bold = phase in ("dense", "scratch") and (fam == "dense" or fam.startswith("tissue"))
+        style = dict(color=colour.get(fam, "0.5"), lw=2.2 if bold else 1.0, alpha=1.0 if bold else 0.75)
+        for ax, key in ((a1, "test_top1"), (a2, "test_loss")):
+            m, s = mean[(key, "mean")].to_numpy(float), mean[(key, "std")].to_numpy(float)
+            ax.plot(
+                x,
+                m,
+                marker="o" if len(x) < 15 else None,
+                ms=3,
+                label=reader(label) if key == "test_top1" else None,
+                **style,
+            )
+            if seeds > 1:
+                ax.fill_between(x, m - np.nan_to_num(s), m + np.nan_to_num(s), color=style["color"], alpha=0.15, lw=0)
+        losses += list(mean[("test_loss", "mean")].dropna())
+        labels.append(reader(label))
+    if losses:
+        median = float(np.median(losses))
+        if max(losses) > SPIKE * median:
+            top = SPIKE * median
+            a2.set_ylim(bottom=0, top=top)
+            note = f" Loss axis clipped at {top:.2f} (a spike reached {max(losses):.1f})."
+            a2.text(
+                0.98,
+                0.97,
+                f"clipped at {top:.2f}",
+                transform=a2.transAxes,
+                ha="right",
+                va="top",
+                fontsize=9,
+                color="0.35",
+            )
+    for ax in (a1, a2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+    a1.set_ylabel("test top-1 accuracy (%)")
+    a2.set_ylabel("test loss (cross-entropy)")
+    fig.suptitle(title)
+    fig.legend(*a1.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4)
+    bands = " Bands: mean ± std over seeds." if history["seed"].nunique() > 1 else ""
+    caption = (
+        f"Test accuracy and loss per epoch (the paper's Fig. 6); fine-tuning continues from the dense "
+        f"model's last epoch ({dense_end}).{bands}{note}"
+    )
+    return fig, labels, caption
 
 
 def tca_tsa(agg: pd.DataFrame, title: str):
-    """TCA and TSA per method at (1,1), (1,4), (4,1) (Tables IV-VI as charts); log scale."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    rows = agg[agg["seeds"].fillna(0) > 0]
-    labels = list(rows["label"])
-    x = np.arange(len(labels))
-    for ax, metric in zip(axes, ("tca", "tsa")):
-        for k, (w1, w2) in enumerate(((1, 1), (1, 4), (4, 1))):
+    """TCA and TSA per method at the three weightings (Tables IV-VI as charts), linear axes, dense = 1."""
+    from tissuenet.metrics import WEIGHTINGS
+
+    rows = agg[(agg["seeds"] > 0) & (agg["method"] != "dense")]
+    fig, axes = plt.subplots(
+        1, len(WEIGHTINGS), figsize=(12, 0.45 * max(len(rows), 3) + 2.0), sharey=True, layout="constrained"
+    )
+    names = [_legend_label(r) for _, r in rows.iterrows()]
+    y = np.arange(len(rows))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (w1, w2) in zip(axes, WEIGHTINGS):
+        for k, (metric, colour) in enumerate((("tca", palette[0]), ("tsa", palette[1]))):
             col = f"{metric}_{w1}_{w2}"
-            ax.bar(x + (k - 1) * 0.27, rows[col], 0.27, yerr=rows[col + "_std"].fillna(0), label=f"({w1},{w2})")
-        ax.axhline(1, color="0.3", lw=0.7)
-        ax.set_xticks(x, labels, rotation=60, ha="right")
-        ax.set_yscale("log")
-        ax.set_title(f"{metric.upper()}: {title}")
-    axes[0].legend(title="(w1, w2)")
-    return fig, labels
+            err = rows[f"{col}_std"].where(rows["seeds"] > 1).fillna(0).to_numpy()
+            ax.barh(
+                y + (k - 0.5) * 0.4,
+                rows[col],
+                0.4,
+                xerr=err if err.any() else None,
+                color=colour,
+                label=metric.upper(),
+                capsize=2,
+            )
+        ax.axvline(1, color="0.3", lw=0.9, ls="--")
+        ax.set_title(f"(w1, w2) = ({w1}, {w2})")
+        ax.set_xlabel("score (dense = 1; higher is better →)")
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2)
+    fig.suptitle(title)
+    caption = (
+        "TCA (FLOPs) and TSA (parameters) per method at the paper's three weightings; the dashed line is "
+        f"the dense model (1); linear axes; {_seeds_note(rows)}."
+    )
+    return fig, names, caption
 
 
 def latency(agg: pd.DataFrame, title: str):
-    """Measured speed-up (batch-1 latency) vs theoretical speed-up (MACs), with y = x."""
-    fig, ax = plt.subplots()
-    rows = agg[agg["seeds"].fillna(0) > 0]
-    style = _styles(sorted(rows["family"].unique()))
-    for _, r in rows.iterrows():
-        color, marker = style[r["family"]]
-        ax.scatter(r["speedup_theoretical"], r["speedup_measured"], color=color, marker=marker, label=r["label"])
-    hi = float(np.nanmax(rows[["speedup_theoretical", "speedup_measured"]].to_numpy(float), initial=1.0)) * 1.1
-    ax.plot([0, hi], [0, hi], color="0.5", lw=0.8, ls="--", label="y = x")
-    ax.set(xlabel="theoretical speed-up (dense MACs / MACs)", ylabel="measured speed-up (latency)", title=title)
-    return fig, _legend(ax)
+    """Realized fraction of the theoretical speed-up (measured / theory) per method, IQR error bars."""
+    rows = agg[(agg["seeds"] > 0) & (agg["method"] != "dense") & agg["speedup_measured"].notna()]
+    trusted = rows[rows["latency_reliable"] & ~rows["speedup_suspect"]]
+    left_out = [_legend_label(r) for _, r in rows.iterrows() if r.name not in trusted.index]
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * max(len(trusted), 3) + 1.4))
+    names = [_legend_label(r) for _, r in trusted.iterrows()]
+    if len(trusted):
+        realized = trusted["speedup_measured"] / trusted["speedup_theoretical"]
+        err = (trusted["speedup_iqr"] / 2 / trusted["speedup_theoretical"]).fillna(0)
+        y = np.arange(len(trusted))
+        fams = _families(trusted)
+        colour = colours(fams)
+        ax.barh(y, realized, xerr=err, color=[colour[f] for f in trusted["family"]], capsize=3)
+        right = max(1.0, float((realized + err).max())) * 1.03
+        for yi, r in enumerate(trusted.to_dict("records")):  # the speed-ups themselves, beside the plot
+            text = f"{r['speedup_measured']:.2f}x of {r['speedup_theoretical']:.2f}x"
+            ax.text(right, yi, text, va="center", fontsize=9, color="0.25")
+        ax.set_xlim(0, right * 1.4)
+        ax.set_yticks(y, names)
+        ax.invert_yaxis()
+    ax.axvline(1, color="0.3", lw=0.9, ls="--")
+    ax.set_xticks([t for t in ax.get_xticks() if t <= 1.0 + 1e-9])
+    ax.set_xlabel("measured / theoretical speed-up (1 = the MAC cut in full; higher is better)")
+    ax.set_title(title)
+    note = f" Left out (unreliable timing or implausible speed-up): {', '.join(left_out)}." if left_out else ""
+    caption = (
+        "How much of the theoretical speed-up (dense MACs / effective MACs) the measured latency realizes, in "
+        "the deployment form (BN folded, fast kernels); error bars: half the IQR of the paired speed-up "
+        f"ratios.{note}"
+    )
+    return fig, names, caption
+
+
+FIGURES = {
+    "tradeoff": ("Accuracy drop vs FLOPs cut (Fig. 7)", lambda agg, pub, hist, t: tradeoff(agg, pub, t)),
+    "curves": ("Test accuracy and loss per epoch (Fig. 6)", lambda agg, pub, hist, t: curves(hist, agg, t)),
+    "accuracy_vs_params": ("Accuracy vs parameters", lambda agg, pub, hist, t: accuracy_vs_params(agg, t)),
+    "tca_tsa": ("TCA and TSA per method", lambda agg, pub, hist, t: tca_tsa(agg, t)),
+    "latency": ("Realized speed-up", lambda agg, pub, hist, t: latency(agg, t)),
+}
+
+
+def is_measured(agg: pd.DataFrame) -> pd.Series:
+    return agg["source"] == MEASURED
+
+
+__all__ = ["FIGURES", "STYLE", "math", "save"]

@@ -1,34 +1,177 @@
-"""The report's static index page: opened from disk, no server, no scripts, no timestamps."""
+"""The report's static index page: opened from disk, no server, no scripts, no timestamps.
+
+Written for a reader who has not read the code: a table of contents, what each number means and
+how it was measured, the results per (dataset, model) with the paper's rows beside them, the
+paper's architectures, gaps, and where the numbers came from.
+"""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{padding:2px 6px;border-bottom:1px solid #ddd;
-text-align:right}td:first-child,td:nth-child(2),th{text-align:left}img{max-width:100%;border:1px solid #eee}
-.gap{color:#b00}code{background:#f4f4f4;padding:0 3px}"""
+from benchmarks.files import write_text_atomic
+from reports import stats
+
+e = html.escape
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1320px;margin:2em auto;padding:0 1.5em;
+color:#1b1b1b;line-height:1.45}
+h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+nav ol{columns:2}code{background:#f3f3f3;padding:0 3px;border-radius:3px}
+.scroll{overflow-x:auto;border:1px solid #e2e2e2;margin:.6em 0}
+table{border-collapse:collapse;font-size:13px}
+table.results th,table.results td,table.plain th,table.plain td{padding:3px 8px;border-bottom:1px solid #e6e6e6;
+white-space:nowrap}
+table.results thead th{background:#f6f6f6;position:sticky;top:0}
+th.group{text-align:center;border-left:2px solid #ccc;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+th.sticky{position:sticky;left:0;background:#fff;text-align:left;z-index:1;border-right:1px solid #ddd}
+thead th.sticky{background:#f6f6f6;z-index:2}
+tr.published td,tr.published th{color:#555;background:#fafafa}
+td.src{color:#666;font-size:12px}
+sup.mark{color:#a33;margin-left:2px}
+ul.notes{font-size:12px;color:#444}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#444}
+.gap{color:#a33}.defs dt{font-weight:600;margin-top:.5em}.formula{font-family:serif;font-size:15px}
+"""
+
+
+def _list(items) -> str:
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _definitions(latency: dict, seeds_max: int) -> str:
+    settings = "; ".join(f"{k}: {v}" for k, v in latency.items())
+    seeds = (
+        (
+            f"With more than one seed, cells show mean ± std; hover for the 95 % bootstrap confidence interval "
+            f"({stats.BOOTSTRAP_RESAMPLES:,} resamples of the seeds). Each row is compared with the dense row and "
+            f"with the TissueNet row of nearest FLOPs cut by a two-sided paired t-test over seeds; "
+            f"<b>n.s.</b> marks a drop not significant at α = {stats.ALPHA}."
+        )
+        if seeds_max > 1
+        else (
+            "Every row here comes from one seed: there are no error bars and no significance tests; differences "
+            "smaller than the run-to-run spread (unknown from one seed) should not be read as results."
+        )
+    )
+    return f"""
+<h2 id="reading">How to read this report</h2>
+<dl class="defs">
+<dt>TCA and TSA (the paper's trade-off metrics)</dt>
+<dd><span class="formula">TCA(w1, w2) = exp(w1 · (f<sub>b</sub> − f<sub>n</sub>) / f<sub>b</sub>) /
+exp(w2 · (a<sub>b</sub> − a<sub>n</sub>) / a<sub>b</sub>)</span>, with a the top-1 accuracy and f the FLOPs of the
+baseline (b) and the compressed model (n); TSA is the same with parameters in place of FLOPs. The dense model scores 1;
+higher is better: a score above 1 means the resource saved outweighs the accuracy lost at that weighting.
+(w1, w2) = (1, 1) weighs both equally, (1, 4) stresses accuracy, (4, 1) stresses the resource.</dd>
+<dt>Accuracy</dt><dd>Final-epoch top-1 on the test set, evaluated in fp32 for every row (the paper's code reports
+the best epoch; we do not). Drop = dense top-1 − top-1, against the dense model trained for the same number of
+epochs.</dd>
+<dt>Cost</dt><dd>MACs = multiply-accumulates of convolutions and linear layers per image, batch 1 (BN, activations,
+pooling, biases excluded); FLOPs = 2 × MACs, the paper's convention. Masked (unstructured) rows count
+<i>effective</i> FLOPs (each layer scaled by its weight density) and <i>nonzero</i> parameters: the cost they would
+have with sparse kernels, which a dense runtime does not have (§ in the tables).</dd>
+<dt>Speed</dt><dd>Latency of the deployment form (BN folded, channels-last, fast stacked-layer kernels), timed
+alternately with the dense model in one process, at least 10 samples and 0.5 s each; speed-up = median of the paired
+ratios. {e(settings) or "Latency was not measured."}</dd>
+<dt>Budget</dt><dd>Epochs over all phases (dense pre-training, a method's own phase, fine-tuning) and training compute =
+epochs × training images × 3 × MACs, so unequal budgets show at a glance.</dd>
+<dt>Seeds and statistics</dt><dd>{seeds}</dd>
+<dt>Column directions</dt><dd>↑ higher is better, ↓ lower is better; hover a header for its definition.</dd>
+</dl>"""
+
+
+def _paper_costs(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{e(r['dataset'])}</td><td>{e(r['model'])}</td><td>{e(r['method'])}</td><td><code>{e(r['preset'])}"
+        f"</code></td><td class='num'>{r['published_flops_cut']:.2f}</td><td class='num'>{r['flops_cut']:.2f}</td>"
+        f"<td class='num'>{r['published_params_cut']:.2f}</td><td class='num'>{r['params_cut']:.2f}</td></tr>"
+        for r in rows
+    )
+    return f"""
+<h2 id="architectures">The paper's architectures</h2>
+<p>Each published TissueNet row and the preset that builds it here (<code>results/paper/presets.toml</code>,
+<code>tissuebench paper-costs</code>); cuts in % against this code's dense backbone at the dataset's shape.
+Where no configuration within the paper's description comes within 3 points, the preset is the closest one found.</p>
+<div class="scroll"><table class="plain"><thead><tr><th>dataset</th><th>model</th><th>row</th><th>preset</th>
+<th>FLOPs cut, published</th><th>FLOPs cut, here</th><th>params cut, published</th><th>params cut, here</th></tr>
+</thead><tbody>{body}</tbody></table></div>"""
+
+
+def _paper_vs_measured(section: dict) -> str:
+    pairs = section.get("pairs") or []
+    if not section.get("published_rows"):
+        return (
+            f"<p>The paper publishes no rows for {e(section['model'])} on {e(section['dataset'])}: there is "
+            "nothing to compare with.</p>"
+        )
+    if not pairs:
+        return (
+            "<p>The paper's rows for this model are in the table above (grey, each against its own baseline); "
+            "no measured row here names one of its presets, so there is no row-by-row difference.</p>"
+        )
+    body = "".join(
+        f"<tr><td>{e(p['label'])}</td><td>{e(p['published'])}</td><td class='num'>{p['drop']:+.2f}</td>"
+        f"<td class='num'>{p['flops']:+.2f}</td><td class='num'>{p['params']:+.2f}</td></tr>"
+        for p in pairs
+    )
+    return (
+        f"<p>Measured minus published, for the measured rows built from a published row's preset:</p>"
+        f"<div class='scroll'><table class='plain'><thead><tr><th>measured row</th><th>published row</th>"
+        f"<th>Δ drop (points)</th><th>Δ FLOPs cut (points)</th><th>Δ params cut (points)</th></tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def write_index(path: Path, manifest: dict) -> None:
-    e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>tissuebench report</title>",
-        f"<style>{CSS}</style></head><body><h1>tissuebench report</h1>",
-    ]
+    sections = manifest["sections"]
+    toc = ['<li><a href="#reading">How to read this report</a></li>']
+    for s in sections:
+        toc.append(f'<li><a href="#{s["anchor"]}">{e(s["model"])} on {e(s["dataset"])}</a></li>')
+    for anchor, title in (
+        ("architectures", "The paper's architectures"),
+        ("kernels", "Stacked-layer kernels"),
+        ("gaps", "Gaps"),
+        ("provenance", "Provenance"),
+    ):
+        toc.append(f'<li><a href="#{anchor}">{title}</a></li>')
     prov = manifest.get("provenance") or {}
-    if prov:
-        parts.append("<h2>Provenance</h2><ul>")
-        for key in ("suites", "git_sha", "git_dirty", "devices", "first_run_utc", "last_run_utc", "jobs", "failed"):
-            value = prov.get(key)
-            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-            parts.append(f"<li><b>{e(key)}</b>: <code>{e(text)}</code></li>")
-        for v in prov.get("versions", []):
-            parts.append(f"<li><b>versions</b>: <code>{e(', '.join(f'{k} {x}' for k, x in v.items()))}</code></li>")
-        parts.append("</ul>")
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>tissuebench report: {e(', '.join(prov.get('suites', [])) or 'results')}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>TissueNet against pruning, like for like</h1>"
+        f"<p>Suite(s) {e(', '.join(prov.get('suites', [])) or '–')}: {prov.get('jobs', 0)} jobs, seeds "
+        f"{e(', '.join(map(str, prov.get('seeds', []))) or '–')}, on {e(', '.join(prov.get('devices', [])) or '–')}."
+        " Every baseline of a group starts from the same dense checkpoint; every row is measured here under one "
+        "counting convention. The paper's own rows appear beside ours, each against the baseline of the paper "
+        "it was copied from.</p>",
+        f"<nav><h2>Contents</h2><ol>{''.join(toc)}</ol></nav>",
+        _definitions(manifest.get("latency", {}), manifest.get("seeds_max", 0)),
+    ]
+    for s in sections:
+        t = s["table"]
+        links = " · ".join(f"<a href='{e(t['stem'])}.{ext}'>{ext}</a>" for ext in ("md", "csv", "tex"))
+        parts.append(f"<h2 id='{s['anchor']}'>{e(s['model'])} on {e(s['dataset'])}</h2>")
+        parts.append(f"<h3>Results</h3><p>{e(t['caption'])} Download: {links}.</p>{t['html']}")
+        parts.append("<h3>Paper vs measured</h3>" + _paper_vs_measured(s))
+        parts.append("<h3>Figures</h3>")
+        for f in s["figures"]:
+            png = next(x for x in f["files"] if x.endswith(".png"))
+            links = " · ".join(f"<a href='{e(x)}'>{e(x.rsplit('.', 1)[1])}</a>" for x in f["files"])
+            parts.append(
+                f"<figure><a href='{e(png)}'><img src='{e(png)}' alt='{e(f['title'])}'></a><figcaption>"
+                f"<b>{e(f['title'])}.</b> {e(f['caption'])} ({links})</figcaption></figure>"
+            )
+    parts.append(_paper_costs(manifest.get("paper_costs", [])))
+    parts.append(_kernels(manifest.get("kernels", [])))
     gaps = manifest.get("gaps") or []
-    parts.append(f"<h2>Gaps</h2><p>{len(gaps)} failed or missing jobs.</p>")
+    parts.append(f"<h2 id='gaps'>Gaps</h2><p>{len(gaps)} failed, missing or damaged jobs or files.</p>")
     if gaps:
         parts.append(
             "<ul>"
@@ -37,22 +180,49 @@ def write_index(path: Path, manifest: dict) -> None:
             )
             + "</ul>"
         )
-    parts.append(
-        "<h2>Tables</h2><p>Rows marked <i>published (own baseline)</i> are the paper's numbers, each "
-        "against the baseline of the paper it was copied from; <i>measured here</i> rows share one "
-        "dense checkpoint per model and seed. FLOPs = 2 x MACs (conv + linear, batch 1); unstructured "
-        "rows count effective FLOPs and nonzero parameters.</p>"
-    )
-    for t in manifest["tables"]:
-        links = " · ".join(f"<a href='{e(t['stem'])}.{ext}'>{ext}</a>" for ext in ("md", "csv", "tex"))
-        parts.append(f"<h3>{e(t['model'])} on {e(t['dataset'])}</h3><p>{links}</p>{t['html']}")
-    parts.append("<h2>Figures</h2>")
-    for f in manifest["figures"]:
-        png = next(x for x in f["files"] if x.endswith(".png"))
-        links = " · ".join(f"<a href='{e(x)}'>{e(x.rsplit('.', 1)[1])}</a>" for x in f["files"])
-        parts.append(
-            f"<h3>{e(f['kind'])}: {e(f['model'])} on {e(f['dataset'])}</h3><p>{links}</p>"
-            f"<a href='{e(png)}'><img src='{e(png)}' alt='{e(f['kind'])}'></a>"
-        )
+    parts.append(_provenance(prov, manifest.get("superseded", [])))
     parts.append("</body></html>\n")
-    path.write_text("\n".join(parts))
+    write_text_atomic(path, "\n".join(parts))
+
+
+def _kernels(rows: list[dict]) -> str:
+    head = "<h2 id='kernels'>Stacked-layer kernels</h2>"
+    if not rows:
+        return head + "<p>No stacked layer was timed in its deployment form (latency off, or no TissueNet row).</p>"
+    body = "".join(
+        f"<tr><td><code>{e(r['shape'])}</code></td><td>{e(r['chosen'])}</td><td>{e(r['candidates'])}</td></tr>"
+        for r in rows
+    )
+    return (
+        head + "<p>The implementation chosen for each stacked-layer shape by timing every candidate on it "
+        "(median ms per call), as the deployment form uses it.</p><div class='scroll'><table class='plain'><thead>"
+        f"<tr><th>layer shape</th><th>chosen</th><th>candidates (ms)</th></tr></thead><tbody>{body}</tbody>"
+        "</table></div>"
+    )
+
+
+def _provenance(prov: dict, superseded: list[dict]) -> str:
+    items = []
+    for key in (
+        "suites",
+        "git_sha",
+        "git_dirty",
+        "devices",
+        "executors",
+        "first_run_utc",
+        "last_run_utc",
+        "jobs",
+        "failed",
+    ):
+        value = prov.get(key)
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        items.append(f"<b>{e(key.replace('_', ' '))}</b>: <code>{e(text)}</code>")
+    for v in prov.get("versions", []):
+        items.append(f"<b>versions</b>: <code>{e(', '.join(f'{k} {x}' for k, x in v.items()))}</code>")
+    if superseded:
+        items.append(
+            "<b>superseded</b> (an older definition of the suite; left out of tables and figures, "
+            "<code>--include-superseded</code> shows them): "
+            + ", ".join(f"<code>{e(s['job_id'])}</code>" for s in superseded)
+        )
+    return "<h2 id='provenance'>Provenance</h2>" + _list(items)

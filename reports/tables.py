@@ -1,131 +1,275 @@
-"""Tables in the paper's form (journal Tables IV-VI), one per (dataset, model), three formats.
+"""Tables in the paper's form (journal Tables IV-VI), one per (dataset, model), four formats.
 
-Measured rows (mean ± std over seeds) and published rows (each with its own baseline) stand
-side by side, the ``Source`` column telling them apart. The CSV keeps raw numbers (means and
-``_std`` columns); Markdown and LaTeX (booktabs) show rounded ``mean ± std``.
+Columns come from the metric table (``report`` metrics, in their groups: accuracy, cost, speed,
+budget, trade-off), each header with its unit and better direction. Measured rows show mean ± std
+over seeds (a 95 % bootstrap CI in the CSV and the HTML tooltip); published rows stand beside them,
+marked, each against its own baseline. A published cell that contradicts its own row carries a
+dagger and a footnote with the printed value. CSV keeps raw numbers (exact integers for counts).
 """
 
 from __future__ import annotations
 
+import html
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-# (column in the data, header, scale, decimals)
-COLUMNS = [
-    ("base_top1", "Base top-1", 1, 2),
-    ("top1", "Top-1", 1, 2),
-    ("acc_drop", "Drop", 1, 2),
-    ("flops", "FLOPs (M)", 1e-6, 2),
-    ("flops_reduction_pct", "FLOPs cut %", 1, 2),
-    ("params_nonzero", "Params (M)", 1e-6, 3),
-    ("params_reduction_pct", "Params cut %", 1, 2),
-    ("speedup_theoretical", "Speed-up (theory)", 1, 2),
-    ("latency_ms", "Latency (ms)", 1, 3),
-    ("speedup_measured", "Speed-up (measured)", 1, 2),
-    ("tca_1_1", "TCA(1,1)", 1, 2),
-    ("tsa_1_1", "TSA(1,1)", 1, 2),
-    ("tca_1_4", "TCA(1,4)", 1, 2),
-    ("tsa_1_4", "TSA(1,4)", 1, 2),
-    ("tca_4_1", "TCA(4,1)", 1, 2),
-    ("tsa_4_1", "TSA(4,1)", 1, 2),
-]
+from benchmarks.files import write_text_atomic
+from benchmarks.metrics import BY_NAME, GROUPS
+from reports import stats
+from reports.data import MEASURED, PUBLISHED, REPORTED, TRADEOFFS, safe_name
+
+ALPHA = stats.ALPHA
+IDENTITY = ("Method", "Source", "Seeds")
 
 
-def _cell(row, col, scale, digits) -> str:
-    value = row.get(col)
+@dataclass
+class Cell:
+    text: str
+    note: str = ""  # footnote marker target / tooltip
+    mark: str = ""  # dagger, n.s.
+
+
+@dataclass
+class Table:
+    dataset: str
+    model: str
+    groups: list[tuple[str, list[str]]]  # (group title, metric names)
+    rows: list[list[Cell]]
+    footnotes: list[str] = field(default_factory=list)
+    has_published: bool = False
+    seeds: int = 0
+
+    @property
+    def metrics(self) -> list[str]:
+        return [m for _, ms in self.groups for m in ms]
+
+    def header(self, metric: str) -> str:
+        m = BY_NAME[metric]
+        return f"{m.title} {m.arrow}".strip()
+
+
+def _groups() -> list[tuple[str, list[str]]]:
+    order = ["accuracy", "cost", "speed", "budget", "tradeoff"]
+    return [(GROUPS[g], [m for m in REPORTED if BY_NAME[m].group == g]) for g in order]
+
+
+def _fmt(value, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "failed" if col == "top1" and row.get("failed") and not row.get("seeds") else "–"
-    text = f"{value * scale:.{digits}f}"
-    std = row.get(col + "_std")
-    if std is not None and isinstance(std, float) and not math.isnan(std):
-        text += f" ± {std * scale:.{digits}f}"
-    return text
+        return "–"
+    m = BY_NAME[metric]
+    return f"{value * m.scale:.{m.digits}f}"
 
 
-def display_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            "Method": rows["label"],
-            "Source": rows["source"],
-            "Seeds": [("" if pd.isna(s) else str(int(s))) for s in rows["seeds"]],
-        }
+def _measured_cell(row, metric: str, notes: dict) -> Cell:
+    value = row.get(metric)
+    if (value is None or (isinstance(value, float) and math.isnan(value))) and metric == "top1" and row["failed"]:
+        return Cell("failed")
+    text = _fmt(value, metric)
+    std = row.get(f"{metric}_std")
+    tip = ""
+    if isinstance(std, float) and not math.isnan(std) and std > 0:  # no "± 0" for numbers every seed shares
+        text += f" ± {_fmt(std, metric)}"
+        lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+        tip = f"95 % CI {_fmt(lo, metric)} – {_fmt(hi, metric)} (bootstrap, {row['seeds']} seeds)"
+    mark = ""
+    if metric == "speedup_theoretical" and row.get("masked"):
+        mark = "§"
+        notes["§"] = "masked (unstructured) rows: this speed-up needs sparse kernels; a dense runtime does not have it"
+    if metric == "speedup_measured" and (row.get("speedup_suspect") or not row.get("latency_reliable", True)):
+        mark = "‡"
+        notes["‡"] = (
+            "a measured speed-up above twice the theoretical one, or a timing with a large spread: noise, "
+            "not a result (left out of the latency figure)"
+        )
+    if metric == "acc_drop" and row["seeds"] > 1:
+        p = row.get("p_vs_dense")
+        if p is not None and not math.isnan(p) and p >= ALPHA:
+            mark = "n.s."
+            notes["n.s."] = f"not significant: the paired t-test over seeds against the dense row gives p ≥ {ALPHA}"
+    return Cell(text, tip, mark)
+
+
+def _published_cell(row, metric: str, notes: dict) -> Cell:
+    value = row.get(metric)
+    if metric not in row or value is None or (isinstance(value, float) and math.isnan(value)):
+        return Cell("–")
+    printed = row["marks"].get(metric)
+    if printed is None:
+        return Cell(_fmt(value, metric))
+    key = f"† {row['label']} {BY_NAME[metric].title}"
+    notes[key] = f"{row['label']}, {BY_NAME[metric].title}: the paper prints {printed:g}; its own row gives {value:.2f}"
+    return Cell(_fmt(value, metric), notes[key], "†")
+
+
+def build(agg: pd.DataFrame, published: pd.DataFrame, dataset: str, model: str) -> Table:
+    groups = _groups()
+    metrics = [m for _, ms in groups for m in ms]
+    rows, notes = [], {}
+    for _, r in agg.iterrows():
+        label = f"{r['family']} @ {r['target']}" if r["target"] else r["label"]
+        cells = [
+            Cell(label),
+            Cell(MEASURED),
+            Cell(str(int(r["seeds"]))),
+        ]
+        rows.append(cells + [_measured_cell(r, m, notes) for m in metrics])
+    for _, r in published.iterrows():
+        rows.append([Cell(r["label"]), Cell(PUBLISHED), Cell("")] + [_published_cell(r, m, notes) for m in metrics])
+    seeds = int(agg["seeds"].max()) if len(agg) else 0
+    return Table(
+        dataset, model, groups, rows, [f"{k.split()[0]} {v}" for k, v in notes.items()], len(published) > 0, seeds
     )
-    records = rows.to_dict("records")
-    for col, header, scale, digits in COLUMNS:
-        out[header] = [_cell(r, col, scale, digits) for r in records]
-    return out
 
 
-def to_markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(frame.columns))) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-def _tex_escape(text: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("_", r"\_"),
-        ("#", r"\#"),
-        ("±", r"$\pm$"),
-        ("–", "--"),
-    ):
-        text = text.replace(a, b)
-    return text
-
-
-def to_latex(frame: pd.DataFrame, caption: str) -> str:
-    cols = "ll" + "r" * (len(frame.columns) - 2)
+# -- writers -------------------------------------------------------------------------------------
+def to_markdown(t: Table) -> str:
+    headers = list(IDENTITY) + [t.header(m) for m in t.metrics]
     lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\scriptsize",
-        rf"\caption{{{_tex_escape(caption)}}}",
-        rf"\begin{{tabular}}{{{cols}}}",
-        r"\toprule",
-        " & ".join(_tex_escape(c) for c in frame.columns) + r" \\",
-        r"\midrule",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|",
     ]
+    for row in t.rows:
+        lines.append(
+            "| " + " | ".join((c.text + (f" {c.mark}" if c.mark else "")).replace("|", "\\|") for c in row) + " |"
+        )
+    return "\n".join(lines + [""] + [f"{n}  " for n in t.footnotes]) + "\n"
+
+
+TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "–": "--",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "§": r"\S{}",
+    "≥": r"$\geq$",
+    "·": r"$\cdot$",
+}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(TEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def caption(t: Table) -> str:
+    what = f"{t.model} on {t.dataset}: measured here"
+    what += f" (mean ± std over {t.seeds} seeds)" if t.seeds > 1 else " (one seed)"
+    if t.has_published:
+        what += ", and the paper's published rows, each against its own baseline"
+    return what + ". FLOPs = 2 x MACs; masked rows count effective FLOPs and nonzero parameters."
+
+
+def to_latex(t: Table) -> str:
+    """A full-width table (``table*``), scaled to the text width, with column groups."""
+    n = len(t.metrics)
+    lines = [
+        r"\begin{table*}[t]",
+        r"\centering",
+        rf"\caption{{{tex_escape(caption(t))}}}",
+        r"\resizebox{\textwidth}{!}{%",
+        rf"\begin{{tabular}}{{lll{'r' * n}}}",
+        r"\toprule",
+    ]
+    group_row, rules, col = ["", "", ""], [], 4
+    for title, ms in t.groups:
+        group_row.append(rf"\multicolumn{{{len(ms)}}}{{c}}{{{tex_escape(title)}}}")
+        rules.append(rf"\cmidrule(lr){{{col}-{col + len(ms) - 1}}}")
+        col += len(ms)
+    lines += [" & ".join(group_row) + r" \\", " ".join(rules)]
+    lines.append(" & ".join(tex_escape(h) for h in list(IDENTITY) + [t.header(m) for m in t.metrics]) + r" \\")
+    lines.append(r"\midrule")
     previous = None
-    for row in frame.itertuples(index=False):
-        if previous is not None and row[1] != previous:
+    for row in t.rows:
+        if previous is not None and row[1].text != previous:
             lines.append(r"\midrule")
-        previous = row[1]
-        lines.append(" & ".join(_tex_escape(str(v)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        previous = row[1].text
+        lines.append(" & ".join(tex_escape(c.text + (f" {c.mark}" if c.mark else "")) for c in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}"]
+    if t.footnotes:
+        lines.append(r"\par\footnotesize " + r" \\ ".join(tex_escape(n) for n in t.footnotes))
+    lines.append(r"\end{table*}")
     return "\n".join(lines) + "\n"
 
 
-def write_tables(measured: pd.DataFrame, published: pd.DataFrame, out: Path) -> list[dict]:
-    """One table per (dataset, model) that has measured rows; returns what was written."""
-    written = []
-    if measured.empty:
-        return written
-    for (dataset, model), rows in measured.groupby(["dataset", "model"], sort=True):
-        paper = published[(published["dataset"] == dataset) & (published["model"] == model)]
-        both = pd.concat([rows, paper], ignore_index=True) if len(paper) else rows
-        stem = out / f"table_{dataset}_{model}"
-        frame = display_frame(both)
-        caption = f"{model} on {dataset}: measured here vs published (each published row has its own baseline)"
-        stem.with_suffix(".md").write_text(f"### {model} on {dataset}\n\n" + to_markdown(frame))
-        stem.with_suffix(".tex").write_text(to_latex(frame, caption))
-        raw_cols = ["dataset", "model", "label", "source", "seeds", "failed"] + [
-            c for c in both.columns if c.split("_std")[0] in {k for k, *_ in COLUMNS}
+def to_csv(agg: pd.DataFrame, published: pd.DataFrame) -> str:
+    """Raw numbers: means, stds and CI bounds per metric; exact integers for counts."""
+    cols = ["dataset", "model", "label", "target", "source", "seeds", "failed"]
+    stat_cols = [f"{m}{s}" for m in REPORTED for s in ("", "_std", "_ci_low", "_ci_high")]
+    both = pd.concat([agg.assign(source=MEASURED), published], ignore_index=True) if len(published) else agg
+    frame = both.reindex(columns=cols + stat_cols + ["p_vs_dense", "p_vs_tissuenet", "vs_tissuenet"])
+    for m in REPORTED:
+        if BY_NAME[m].integer:
+            whole = frame[m].dropna()
+            if len(whole) and (whole == whole.round()).all():
+                frame[m] = frame[m].round().astype("Int64")
+    frame["seeds"] = pd.to_numeric(frame["seeds"], errors="coerce").astype("Int64")
+    return frame.to_csv(index=False, float_format="%.10g")
+
+
+def to_html(t: Table) -> str:
+    """A grouped, scrollable table: sticky method column, aligned numbers, units and directions in headers."""
+    e = html.escape
+    top = ['<th rowspan="2" class="sticky">Method</th>', '<th rowspan="2">Source</th>', '<th rowspan="2">Seeds</th>']
+    top += [f'<th colspan="{len(ms)}" class="group">{e(title)}</th>' for title, ms in t.groups]
+    second = [f'<th title="{e(BY_NAME[m].doc)}">{e(t.header(m))}</th>' for m in t.metrics]
+    body = []
+    for row in t.rows:
+        cls = "published" if row[1].text == PUBLISHED else "measured"
+        cells = [
+            f'<th class="sticky" scope="row">{e(row[0].text)}</th>',
+            f"<td class='src'>{e(row[1].text)}</td>",
+            f"<td class='num'>{e(row[2].text)}</td>",
         ]
-        both[raw_cols].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
+        for c in row[3:]:
+            mark = f'<sup class="mark">{e(c.mark)}</sup>' if c.mark else ""
+            title = f' title="{e(c.note)}"' if c.note else ""
+            cells.append(f"<td class='num'{title}>{e(c.text)}{mark}</td>")
+        body.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
+    notes = "".join(f"<li>{e(n)}</li>" for n in t.footnotes)
+    return (
+        f'<div class="scroll"><table class="results"><thead><tr>{"".join(top)}</tr><tr>{"".join(second)}</tr>'
+        f"</thead><tbody>{''.join(body)}</tbody></table></div>" + (f'<ul class="notes">{notes}</ul>' if notes else "")
+    )
+
+
+def write_tables(agg: pd.DataFrame, published: pd.DataFrame, out: Path) -> list[dict]:
+    """One table per (dataset, model) with measured rows; returns what was written (html for the index)."""
+    written = []
+    if agg.empty:
+        return written
+    for (dataset, model), rows in agg.groupby(["dataset", "model"], sort=True):
+        paper = published[(published["dataset"] == dataset) & (published["model"] == model)]
+        table = build(rows, paper, dataset, model)
+        stem = out / f"table_{safe_name(dataset)}_{safe_name(model)}"
+        write_text_atomic(stem.with_suffix(".md"), f"### {caption(table)}\n\n" + to_markdown(table))
+        write_text_atomic(stem.with_suffix(".tex"), to_latex(table))
+        write_text_atomic(stem.with_suffix(".csv"), to_csv(rows, paper))
         written.append(
             {
                 "dataset": dataset,
                 "model": model,
                 "stem": stem.name,
-                "rows": len(both),
+                "rows": len(table.rows),
                 "published_rows": len(paper),
-                "html": frame.to_html(index=False, border=0),
+                "html": to_html(table),
+                "caption": caption(table),
             }
         )
     return written
+
+
+__all__ = ["TRADEOFFS", "Table", "build", "caption", "tex_escape", "to_csv", "to_html", "to_latex", "write_tables"]

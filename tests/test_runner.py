@@ -211,3 +211,12 @@ def test_two_runs_on_one_folder_train_each_job_once(tmp_path):
     assert trained == 1  # the dense checkpoint once
     assert started == 2  # each TissueNet job started once, by one of the two processes
     assert len(_records(results)) == 3
+
+
+def test_bf16_training_evaluates_like_everything_else(tmp_path):
+    """Evaluation is fp32 for every row: with bf16 training the dense row has no drop against itself."""
+    suite = write_suite(tmp_path / "s.toml", extra="", methods='[[method]]\nname = "dense"\n')
+    suite.write_text(suite.read_text().replace("warmup_epochs = 0", "warmup_epochs = 0\nbf16 = true"))
+    assert _run(suite, tmp_path / "r") == 0
+    (rec,) = _records(tmp_path / "r").values()
+    assert rec["acc_drop"] == 0 and rec["top1"] == rec["base_top1"] and rec["tca_1_1"] == 1
