@@ -22,7 +22,7 @@ from baselines.contract import JobContext, Prepared, get_method
 from benchmarks.dense_cache import DenseRef
 from benchmarks.files import StorageError, model_bytes
 from benchmarks.latency import measure_pair, suspect
-from benchmarks.measure import deploy_form, measure_cost
+from benchmarks.measure import deploy_form, eager_form, measure_cost
 from benchmarks.metrics import derive
 from benchmarks.provenance import device_info, static_provenance, utc_now
 from benchmarks.suite import Job, Suite
@@ -218,7 +218,8 @@ def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: En
         shape["input_size"],
         env.device,
         suite.measure,
-        deploy_form=deploy_form(suite.train.channels_last),
+        deploy_form=deploy_form(),
+        eager_form=eager_form(suite.train.channels_last),
     )
     ref = reference.meta
     raw = (

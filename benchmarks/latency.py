@@ -135,11 +135,20 @@ def time_paired(
 
 
 def measure_pair(
-    model: nn.Module, dense: nn.Module, in_channels: int, input_size: int, device, cfg, *, deploy_form: Callable
+    model: nn.Module,
+    dense: nn.Module,
+    in_channels: int,
+    input_size: int,
+    device,
+    cfg,
+    *,
+    deploy_form: Callable,
+    eager_form: Callable | None = None,
 ) -> dict:
     """The latency columns of a record: ``cfg`` is the suite's ``MeasureConfig``.
 
-    ``deploy_form(model, example) -> (model, label)`` gives the form to time (the same for both).
+    ``deploy_form(model, example) -> (model, label, kernel choices)`` gives the form to time (the same
+    for both); ``eager_form`` the training-time form, timed too at the first batch size.
     """
     if not cfg.latency:
         return {}
@@ -152,10 +161,12 @@ def measure_pair(
         "latency_threads": cfg.threads or torch.get_num_threads(),
     }
     batches = list(cfg.latency_batches)
+    kernels = {}
     for i, batch in enumerate(batches):
         x = torch.randn(batch, in_channels, input_size, input_size, device=device)
-        fast, label = deploy_form(model, x)
-        ref, _ = deploy_form(dense, x)
+        fast, label, chosen = deploy_form(model, x)
+        ref, _, _ = deploy_form(dense, x)
+        kernels |= chosen
         pair = time_paired(
             fast, ref, x, min_run_time=cfg.min_run_time, min_samples=cfg.min_samples, thread_count=cfg.threads
         )
@@ -178,9 +189,21 @@ def measure_pair(
                 "throughput_batch": batch,
                 "throughput_speedup": pair.speedup,
             }
+    out["latency_kernels"] = kernels
+    if eager_form is not None:  # the training-time form too (BN unfolded, grouped convs), at the first batch
+        x = torch.randn(batches[0], in_channels, input_size, input_size, device=device)
+        pair = time_paired(
+            eager_form(model, x)[0],
+            eager_form(dense, x)[0],
+            x,
+            min_run_time=cfg.min_run_time,
+            min_samples=cfg.min_samples,
+            thread_count=cfg.threads,
+        )
+        out |= {"latency_eager_ms": pair.model.median_ms, "speedup_eager": pair.speedup}
     if device.type == "cuda":
         x = torch.randn(batches[-1], in_channels, input_size, input_size, device=device)
-        fast, _ = deploy_form(model, x)
+        fast, _, _ = deploy_form(model, x)
         out["latency_graph_ms"] = cuda_graph_latency(fast, x, cfg.min_run_time)
     return out
 

@@ -19,22 +19,22 @@ def measure_cost(model: nn.Module, in_channels: int, input_size: int) -> dict:
     return cost
 
 
-def deploy_form(channels_last: bool, kernels: str = "auto"):
-    """``(model, example) -> (deployed model, label)``: the one form every method is timed in."""
+def deploy_form(channels_last: bool = True, kernels: str = "auto"):
+    """``(model, example) -> (deployed model, label, kernel choices)``: the one form every method is timed in."""
     from tissuenet.deploy import deploy
 
     def form(model: nn.Module, example: torch.Tensor):
         deployed, report = deploy(model, example, channels_last=channels_last, kernels=kernels)
-        return deployed, report.label() + ("+channels_last" if channels_last else "")
+        return deployed, report.label() + (", channels_last" if channels_last else ""), report.kernels
 
     return form
 
 
-def eager_form(channels_last: bool):
+def eager_form(channels_last: bool = True):
     """The training-time form (eval mode, BN unfolded, grouped convs): the 'eager' latency."""
 
     def form(model: nn.Module, example: torch.Tensor):
         fmt = torch.channels_last if channels_last and example.dim() == 4 else torch.contiguous_format
-        return model.eval().to(memory_format=fmt), "eager" + ("+channels_last" if channels_last else "")
+        return model.eval().to(memory_format=fmt), "eager" + (", channels_last" if channels_last else ""), {}
 
     return form

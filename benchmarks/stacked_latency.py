@@ -1,10 +1,15 @@
-"""Latency of one stacked layer in three implementations (issue: TissueNet method).
+"""Stacked-layer speed, measured: one layer in each implementation, and the whole network target.
 
-    python -m benchmarks.stacked_latency [--channels 64] [--size 32] [--device cpu]
+    python -m benchmarks.stacked_latency [--threads 2] [--min-run-time 2] [--device cpu|cuda]
 
-Grouped fast path vs the per-unit reference (split / one module per unit / cat, as in the
-paper's code) vs the dense pair of 3x3 convs it replaces; batch 1 and 64; contiguous and
-channels_last. Prints a Markdown table and the MACs of each, so speed can be read against cost.
+1. One stacked layer of 2-4-2 units against the dense pair of 3x3 convs it replaces (BN folded,
+   channels_last, both), at ResNet-56's three shapes (16 ch 28x28, 32 ch 14x14, 64 ch 7x7), batch 1
+   and 64: the grouped PyTorch path and the fused kernel (``cpu_fused`` on CPU, ``triton`` on CUDA).
+2. ``tissue_resnet56 --set replace=all`` against ``resnet56`` at 1x28x28 in the deployment form
+   (the issue's target: >= 3x at batch 64 on a 2-core CPU), batch 1 and 64.
+
+Every number is a median of paired A/B timings (``benchmarks.latency.time_paired``); the header
+states the CPU or GPU, threads, allocator setting and instruction set. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -12,48 +17,88 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch import nn
 
-from benchmarks.latency import measure_latency
-from tissuenet import StackedLayer, count_macs
+from benchmarks.allocator import tune_allocator
+from benchmarks.latency import time_paired
+from benchmarks.measure import deploy_form
+from benchmarks.provenance import device_info
+from tissuenet import count_macs, create_model
+from tissuenet.deploy import fold_bn
 from tissuenet.models._common import conv_bn
+from tissuenet.stacked import StackedLayer
+
+SHAPES = ((16, 28), (32, 14), (64, 7))
 
 
-def implementations(channels: int, unit: str) -> dict[str, nn.Module]:
-    layer = StackedLayer([unit] * (channels // int(unit.split("-")[0])))
-    dense = nn.Sequential(conv_bn(channels, channels, 3), conv_bn(channels, channels, 3, act=None))
-    return {"grouped": layer, "per-unit": layer.to_per_unit(), "dense": dense}
+def layers(channels: int, device) -> dict:
+    """The dense pair, the grouped stacked layer and its fused kernel, all BN-folded and channels_last."""
+    from tissuenet.kernels import _candidates
+
+    dense, _ = fold_bn(torch.nn.Sequential(conv_bn(channels, channels, 3), conv_bn(channels, channels, 3, act=None)))
+    layer = StackedLayer(["2-4-2"] * (channels // 2)).eval()
+    layer.fold_bn()
+    out = {"dense": dense.to(device, memory_format=torch.channels_last), "grouped": layer.to(device)}
+    for name, make in _candidates(layer, torch.device(device), residual=False).items():
+        if name != "grouped":
+            out[name] = make()
+    return out
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--channels", type=int, default=64)
-    ap.add_argument("--unit", default="2-4-2")
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--min-run-time", type=float, default=2.0)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--min-run-time", type=float, default=1.0)
     args = ap.parse_args(argv)
-    impls = {k: v.to(args.device) for k, v in implementations(args.channels, args.unit).items()}
-    macs = {k: count_macs(m, args.channels, args.size) for k, m in impls.items()}
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    allocator = tune_allocator() if device.type == "cpu" else "cuda caching allocator"
+    info = device_info(device)
+    from tissuenet.kernels.cpu import extension
+
+    ext = extension() if device.type == "cpu" else None
     print(
-        f"one stacked layer: {args.channels} channels, units {args.unit}, {args.size}x{args.size}, "
-        f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"device: {info['device_name']} ({device.type}), {args.threads} threads, allocator: {allocator}, "
+        f"kernel ISA: {ext.isa() if ext else 'n/a'}, torch {torch.__version__}"
     )
-    print("| impl | MACs (M) | batch | format | median ms | IQR ms | vs dense |")
-    print("|---|---:|---:|---|---:|---:|---:|")
-    for batch in args.batches:
-        x = torch.randn(batch, args.channels, args.size, args.size, device=args.device)
-        for cl in (False, True):
-            times = {
-                k: measure_latency(m, x, channels_last=cl, min_run_time=args.min_run_time) for k, m in impls.items()
-            }
-            for k, t in times.items():
-                speed = times["dense"]["latency_ms"] / t["latency_ms"]
-                print(
-                    f"| {k} | {macs[k] / 1e6:.2f} | {batch} | {'channels_last' if cl else 'contiguous'} | "
-                    f"{t['latency_ms']:.3f} | {t['latency_iqr_ms']:.3f} | {speed:.2f}x |"
+    print("\n### One stacked layer (2-4-2 units) vs the dense pair of 3x3 convs it replaces\n")
+    print("| channels | size | batch | MACs dense / stacked | dense ms | implementation | ms | speed-up vs dense |")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|")
+    with torch.inference_mode():
+        for channels, size in SHAPES:
+            impls = layers(channels, device)
+            ratio = count_macs(impls["dense"], channels, size) / count_macs(impls["grouped"], channels, size)
+            for batch in (64, 1):
+                x = torch.randn(batch, channels, size, size, device=device).contiguous(
+                    memory_format=torch.channels_last
                 )
+                for name, impl in impls.items():
+                    if name == "dense":
+                        continue
+                    p = time_paired(impl, impls["dense"], x, min_run_time=args.min_run_time, min_samples=20)
+                    print(
+                        f"| {channels} | {size} | {batch} | {ratio:.1f}x | {p.dense.median_ms:.3f} | {name} | "
+                        f"{p.model.median_ms:.3f} | {p.speedup:.2f}x (IQR {p.speedup_iqr:.2f}) |"
+                    )
+    print("\n### tissue_resnet56 (replace=all) vs resnet56, 1x28x28, deployment form\n")
+    model = create_model("tissue_resnet56", in_channels=1, replace="all").to(device).eval()
+    dense = create_model("resnet56", in_channels=1).to(device).eval()
+    ratio = count_macs(dense, 1, 28) / count_macs(model, 1, 28)
+    print(f"theoretical speed-up (dense MACs / MACs): {ratio:.2f}x\n")
+    print("| batch | dense ms | TissueNet ms | speed-up | IQR | samples | kernels |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    form = deploy_form()
+    for batch in (64, 1):
+        x = torch.randn(batch, 1, 28, 28, device=device)
+        fast, _, kernels = form(model, x)
+        ref, _, _ = form(dense, x)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        p = time_paired(fast, ref, xc, min_run_time=args.min_run_time * 2, min_samples=20)
+        chosen = ", ".join(sorted({k["chosen"] for k in kernels.values()}))
+        print(
+            f"| {batch} | {p.dense.median_ms:.2f} | {p.model.median_ms:.2f} | {p.speedup:.2f}x | "
+            f"{p.speedup_iqr:.2f} | {p.model.samples} | {chosen} |"
+        )
 
 
 if __name__ == "__main__":

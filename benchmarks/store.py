@@ -76,6 +76,10 @@ DETAILS = [
     "latency_mode",
     "latency_threads",
     "latency_allocator",
+    "latency_kernels",
+    "speedup_eager",
+    "speedup_suspect",
+    "throughput_speedup",
     "base_params",
     "base_macs",
     "sparsity",
@@ -112,7 +116,7 @@ DETAILS = [
 ]
 # column order of the consolidated table (records may carry more; they follow in sorted order)
 COLUMNS = IDENTITY + metric_names() + DETAILS
-JSON_COLUMNS = ("method_options", "tissue_options", "method_info", "versions", "train_phases")
+JSON_COLUMNS = ("method_options", "tissue_options", "method_info", "versions", "train_phases", "latency_kernels")
 STATUSES = ("ok", "failed")
 REQUIRED = {"job_id": str, "dataset": str, "model": str, "label": str, "status": str}
 

@@ -47,7 +47,7 @@ def test_every_job_has_an_ok_record_and_a_row(finished):
     assert tissue["params"] < dense["params"] and tissue["base_params"] == dense["params"]
     assert tissue["flops"] == 2 * tissue["macs"]
     assert tissue["latency_ms"] > 0 and tissue["latency_batch"] == 1 and tissue["latency_device"] == "cpu"
-    assert tissue["latency_samples"] >= 10 and "bn-folded" in tissue["latency_mode"]
+    assert tissue["latency_samples"] >= 10 and "BN folded" in tissue["latency_mode"]
     assert json.loads(tissue["tissue_options"])["replace"] == "all"
     assert tissue["reference_job"] == dense["job_id"] == tissue["dense_checkpoint"]
     for col in ("git_sha", "versions", "device_name", "started_utc", "config_hash", "command", "executor"):

@@ -67,8 +67,8 @@ def run(args) -> int:
     rows = []
     for batch in batches:
         x = torch_randn(batch, channels, size, device)
-        fast, label = form(model, x)
-        ref, _ = form(dense, x)
+        fast, label, _ = form(model, x)
+        ref, _, _ = form(dense, x)
         pair = time_paired(
             fast, ref, x, min_run_time=args.min_run_time, min_samples=MIN_LATENCY_SAMPLES, thread_count=args.threads
         )

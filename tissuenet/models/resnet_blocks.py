@@ -26,8 +26,11 @@ class BasicBlock(nn.Module):
         self.body = stacked or nn.Sequential(conv_bn(c_in, width, 3, stride), conv_bn(width, width, 3, act=None))
         self.shortcut = _shortcut(c_in, width, stride)
         self.relu = nn.ReLU(inplace=True)
+        self.fast = None  # deployed: body + residual add + ReLU in one kernel (tissuenet.kernels)
 
     def forward(self, x):
+        if self.fast is not None and not self.training:
+            return self.fast(x)
         return self.relu(self.body(x) + self.shortcut(x))
 
 

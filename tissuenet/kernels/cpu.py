@@ -1,0 +1,156 @@
+"""The fused CPU kernel of a stacked layer (``stacked_cpu.cpp``): build, weight packing, call.
+
+The C++ source is compiled on first use with ``torch.utils.cpp_extension`` for the best
+instruction set this CPU has (AVX-512, else AVX2 + FMA) and cached by torch (per user, per
+torch version). Without a compiler, without either instruction set, or with
+``TISSUEBENCH_KERNELS=grouped``, :func:`extension` returns None and the caller keeps the grouped
+path (with one line of notice).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("stacked_cpu.cpp")
+FLAGS = {"avx512": ["-mavx512f", "-mavx512dq", "-DTB_AVX512"], "avx2": ["-mavx2", "-mfma"]}
+LANES = {"avx512": 16, "avx2": 8}
+log = logging.getLogger("tissuenet.kernels")
+
+
+def cpu_isa() -> str | None:
+    """avx512, avx2, or None: what this CPU can run (from the kernel's flags in /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    if {"avx512f", "avx512dq"} <= flags:
+        return "avx512"
+    if {"avx2", "fma"} <= flags:
+        return "avx2"
+    return None
+
+
+@functools.cache
+def extension(isa: str | None = None):
+    """The compiled kernel module for ``isa`` (default: the best this CPU has), or None when unavailable."""
+    if os.environ.get("TISSUEBENCH_KERNELS", "auto") == "grouped":
+        return None
+    isa = isa or cpu_isa()
+    if isa not in FLAGS:
+        _notice("this CPU has neither AVX-512 nor AVX2+FMA")
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        return load(
+            name=f"tissuebench_stacked_{isa}",
+            sources=[str(SOURCE)],
+            verbose=False,
+            extra_cflags=["-O3", "-fopenmp", *FLAGS[isa]],
+            extra_ldflags=["-fopenmp"],
+        )
+    except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a failed build: the grouped path remains
+        _notice(f"could not build it ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]})")
+        return None
+
+
+@functools.cache
+def _notice(why: str) -> None:
+    import sys
+
+    print(
+        f"tissuenet: the fused CPU kernel for stacked layers is unavailable ({why}); using grouped convolutions",
+        file=sys.stderr,
+    )
+
+
+def supported(layer) -> bool:
+    """Does the fused kernel compute this (BN-folded, eval) stacked layer?"""
+    from tissuenet.stacked import StackedLayer
+
+    if not isinstance(layer, StackedLayer) or layer.kind != "conv" or layer.hybrid or layer.kernel_size != 3:
+        return False
+    spec = layer.group_specs[0]
+    grp = layer.groups[0]
+    folded = isinstance(grp.bn1, torch.nn.Identity) and isinstance(grp.bn2, torch.nn.Identity)
+    return (
+        folded
+        and spec.c_in == 2
+        and spec.c_h % 2 == 0
+        and spec.c_h // 2 in (1, 2, 3, 4, 6, 8)
+        and spec.c_out in (2, 4)
+        and layer.stride in (1, 2)
+        and layer.padding == 1
+    )
+
+
+def pack(layer, lanes: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Per-lane weights of a folded stacked layer (the layout ``stacked_cpu.cpp`` documents)."""
+    spec, grp = layer.group_specs[0], layer.groups[0]
+    m, k, r = len(layer.units), spec.c_h // 2, spec.c_out // 2
+    with torch.no_grad():
+        w1 = grp.op1.weight.detach().float().reshape(m, k, 2, 2, 9)  # [unit][part][i][input i'][tap]
+        b1 = grp.op1.bias.detach().float().reshape(m, k, 2)
+        w2 = grp.op2.weight.detach().float().reshape(m, r, 2, k, 2, 9)  # [unit][out part][o][part][j][tap]
+        b2 = grp.op2.bias.detach().float().reshape(m, r, 2)
+        idx = torch.arange(2)
+        a1, s1 = w1[:, :, idx, idx], w1[:, :, idx, 1 - idx]  # (m, k, 2, 9): own-lane and swapped-lane weights
+        a2, s2 = w2[:, :, idx, :, idx], w2[:, :, idx, :, 1 - idx]  # (2, m, r, k, 9): o first after advanced indexing
+        packed1 = torch.stack([a1, s1], dim=3).permute(1, 4, 3, 0, 2).reshape(k, 9, 2, 2 * m)
+        packed2 = torch.stack([a2, s2], dim=0).permute(3, 4, 5, 0, 2, 1).reshape(r, k, 9, 2, 2 * m)
+        bias1 = b1.permute(1, 0, 2).reshape(k, 2 * m)
+        bias2 = b2.permute(1, 0, 2).reshape(r, 2 * m)
+    return tuple(_blocked(t, lanes, width) for t in (packed1, bias1, packed2, bias2))
+
+
+def _blocked(t: torch.Tensor, lanes: int, width: int) -> torch.Tensor:
+    """[..., lanes] -> [lane block][...][width]: each vector block's weights contiguous (the kernel's layout)."""
+    t = torch.nn.functional.pad(t, (0, lanes - t.shape[-1]))
+    blocks = lanes // width
+    t = t.reshape(*t.shape[:-1], blocks, width)
+    return t.movedim(-2, 0).contiguous()
+
+
+class FusedStacked:
+    """Callable: ``(x, residual=None) -> y``, the layer's output (plus the residual, then ReLU, if given)."""
+
+    def __init__(self, layer, isa: str | None = None) -> None:
+        self.ext = extension(isa)
+        if self.ext is None or not supported(layer):
+            raise ValueError("no fused CPU kernel for this layer")
+        spec = layer.group_specs[0]
+        self.c_h, self.c_out, self.stride, self.final_relu = spec.c_h, spec.c_out, layer.stride, layer.final_relu
+        width = LANES[self.ext.isa()]
+        self.weights = pack(layer, math.ceil(layer.in_channels / width) * width, width)
+
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        if residual is not None:
+            residual = residual.contiguous(memory_format=torch.channels_last)
+        relu = self.final_relu or residual is not None
+        return self.ext.forward(x, *self.weights, self.c_h, self.c_out, self.stride, residual, relu)
+
+
+class FusedChain(torch.nn.Module):
+    """A run of identity-shortcut residual blocks on the fused kernel, one extension call for all of them."""
+
+    def __init__(self, layers: list) -> None:
+        super().__init__()
+        first = FusedStacked(layers[0])
+        self.ext, self.c_h = first.ext, first.c_h
+        self.weights = [w for layer in layers for w in FusedStacked(layer).weights]
+        self.blocks = len(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ext.chain(x.contiguous(memory_format=torch.channels_last), self.weights, self.c_h)
+
+    def extra_repr(self) -> str:
+        return f"blocks={self.blocks}, c_h={self.c_h}"
