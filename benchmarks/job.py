@@ -51,6 +51,48 @@ class Outcome:
     model_file: bytes | None  # the trained model's file (written by the driver)
 
 
+def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
+    """``(job, batch_size, channels_last) -> (train, test)`` loaders on ``device`` (datasets cached per process)."""
+    from benchmarks.data.registry import make_loaders
+
+    def loaders(job: Job, batch_size: int, channels_last: bool):
+        _, train_loader, test_loader = make_loaders(
+            job.dataset,
+            batch_size=batch_size,
+            device=device,
+            data_root=data_root,
+            download=download,
+            seed=job.seed,
+            channels_last=channels_last,
+            train_limit=suite.data.train_limit,
+            test_limit=suite.data.test_limit,
+        )
+        return train_loader, test_loader
+
+    return loaders
+
+
+def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
+    """Train one dense job's checkpoint: returns (CPU state dict, meta). Writes only its resume state."""
+    from benchmarks.dense_cache import train_dense
+
+    shape = shape_of(dense_job)
+    epochs = dense_job.epochs_override or suite.budgets.dense_epochs
+    cfg = suite.phase_config("dense", epochs)
+    torch.manual_seed(dense_job.seed)
+    model = new_dense(shape, env.device)
+    loaders = env.loaders(dense_job, cfg.batch_size, cfg.channels_last)
+    return train_dense(
+        model,
+        shape,
+        loaders,
+        cfg,
+        checkpoint=checkpoint,
+        progress=env.epoch_progress(dense_job.job_id, epochs),
+        set_aside=env.set_aside,
+    )
+
+
 def shape_of(job: Job) -> dict:
     from benchmarks.data.registry import get_dataset
 

@@ -34,6 +34,7 @@ class SuiteProgress:
     running: int = 0
     started: float = field(default_factory=time.perf_counter)
     finished_times: list[float] = field(default_factory=list)
+    parallel: int = 1  # jobs that run at once (the ETA divides by it)
 
     def __post_init__(self) -> None:
         self.log = self.log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -49,8 +50,6 @@ class SuiteProgress:
         if not self.finished_times:
             return None
         return left * sum(self.finished_times) / len(self.finished_times) / max(1, self.parallel)
-
-    parallel: int = 1
 
     def status(self) -> str:
         return (

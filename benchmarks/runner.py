@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import torch
 
 from benchmarks import dense_cache
-from benchmarks.data.registry import DataError, make_loaders
+from benchmarks.data.registry import DataError
 from benchmarks.files import inside, write_bytes_atomic
-from benchmarks.job import Env, Outcome, new_dense, run_job, shape_of
+from benchmarks.job import Env, Outcome, job_loaders, run_job, train_dense_job
 from benchmarks.progress import SuiteProgress
 from benchmarks.store import ResultStore
 from benchmarks.suite import Job, Suite, SuiteError
@@ -119,18 +119,7 @@ class Runner:
 
     # -- data and dense checkpoints ----------------------------------------------------------------
     def loaders(self, job: Job, batch_size: int, channels_last: bool):
-        _, train_loader, test_loader = make_loaders(
-            job.dataset,
-            batch_size=batch_size,
-            device=self.device,
-            data_root=self.data_root,
-            download=self.download,
-            seed=job.seed,
-            channels_last=channels_last,
-            train_limit=self.suite.data.train_limit,
-            test_limit=self.suite.data.test_limit,
-        )
-        return train_loader, test_loader
+        return job_loaders(self.suite, self.device, self.data_root, self.download)(job, batch_size, channels_last)
 
     def dense_ref(self, job: Job, epochs: int | None = None) -> dense_cache.DenseRef:
         """The dense checkpoint of a job's group at a budget: loaded, or trained now (once, under a lock)."""
@@ -151,20 +140,7 @@ class Runner:
         return self._dense[key]
 
     def train_dense(self, dense_job: Job, partial=None):
-        shape = shape_of(dense_job)
-        epochs = dense_job.epochs_override or self.suite.budgets.dense_epochs
-        cfg = self.suite.phase_config("dense", epochs)
-        torch.manual_seed(dense_job.seed)
-        model = new_dense(shape, self.device)
-        return dense_cache.train_dense(
-            model,
-            shape,
-            self.loaders(dense_job, cfg.batch_size, cfg.channels_last),
-            cfg,
-            checkpoint=partial,
-            progress=self._epochs(dense_job.job_id, epochs),
-            set_aside=self.store._set_aside,
-        )
+        return train_dense_job(self.suite, dense_job, self.env(), partial)
 
     def refs(self, job: Job) -> tuple[dense_cache.DenseRef, dense_cache.DenseRef]:
         """(the checkpoint the job starts from, the equal-budget dense reference it is compared with)."""

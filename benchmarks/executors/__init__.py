@@ -1,0 +1,1 @@
+"""Executors beyond one process: ``ray_executor`` (imported only when ``--executor ray`` is used)."""
