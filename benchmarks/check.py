@@ -155,7 +155,10 @@ def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -
     for ref in reference.to_dict("records"):
         job, label = ref["job_id"], ref.get("label", "")
         if job not in by_id.index:
-            diffs.append(Difference(job, label, "job", "ok", "missing", "regressed"))
+            # same label and seed under another id: the suite's settings (hashed into the id) changed
+            stale = _same_label_and_seed(measured, ref)
+            measured_as = f"now .{stale.rsplit('.', 1)[-1]}" if stale else "missing"
+            diffs.append(Difference(job, label, "settings" if stale else "job", "ok", measured_as, "regressed"))
             continue
         got = by_id.loc[job]
         if got["status"] != "ok":
@@ -180,6 +183,24 @@ def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -
     return diffs
 
 
+def _same_label_and_seed(measured: pd.DataFrame, ref: dict) -> str:
+    """The id of a measured job with the reference row's dataset, model, label and seed ('' if none)."""
+    keys = ("dataset", "model", "label", "seed")
+    if not len(measured) or not all(k in measured.columns and k in ref for k in keys):
+        return ""
+    same = measured
+    for k in keys:
+        same = same[same[k].astype(str) == str(ref[k])]
+    return str(same["job_id"].iloc[0]) if len(same) else ""
+
+
+STALE_HINT = (
+    "'settings' rows: the measured job has the reference job's label and seed but another settings hash, so the "
+    "suite (or a method's configuration) changed since the reference was made. If the change is intended, "
+    "re-derive the reference: tissuebench check --suite SUITE --results DIR --update --tolerance-from SEEDS_DIR"
+)
+
+
 def format_differences(diffs: list[Difference], tolerance: float) -> str:
     if not diffs:
         return "no differences"
@@ -188,6 +209,8 @@ def format_differences(diffs: list[Difference], tolerance: float) -> str:
         ref, got = (f"{v:.4g}" if isinstance(v, float) else str(v) for v in (d.reference, d.measured))
         lines.append(f"{d.verdict:<17} {d.field:<15} {ref:>14} {got[:40]:>14}  {d.job_id} ({d.label})")
     lines.append(f"(top-1 tolerance {tolerance:g} points unless the reference row states its own)")
+    if any(d.field == "settings" for d in diffs):
+        lines.append(STALE_HINT)
     return "\n".join(lines)
 
 

@@ -6,6 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 .venv/bin/tissuebench run smoke --results runs/smoke "$@"
-if .venv/bin/tissuebench report --help >/dev/null 2>&1; then
-    .venv/bin/tissuebench report --results runs/smoke --out runs/smoke/report
-fi
+.venv/bin/tissuebench report --results runs/smoke --out runs/smoke/report

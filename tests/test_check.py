@@ -83,6 +83,21 @@ def test_missing_job_fails(baseline, tmp_path, capsys):
     assert "missing" in capsys.readouterr().out
 
 
+def test_reference_from_other_settings_fails_and_says_so(baseline, tmp_path, capsys):
+    """A reference made before the suite changed: same label and seed, another settings hash in the id."""
+    _, results, ref = baseline
+    table, _ = read_reference(ref)
+    old_id = table.iloc[0]["job_id"]
+    stale_id = old_id.rsplit(".", 1)[0] + ".0123456789"
+    edited = tmp_path / "ref.csv"
+    edited.write_text(ref.read_text().replace(old_id, stale_id))
+    assert main(["check", "--results", str(results), "--against", str(edited)]) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if stale_id in x)
+    assert line.split()[:2] == ["regressed", "settings"] and f"now .{old_id.rsplit('.', 1)[-1]}" in line
+    assert "re-derive the reference" in out and "1 regressions" in out
+
+
 def test_tolerance_from_seed_spread():
     import pandas as pd
 

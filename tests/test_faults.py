@@ -505,7 +505,11 @@ def test_at_least_forty_cases():
     assert len(CASES) >= 40
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# building a report draws every figure (seconds each): those cases run with the slow tests
+SLOW_CASES = {name for name, case in CASES.items() if case.args[0] == "report"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in CASES])
 def test_fault(name, finished, tmp_path, capsys):
     case = CASES[name]
     suite, results = finished
@@ -577,6 +581,7 @@ def test_a_bug_exits_3_with_its_traceback(monkeypatch, capsys):
     assert "Traceback" in err and "ZeroDivisionError" in err and "internal error" in err
 
 
+@pytest.mark.slow
 def test_closed_pipe_is_quiet(finished):
     _, results = finished
     shell = f"{sys.executable} -m tissuebench show --results {results} --format csv | head -c 10 >/dev/null"

@@ -92,6 +92,7 @@ def test_fc_einsum_equals_grouped():
         torch.testing.assert_close(EinsumUnits(layer)(x), layer(x), atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_triton_kernel_equals_grouped_in_the_interpreter():
     """The CUDA kernel's arithmetic, run on the CPU by Triton's interpreter (the GPU run is scripts/gpu_checks.sh)."""

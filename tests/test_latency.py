@@ -12,7 +12,7 @@ from benchmarks.latency import SUSPECT_FACTOR, measure_pair, suspect, time_paire
 from benchmarks.measure import deploy_form, eager_form
 from tissuenet import create_model
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # timing loops: seconds each
 
 
 def _model(name="resnet20", **options):

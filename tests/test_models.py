@@ -12,7 +12,9 @@ def _size(name):
     return min(get_entry(name).input_size, 32)
 
 
-@pytest.mark.parametrize("in_channels", [1, 3])
+# The fast set runs every model forward and backward on 1-channel input; RGB input runs with the slow
+# tests (the ImageNet-size models take most of a second each).
+@pytest.mark.parametrize("in_channels", [1, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward(name, in_channels):
     sized = {"input_size": _size(name)} if "input_size" in get_entry(name).options() else {}
@@ -26,7 +28,12 @@ def test_forward_backward(name, in_channels):
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name", list_models(tissue=True))
+def _imagenet_size_slow(names):
+    """ImageNet-size models (three builds each here) run with the slow tests; the CIFAR ones stay fast."""
+    return [pytest.param(n, marks=pytest.mark.slow) if get_entry(n).input_size >= 224 else n for n in names]
+
+
+@pytest.mark.parametrize("name", _imagenet_size_slow(list_models(tissue=True)))
 def test_tissue_variants_record_options_and_rebuild_exactly(name):
     model = create_model(name, seed=3)
     opts = model.tissue_options

@@ -134,6 +134,7 @@ def _hashes(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_report_is_byte_identical(results, report, tmp_path):
     _, first = report
     build_report(results, tmp_path / "b", paper_costs=False)
@@ -179,6 +180,7 @@ def test_readers_labels_units_and_groups(report):
     assert "needs sparse kernels" in html  # the masked row's theoretical speed-up says what it needs
 
 
+@pytest.mark.slow
 def test_published_rows_are_marked_and_contradictions_footnoted(tmp_path):
     root = tmp_path / "results"
     rows = [r for r in ROWS if r[1] in ("dense", "tissuenet")]
@@ -240,6 +242,7 @@ def test_latex_fits_and_escapes(report, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_caption_says_no_published_rows_when_there_are_none(tmp_path):
     _write_records(tmp_path / "r", dataset="fashion-mnist", model="resnet20", rows=ROWS[:2])
     build_report(tmp_path / "r", tmp_path / "out", paper_costs=False)
@@ -247,6 +250,7 @@ def test_caption_says_no_published_rows_when_there_are_none(tmp_path):
     assert "published" not in tex.split("\\caption{")[1].split("}")[0]
 
 
+@pytest.mark.slow
 def test_report_cli_and_bad_out(results, tmp_path, capsys):
     from tissuebench.cli import main
 
@@ -270,6 +274,7 @@ FLAGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 @pytest.mark.timeout(180)
 def test_page_renders_in_chromium_without_overflow(report, tmp_path):
