@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.latency import UNRELIABLE_SPREAD
 from benchmarks.metrics import BY_NAME, names
 from benchmarks.paper import PAPER_MODELS, published_rows
 from benchmarks.store import ResultStore
@@ -105,7 +106,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
             "top1_by_seed": dict(zip(ok["seed"].astype(int), ok["top1"].astype(float))),
             "preset": _preset_of(first.get("method_options")),
             "speedup_suspect": bool(ok.get("speedup_suspect", pd.Series(dtype=bool)).fillna(False).astype(bool).any()),
-            "latency_reliable": bool(ok.get("latency_reliable", pd.Series([True])).fillna(True).astype(bool).all()),
+            "latency_reliable": _speedup_reliable(ok),
         }
         for metric in REPORTED + ["speedup_iqr", "latency_iqr_ms", "realized"]:
             values = pd.to_numeric(ok[metric], errors="coerce") if metric in ok else pd.Series(dtype=float)
@@ -236,6 +237,18 @@ def provenance(rows: pd.DataFrame) -> dict:
         "jobs": len(rows),
         "failed": int((rows["status"] != "ok").sum()),
     }
+
+
+def _speedup_reliable(ok: pd.DataFrame) -> bool:
+    """The rule of ``benchmarks.latency.Paired.reliable``, applied to the stored ratio and its IQR (so records
+    written under an older rule are judged by today's); records without them keep their stored flag."""
+    if "speedup_iqr" in ok and "speedup_measured" in ok:
+        ratio = pd.to_numeric(ok["speedup_measured"], errors="coerce")
+        iqr = pd.to_numeric(ok["speedup_iqr"], errors="coerce")
+        known = ratio.notna() & iqr.notna() & (ratio > 0)
+        if known.any():
+            return bool((iqr[known] / ratio[known] <= UNRELIABLE_SPREAD).all())
+    return bool(ok.get("latency_reliable", pd.Series([True])).fillna(True).astype(bool).all())
 
 
 def safe_name(text: str) -> str:

@@ -52,6 +52,7 @@ def save(fig, stem: Path) -> list[str]:
 
 
 def colours(families) -> dict:
+    """Family -> colour, from the (dataset, model)'s full list of families, so that every figure agrees."""
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     return {f: palette[i % len(palette)] for i, f in enumerate(families)}
 
@@ -94,7 +95,7 @@ def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
     fig, ax = plt.subplots()
     ok = agg[agg["seeds"] > 0]
     fams = _families(ok)
-    colour = colours(fams)
+    colour = colours(_families(agg))
     labels = []
     for fam in fams:
         rows = ok[ok["family"] == fam].sort_values("macs_effective_reduction_pct")
@@ -146,7 +147,7 @@ def accuracy_vs_params(agg: pd.DataFrame, title: str):
     fig, ax = plt.subplots()
     ok = agg[(agg["seeds"] > 0) & agg["params_nonzero"].notna()]
     fams = _families(ok)
-    colour = colours(fams)
+    colour = colours(_families(agg))
     labels = []
     for fam in fams:
         for k, (_, r) in enumerate(ok[ok["family"] == fam].sort_values("params_nonzero").iterrows()):
@@ -163,18 +164,34 @@ def accuracy_vs_params(agg: pd.DataFrame, title: str):
             )
             labels.append(_legend_label(r))
     front = pareto_front(ok["params_nonzero"].to_numpy(float), ok["top1"].to_numpy(float))
-    if len(front):
-        pts = ok.iloc[front].sort_values("params_nonzero")
+    pts = ok.iloc[front].sort_values("params_nonzero")
+    if len(front) > 1:  # one point is no line: the caption names the row that dominates the others
         ax.step(pts["params_nonzero"], pts["top1"], where="post", color="0.2", lw=1, alpha=0.6, label="Pareto front")
         labels.append("Pareto front")
+        front_note = "the line is the Pareto front"
+    else:
+        front_note = f"{_legend_label(pts.iloc[0])} has fewer parameters and higher accuracy than every other row"
     ax.set_xscale("log")
+    ax.set_xlim(*_log_limits(ok["params_nonzero"].to_numpy(float)))
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(_si))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
     ax.set(xlabel="nonzero parameters (log scale)", ylabel="top-1 accuracy (%)")
     ax.set_title(title)
     _legend(ax, "better: ↖ (fewer parameters, higher accuracy)")
-    return fig, labels, f"Top-1 accuracy against nonzero parameters; the line is the Pareto front; {_seeds_note(ok)}."
+    return fig, labels, f"Top-1 accuracy against nonzero parameters; {front_note}; {_seeds_note(ok)}."
+
+
+def _log_limits(values: np.ndarray) -> tuple[float, float]:
+    """From the 1-2-5 tick at or below the smallest value (so the leftmost point has a labelled tick to
+    its left) to a little beyond the largest."""
+    values = values[values > 0]
+    if not len(values):
+        return 1.0, 10.0
+    low = values.min() / 1.1
+    decade = 10 ** np.floor(np.log10(low))
+    nice = max(s * decade for s in (1, 2, 5) if s * decade <= low)
+    return float(nice), float(values.max() * 1.15)
 
 
 def pareto_front(cost: np.ndarray, acc: np.ndarray) -> list[int]:
@@ -279,9 +296,9 @@ def tca_tsa(agg: pd.DataFrame, title: str):
     )
     names = [_legend_label(r) for _, r in rows.iterrows()]
     y = np.arange(len(rows))
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    shades = (("tca", "0.25"), ("tsa", "0.62"))  # greys: the palette's colours mean method families elsewhere
     for ax, (w1, w2) in zip(axes, WEIGHTINGS):
-        for k, (metric, colour) in enumerate((("tca", palette[0]), ("tsa", palette[1]))):
+        for k, (metric, colour) in enumerate(shades):
             col = f"{metric}_{w1}_{w2}"
             err = rows[f"{col}_std"].where(rows["seeds"] > 1).fillna(0).to_numpy()
             ax.barh(
@@ -318,8 +335,7 @@ def latency(agg: pd.DataFrame, title: str):
         realized = trusted["speedup_measured"] / trusted["speedup_theoretical"]
         err = (trusted["speedup_iqr"] / 2 / trusted["speedup_theoretical"]).fillna(0)
         y = np.arange(len(trusted))
-        fams = _families(trusted)
-        colour = colours(fams)
+        colour = colours(_families(agg))  # every figure gives a family the same colour
         ax.barh(y, realized, xerr=err, color=[colour[f] for f in trusted["family"]], capsize=3)
         right = max(1.0, float((realized + err).max())) * 1.03
         for yi, r in enumerate(trusted.to_dict("records")):  # the speed-ups themselves, beside the plot

@@ -25,6 +25,7 @@ table{border-collapse:collapse;font-size:13px}
 table.results th,table.results td,table.plain th,table.plain td{padding:3px 8px;border-bottom:1px solid #e6e6e6;
 white-space:nowrap}
 table.results thead th{background:#f6f6f6;position:sticky;top:0}
+table.results thead tr+tr th{white-space:normal;min-width:4.2em;max-width:7em;vertical-align:bottom;text-align:right}
 th.group{text-align:center;border-left:2px solid #ccc;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 th.sticky{position:sticky;left:0;background:#fff;text-align:left;z-index:1;border-right:1px solid #ddd}
@@ -42,8 +43,25 @@ def _list(items) -> str:
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
+def _speed_settings(latency: dict) -> str:
+    """The latency settings of the runs, as a sentence (each setting lists its distinct values)."""
+    if not latency:
+        return "Latency was not measured."
+
+    def values(key: str, sep: str = ", ") -> str:
+        return sep.join(latency.get(key, [])) or "not recorded"
+
+    samples = sorted(int(v) for v in latency.get("latency_samples", []) if str(v).isdigit())
+    spread = f"{samples[0]}–{samples[-1]}" if len(samples) > 1 else (str(samples[0]) if samples else "?")
+    return (
+        f"Here: device {values('latency_device')}, {values('latency_threads')} thread(s); latency at batch "
+        f"{values('latency_batch')}, throughput at batch {values('throughput_batch')}; {spread} paired samples per "
+        f"row; deployment form {values('latency_mode', ' or ')}; CPU allocator: {values('latency_allocator')}."
+    )
+
+
 def _definitions(latency: dict, seeds_max: int) -> str:
-    settings = "; ".join(f"{k}: {v}" for k, v in latency.items())
+    settings = _speed_settings(latency)
     seeds = (
         (
             f"With more than one seed, cells show mean ± std; hover for the 95 % bootstrap confidence interval "
@@ -74,8 +92,9 @@ pooling, biases excluded); FLOPs = 2 × MACs, the paper's convention. Masked (un
 <i>effective</i> FLOPs (each layer scaled by its weight density) and <i>nonzero</i> parameters: the cost they would
 have with sparse kernels, which a dense runtime does not have (§ in the tables).</dd>
 <dt>Speed</dt><dd>Latency of the deployment form (BN folded, channels-last, fast stacked-layer kernels), timed
-alternately with the dense model in one process, at least 10 samples and 0.5 s each; speed-up = median of the paired
-ratios. {e(settings) or "Latency was not measured."}</dd>
+alternately with the dense model in one process, at least <code>min_samples</code> samples and
+<code>min_run_time</code> seconds each (the suite's <code>[measure]</code>); speed-up = median of the paired ratios,
+left out of the latency figure when their IQR exceeds a quarter of the median. {e(settings)}</dd>
 <dt>Budget</dt><dd>Epochs over all phases (dense pre-training, a method's own phase, fine-tuning) and training compute =
 epochs × training images × 3 × MACs, so unequal budgets show at a glance.</dd>
 <dt>Seeds and statistics</dt><dd>{seeds}</dd>

@@ -81,8 +81,8 @@ def _measured_cell(row, metric: str, notes: dict) -> Cell:
     if metric == "speedup_measured" and (row.get("speedup_suspect") or not row.get("latency_reliable", True)):
         mark = "‡"
         notes["‡"] = (
-            "a measured speed-up above twice the theoretical one, or a timing with a large spread: noise, "
-            "not a result (left out of the latency figure)"
+            "a measured speed-up above twice the theoretical one, or paired ratios whose IQR exceeds a quarter "
+            "of their median: noise, not a result (left out of the latency figure)"
         )
     if metric == "acc_drop" and row["seeds"] > 1:
         p = row.get("p_vs_dense")
@@ -220,29 +220,43 @@ def to_csv(agg: pd.DataFrame, published: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.10g")
 
 
+HTML_PARTS = 3  # the first three column groups (accuracy, cost, speed) in one table, the rest in a second
+
+
 def to_html(t: Table) -> str:
-    """A grouped, scrollable table: sticky method column, aligned numbers, units and directions in headers."""
+    """Grouped tables that fit a 1400 px page: accuracy, cost and speed in one; budget and TCA/TSA in a
+    second. Sticky method column, aligned numbers, units and directions in the headers."""
+    parts = [t.groups[:HTML_PARTS], t.groups[HTML_PARTS:]]
+    tables, first = [], 3
+    for groups in (p for p in parts if p):
+        count = sum(len(ms) for _, ms in groups)
+        tables.append(_html_table(t, groups, range(first, first + count)))
+        first += count
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in t.footnotes)
+    return "".join(tables) + (f'<ul class="notes">{notes}</ul>' if notes else "")
+
+
+def _html_table(t: Table, groups: list[tuple[str, list[str]]], columns: range) -> str:
     e = html.escape
-    top = ['<th rowspan="2" class="sticky">Method</th>', '<th rowspan="2">Source</th>', '<th rowspan="2">Seeds</th>']
-    top += [f'<th colspan="{len(ms)}" class="group">{e(title)}</th>' for title, ms in t.groups]
-    second = [f'<th title="{e(BY_NAME[m].doc)}">{e(t.header(m))}</th>' for m in t.metrics]
+    source = t.has_published  # without published rows every row is "measured here": the caption says so
+    top = ['<th rowspan="2" class="sticky">Method</th>'] + (['<th rowspan="2">Source</th>'] if source else [])
+    top.append('<th rowspan="2">Seeds</th>')
+    top += [f'<th colspan="{len(ms)}" class="group">{e(title)}</th>' for title, ms in groups]
+    second = [f'<th title="{e(BY_NAME[m].doc)}">{e(t.header(m))}</th>' for _, ms in groups for m in ms]
     body = []
     for row in t.rows:
         cls = "published" if row[1].text == PUBLISHED else "measured"
-        cells = [
-            f'<th class="sticky" scope="row">{e(row[0].text)}</th>',
-            f"<td class='src'>{e(row[1].text)}</td>",
-            f"<td class='num'>{e(row[2].text)}</td>",
-        ]
-        for c in row[3:]:
+        cells = [f'<th class="sticky" scope="row">{e(row[0].text)}</th>']
+        cells += [f"<td class='src'>{e(row[1].text)}</td>"] if source else []
+        cells.append(f"<td class='num'>{e(row[2].text)}</td>")
+        for c in (row[i] for i in columns):
             mark = f'<sup class="mark">{e(c.mark)}</sup>' if c.mark else ""
             title = f' title="{e(c.note)}"' if c.note else ""
             cells.append(f"<td class='num'{title}>{e(c.text)}{mark}</td>")
         body.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
-    notes = "".join(f"<li>{e(n)}</li>" for n in t.footnotes)
     return (
         f'<div class="scroll"><table class="results"><thead><tr>{"".join(top)}</tr><tr>{"".join(second)}</tr>'
-        f"</thead><tbody>{''.join(body)}</tbody></table></div>" + (f'<ul class="notes">{notes}</ul>' if notes else "")
+        f"</thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
