@@ -90,6 +90,24 @@ def _seeds_note(agg: pd.DataFrame) -> str:
     return f"bars: mean ± std over {most} seeds" if most > 1 else "one seed per row: no error bars"
 
 
+def _target_points(ax, rows: pd.DataFrame, x: str, y: str, colour) -> list[str]:
+    """One family's rows: its colour, one marker per target, mean ± std error bars only with several seeds."""
+    labels = []
+    for k, (_, r) in enumerate(rows.iterrows()):
+        ax.errorbar(
+            r[x],
+            r[y],
+            yerr=r[f"{y}_std"] if r["seeds"] > 1 else None,
+            color=colour,
+            marker=MARKERS[k % len(MARKERS)],
+            ls="none",
+            capsize=3,
+            label=_legend_label(r),
+        )
+        labels.append(_legend_label(r))
+    return labels
+
+
 def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
     """Top-1 drop vs FLOPs cut (Fig. 7): each method's targets connected, published points hollow."""
     fig, ax = plt.subplots()
@@ -100,19 +118,7 @@ def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
     for fam in fams:
         rows = ok[ok["family"] == fam].sort_values("macs_effective_reduction_pct")
         ax.plot(rows["macs_effective_reduction_pct"], rows["acc_drop"], color=colour[fam], lw=1.2, alpha=0.8)
-        for k, (_, r) in enumerate(rows.iterrows()):
-            err = r["acc_drop_std"] if r["seeds"] > 1 else None
-            ax.errorbar(
-                r["macs_effective_reduction_pct"],
-                r["acc_drop"],
-                yerr=err,
-                color=colour[fam],
-                marker=MARKERS[k % len(MARKERS)],
-                ls="none",
-                capsize=3,
-                label=_legend_label(r),
-            )
-            labels.append(_legend_label(r))
+        labels += _target_points(ax, rows, "macs_effective_reduction_pct", "acc_drop", colour[fam])
     for i, (name, rows) in enumerate(published.groupby("label", sort=True)):
         ax.scatter(
             rows["macs_effective_reduction_pct"],
@@ -150,19 +156,8 @@ def accuracy_vs_params(agg: pd.DataFrame, title: str):
     colour = colours(_families(agg))
     labels = []
     for fam in fams:
-        for k, (_, r) in enumerate(ok[ok["family"] == fam].sort_values("params_nonzero").iterrows()):
-            err = r["top1_std"] if r["seeds"] > 1 else None
-            ax.errorbar(
-                r["params_nonzero"],
-                r["top1"],
-                yerr=err,
-                color=colour[fam],
-                marker=MARKERS[k % len(MARKERS)],
-                ls="none",
-                capsize=3,
-                label=_legend_label(r),
-            )
-            labels.append(_legend_label(r))
+        rows = ok[ok["family"] == fam].sort_values("params_nonzero")
+        labels += _target_points(ax, rows, "params_nonzero", "top1", colour[fam])
     front = pareto_front(ok["params_nonzero"].to_numpy(float), ok["top1"].to_numpy(float))
     pts = ok.iloc[front].sort_values("params_nonzero")
     if len(front) > 1:  # one point is no line: the caption names the row that dominates the others
