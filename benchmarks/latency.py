@@ -11,7 +11,8 @@ How a latency is measured (the report and README say the same):
 * reported: median and IQR of each, the sample count, and the speed-up as the median of the
   paired ratios dense_i / model_i with its IQR. A speed-up whose IQR contains 1 is
   indistinguishable from 1. The speed-up is marked unreliable (and left out of the speed-up
-  figure) when the relative IQR of the paired ratios is above ``UNRELIABLE_SPREAD``: load that
+  figure) with fewer than ``RELIABLE_SAMPLES`` pairs or when the relative IQR of the paired ratios
+  is above ``UNRELIABLE_SPREAD``: load that
   slows both models alike spreads each timing but not their ratio, which is what is reported;
 * on CPU, glibc's allocator is told to keep freed memory (see ``allocator.py``) for every model
   alike, and the setting is recorded.
@@ -30,7 +31,8 @@ from torch import nn
 
 from benchmarks.allocator import tune_allocator
 
-UNRELIABLE_SPREAD = 0.25  # IQR / median above this: the timing is too noisy to report as a result
+UNRELIABLE_SPREAD = 0.25  # IQR / median of the paired ratios above this: too noisy to report as a result
+RELIABLE_SAMPLES = 10  # fewer paired samples than this: too few to report (the issue's "at least 10 samples")
 BLOCK_SECONDS = 0.002  # a sample is at least this long (tiny models run several calls per sample)
 WARMUP_CALLS = 5  # the first calls pay one-off costs (allocation, autotuning, lazy init)
 SUSPECT_FACTOR = 2.0  # measured speed-up above this x theoretical: flagged, not trusted
@@ -57,8 +59,9 @@ class Paired:
 
     @property
     def reliable(self) -> bool:
-        """The reported number is the paired ratio: judge its spread, not each timing's."""
-        return self.speedup > 0 and self.speedup_iqr / self.speedup <= UNRELIABLE_SPREAD
+        """The reported number is the paired ratio: judge its spread (not each timing's) and the sample count."""
+        enough = min(self.model.samples, self.dense.samples) >= RELIABLE_SAMPLES
+        return enough and self.speedup > 0 and self.speedup_iqr / self.speedup <= UNRELIABLE_SPREAD
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:

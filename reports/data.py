@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.latency import UNRELIABLE_SPREAD
+from benchmarks.latency import RELIABLE_SAMPLES, UNRELIABLE_SPREAD
 from benchmarks.metrics import BY_NAME, names
 from benchmarks.paper import PAPER_MODELS, published_rows
 from benchmarks.store import ResultStore
@@ -245,9 +245,11 @@ def _speedup_reliable(ok: pd.DataFrame) -> bool:
     if "speedup_iqr" in ok and "speedup_measured" in ok:
         ratio = pd.to_numeric(ok["speedup_measured"], errors="coerce")
         iqr = pd.to_numeric(ok["speedup_iqr"], errors="coerce")
+        samples = pd.to_numeric(ok.get("latency_samples", pd.Series(RELIABLE_SAMPLES, index=ok.index)))
         known = ratio.notna() & iqr.notna() & (ratio > 0)
         if known.any():
-            return bool((iqr[known] / ratio[known] <= UNRELIABLE_SPREAD).all())
+            tight = iqr[known] / ratio[known] <= UNRELIABLE_SPREAD
+            return bool((tight & (samples[known].fillna(RELIABLE_SAMPLES) >= RELIABLE_SAMPLES)).all())
     return bool(ok.get("latency_reliable", pd.Series([True])).fillna(True).astype(bool).all())
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.latency import UNRELIABLE_SPREAD, paired
+from benchmarks.latency import RELIABLE_SAMPLES, UNRELIABLE_SPREAD, paired
 
 
 def test_load_that_hits_both_models_spreads_the_timings_not_the_ratio():
@@ -22,5 +22,11 @@ def test_ratios_that_scatter_are_unreliable():
 
 
 def test_a_ratio_whose_iqr_contains_one_is_indistinguishable():
-    pair = paired([1.0] * 8, [0.9, 0.95, 1.0, 1.02, 1.05, 1.1, 0.97, 1.01])
+    pair = paired([1.0] * 10, [0.9, 0.95, 1.0, 1.02, 1.05, 1.1, 0.97, 1.01, 0.99, 1.03])
     assert not pair.distinguishable and pair.reliable
+
+
+def test_too_few_samples_are_unreliable_however_tight():
+    few = RELIABLE_SAMPLES - 1
+    assert not paired([1.0] * few, [2.0] * few).reliable
+    assert paired([1.0] * RELIABLE_SAMPLES, [2.0] * RELIABLE_SAMPLES).reliable
