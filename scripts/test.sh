@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The test command (README): set up if needed, then run the whole test suite on the CPU.
+# The test command (README): set up if needed, then run the whole test suite on the CPU, in
+# $PYTEST_WORKERS processes (default 2, CI's core count; 0 runs everything in this process).
+# Most of the time goes to Python-bound work (Torch-Pruning's graph, small models), which two
+# processes split; tests/conftest.py shares the cores among the workers.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
 rc=$?
 if [ $rc -eq 5 ]; then
     echo "test.sh: pytest collected no tests: that is a broken test set-up, not a pass" >&2
