@@ -1,7 +1,7 @@
 """The accuracy metrics of the metric table that asv tracks (top-1 error: lower is better), from a fixed,
 seeded, tiny training run: dense vs TissueNet."""
 
-from benchmarks.asv_bench.common import TRAIN, track_metrics
+from benchmarks.asv_bench.common import TRAIN, add_metric_tracks
 from benchmarks.metrics import derive
 
 
@@ -32,4 +32,4 @@ class Accuracy:
         return errors
 
 
-track_metrics(Accuracy, "accuracy")
+add_metric_tracks(Accuracy, "accuracy")

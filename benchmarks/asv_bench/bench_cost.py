@@ -4,7 +4,7 @@ Structure only, no training. The tracked numbers are the metric table's ``asv`` 
 (``benchmarks.metrics``): adding one there adds its benchmark here.
 """
 
-from benchmarks.asv_bench.common import COST_MODEL, INPUT, METHODS, track_metrics
+from benchmarks.asv_bench.common import COST_MODEL, INPUT, METHODS, add_metric_tracks
 from benchmarks.metrics import derive
 
 
@@ -27,4 +27,4 @@ class Cost:
         return out
 
 
-track_metrics(Cost, "cost")
+add_metric_tracks(Cost, "cost")

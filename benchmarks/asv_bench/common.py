@@ -22,7 +22,7 @@ METHODS = {  # name -> (method, target kind, target value, options)
 }
 
 
-def track_metrics(cls, group: str):
+def add_metric_tracks(cls, group: str):  # not `track_*`: asv would take a module-level one for a benchmark
     """Add a ``track_<metric>`` benchmark to ``cls`` for every asv metric of the metric table in ``group``.
 
     ``setup_cache`` returns {param: {metric: value}}; asv flags increases, so only lower-is-better
