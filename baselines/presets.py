@@ -13,7 +13,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-PRESETS_FILE = Path(__file__).resolve().parents[1] / "results" / "paper" / "presets.toml"
+from results import PRESETS
+from results import path as shipped_path
+
+PRESETS_FILE = shipped_path(*PRESETS)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from torch import nn
 
 from baselines.contract import BaseMethod, Estimate, MethodError, Prepared, register_method
 from baselines.criteria import CRITERIA, get_criterion
-from tissuenet.counting import count_macs, count_params
+from tissuenet.counting import ShapeCounter, count_params
 
 OPTIONS = {
     "global_pruning": bool,
@@ -53,8 +53,11 @@ def classifier_of(model: nn.Module) -> nn.Module:
     return linears[-1]
 
 
-def _cost(model: nn.Module, kind: str, in_channels: int, input_size: int) -> int:
-    return count_params(model) if kind == "params_reduction" else count_macs(model, in_channels, input_size)
+def _cost(model: nn.Module, kind: str, in_channels: int, input_size: int):
+    """A counter of the target's cost for ``model`` as it is pruned (MACs from layer shapes: no forward pass)."""
+    if kind == "params_reduction":
+        return lambda: count_params(model)
+    return ShapeCounter(model, in_channels, input_size)
 
 
 def prune_to_target(model, ctx, criterion: str, options: dict) -> dict:
@@ -100,7 +103,8 @@ def _prune_once(model, ctx, crit, options: dict, steps: int, exact_step: int | N
         raise MethodError(f"option ignore: {exc}") from exc
     global_pruning = options.get("global_pruning", crit.global_pruning)
     model.eval()
-    base = _cost(model, kind, *shape)
+    cost = _cost(model, kind, *shape)
+    base = cost()
     try:
         pruner = tp.pruner.BasePruner(
             model,
@@ -113,7 +117,7 @@ def _prune_once(model, ctx, crit, options: dict, steps: int, exact_step: int | N
             round_to=options.get("round_to"),
         )
         achieved, batches = 0.0, _cycle(ctx.train_loader) if crit.needs_grad else None
-        measure = lambda: 1 - _cost(model, kind, *shape) / base  # noqa: E731
+        measure = lambda: 1 - cost() / base  # noqa: E731
         while achieved < target and pruner.current_step < pruner.iterative_steps:
             if crit.needs_grad:  # Taylor: a fresh loss gradient before each step
                 model.zero_grad()

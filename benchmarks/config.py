@@ -46,8 +46,24 @@ class TrainConfig(Section):
 @dataclass(frozen=True)
 class DataConfig(Section):
     SECTION = "data"
-    train_limit: int | None = setting(None, min=1, doc="use the first N training images (absent: all)")
+    train_limit: int | None = setting(
+        None, min=1, doc="use N training images (absent: all; image folders: N spread over the classes)"
+    )
     test_limit: int | None = setting(None, min=1, doc="use the first N test images (absent: all)")
+    input_size: int | None = setting(
+        None,
+        min=8,
+        max=1024,
+        doc="resolution (pixels) for streamed image-folder datasets, e.g. ImageNet at 64 for a quick pass "
+        "(absent: the dataset's own)",
+    )
+    workers: int = setting(
+        4, min=0, max=256, doc="DataLoader worker processes for streamed image folders (0: read in the main process)"
+    )
+
+    def size_of(self, info) -> int:
+        """The resolution a dataset is trained and evaluated at under these settings."""
+        return self.input_size if self.input_size and not info.resident else info.input_size
 
 
 @dataclass(frozen=True)

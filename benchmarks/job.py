@@ -66,6 +66,8 @@ def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
             channels_last=channels_last,
             train_limit=suite.data.train_limit,
             test_limit=suite.data.test_limit,
+            input_size=suite.data.input_size,
+            workers=suite.data.workers,
         )
         return train_loader, test_loader
 
@@ -76,7 +78,7 @@ def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
     """Train one dense job's checkpoint: returns (CPU state dict, meta). Writes only its resume state."""
     from benchmarks.dense_cache import train_dense
 
-    shape = shape_of(dense_job)
+    shape = shape_of(suite, dense_job)
     epochs = dense_job.epochs_override or suite.budgets.dense_epochs
     cfg = suite.phase_config("dense", epochs)
     torch.manual_seed(dense_job.seed)
@@ -93,7 +95,7 @@ def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
     )
 
 
-def shape_of(job: Job) -> dict:
+def shape_of(suite: Suite, job: Job) -> dict:
     from benchmarks.data.registry import get_dataset
 
     info = get_dataset(job.dataset)
@@ -101,7 +103,7 @@ def shape_of(job: Job) -> dict:
         "model": job.model,
         "num_classes": info.num_classes,
         "in_channels": info.in_channels,
-        "input_size": info.input_size,
+        "input_size": suite.data.size_of(info),
     }
 
 
@@ -124,6 +126,8 @@ def identity(job: Job) -> dict:
         "seed": job.seed,
         "config_hash": job.config_hash,
         "group_hash": job.group_hash,
+        "suite_variant": job.variant,  # '' unless --set changed what the job computes
+        "overrides": job.overrides,  # every --set of the run (provenance)
     }
 
 
@@ -245,7 +249,7 @@ def train_phases(prepared: Prepared, start: DenseRef, macs: int) -> list[dict]:
 
 
 def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: Env) -> tuple[dict, bytes]:
-    shape = shape_of(job)
+    shape = shape_of(suite, job)
     prepared = prepare(suite, job, start, shape, env)  # 1. prepare
     trained = train_step(suite, job, prepared, start, reference, env)  # 2. train
     model = prepared.model

@@ -86,9 +86,21 @@ def _needs(*keys):
     return wrap
 
 
+def _positive(*keys):
+    """A trade-off against a reference of 0 % accuracy (or zero cost, or a zero-cost model) is undefined: None."""
+
+    def wrap(fn):
+        def f(v):
+            return fn(v) if all(v[k] > 0 for k in keys) else None
+
+        return f
+
+    return wrap
+
+
 def _tradeoff(fn, cost: str, base_cost: str, w1, w2):
     return _needs("base_top1", "top1", cost, base_cost)(
-        lambda v: fn(v["base_top1"], v["top1"], v[base_cost], v[cost], w1, w2)
+        _positive("base_top1", base_cost)(lambda v: fn(v["base_top1"], v["top1"], v[base_cost], v[cost], w1, w2))
     )
 
 
@@ -193,12 +205,12 @@ METRICS: list[Metric] = [
     # -- trade-offs (the paper's metrics)
     *_tradeoff_metrics(),
     _m("tca_ratio", "TCA, ratio form", short="tca_ratio", unit="", group="tradeoff", better="higher",
-       compute=_needs("base_top1", "top1", "base_macs", "macs_effective")(
-           lambda v: tca_ratio(v["base_top1"], v["top1"], v["base_macs"], v["macs_effective"])),
+       compute=_needs("base_top1", "top1", "base_macs", "macs_effective")(_positive("base_top1", "macs_effective")(
+           lambda v: tca_ratio(v["base_top1"], v["top1"], v["base_macs"], v["macs_effective"]))),
        doc="(f_b / f_n) x (a_n / a_b): the MNIST table's form"),
     _m("tsa_ratio", "TSA, ratio form", short="tsa_ratio", unit="", group="tradeoff", better="higher",
-       compute=_needs("base_top1", "top1", "base_params", "params_nonzero")(
-           lambda v: tsa_ratio(v["base_top1"], v["top1"], v["base_params"], v["params_nonzero"])),
+       compute=_needs("base_top1", "top1", "base_params", "params_nonzero")(_positive("base_top1", "params_nonzero")(
+           lambda v: tsa_ratio(v["base_top1"], v["top1"], v["base_params"], v["params_nonzero"]))),
        doc="(p_b / p_n) x (a_n / a_b)"),
 ]
 # fmt: on

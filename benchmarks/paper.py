@@ -14,9 +14,11 @@ import torch
 
 from baselines.presets import load_presets
 from benchmarks.data.registry import get_dataset
+from results import PAPER_TABLES
+from results import path as shipped_path
 from tissuenet import count_macs, count_params, create_model
 
-PAPER_CSV = Path(__file__).resolve().parents[1] / "results" / "paper" / "bunitnet_tables.csv"
+PAPER_CSV = shipped_path(*PAPER_TABLES)
 # the paper's model names -> this suite's registry names
 PAPER_MODELS = {
     "vgg-16": "vgg16_bn",

@@ -50,22 +50,22 @@ class PlannedJob:
 
 
 @functools.cache
-def _shape(dataset: str) -> tuple[int, int, int]:
+def _shape(dataset: str, input_size: int | None = None) -> tuple[int, int, int]:
     from benchmarks.data.registry import get_dataset
 
     info = get_dataset(dataset)
-    return info.num_classes, info.in_channels, info.input_size
+    return info.num_classes, info.in_channels, input_size if input_size and not info.resident else info.input_size
 
 
 @functools.cache
-def _dense_cost(model: str, dataset: str) -> tuple[int, int]:
-    classes, channels, size = _shape(dataset)
+def _dense_cost(model: str, dataset: str, input_size: int | None = None) -> tuple[int, int]:
+    classes, channels, size = _shape(dataset, input_size)
     net = create_model_for_input(model, classes, channels, size)
     return count_macs(net, channels, size), count_params(net)
 
 
 def plan_context(suite: Suite, dataset: str, model: str, seed: int, spec_or_job, target) -> PlanContext:
-    classes, channels, size = _shape(dataset)
+    classes, channels, size = _shape(dataset, suite.data.input_size)
 
     def build(name: str, options: dict):
         return create_model_for_input(name, classes, channels, size, **options)
@@ -77,7 +77,7 @@ def plan_context(suite: Suite, dataset: str, model: str, seed: int, spec_or_job,
         seed=seed,
         dataset=dataset,
         epochs_override=getattr(spec_or_job, "epochs_override", getattr(spec_or_job, "epochs", None)),
-        dense_cost=lambda: _dense_cost(model, dataset),
+        dense_cost=lambda: _dense_cost(model, dataset, suite.data.input_size),
         build=build,
         model_name=model,
         in_channels=channels,

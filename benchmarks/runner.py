@@ -100,22 +100,24 @@ class Runner:
             sizes[dataset] = train_loader.num_items
             if test_loader.num_items == 0:
                 raise SuiteError(f"dataset {dataset!r}: the test set is empty ([data] test_limit?)")
-            for where, cfg in self._phase_configs():
-                if cfg.batch_size > sizes[dataset]:
+            for where, batch_size in self._batch_sizes():
+                if batch_size > sizes[dataset]:
                     raise SuiteError(
-                        f"{where} batch_size = {cfg.batch_size} is larger than the {sizes[dataset]} "
+                        f"{where} batch_size = {batch_size} is larger than the {sizes[dataset]} "
                         f"training images of {dataset}: no optimizer step would run"
                     )
         return sizes
 
-    def _phase_configs(self):
+    def _batch_sizes(self):
+        """(where, batch size) of every training phase. Read from the validated settings: the phases'
+        epochs are not needed here (building phase configs with made-up epochs broke warm-up checks)."""
         from baselines.contract import get_method
 
-        yield "[train]", self.suite.train
-        yield "[finetune]", self.suite.phase_config("finetune", 1)
+        yield "[train]", self.suite.train.batch_size
+        yield "[finetune]", self.suite.phase_settings("finetune")["batch_size"]
         for spec in self.suite.methods:
             phase = get_method(spec.name).phase
-            yield f"[[method]] {spec.label} train", self.suite.phase_config(phase, 1, spec.train)
+            yield f"[[method]] {spec.label} train", self.suite.phase_settings(phase, spec.train)["batch_size"]
 
     # -- data and dense checkpoints ----------------------------------------------------------------
     def loaders(self, job: Job, batch_size: int, channels_last: bool):
@@ -170,7 +172,7 @@ class Runner:
     def run(self, only: str | None = None) -> RunSummary:
         summary, start = RunSummary(), time.perf_counter()
         all_jobs = self.suite.jobs()
-        self.store.write_plan(self.suite.name, [j.job_id for j in all_jobs], self.suite.suite_hash)
+        self.store.write_plan(self.suite.plan_name, [j.job_id for j in all_jobs], self.suite.suite_hash)
         jobs = self.plan(only)
         self.progress = SuiteProgress(len(jobs), self.log, self.tty)
         busy = []

@@ -55,6 +55,8 @@ IDENTITY = [
     "seed",
     "config_hash",
     "group_hash",
+    "suite_variant",
+    "overrides",
     "status",
     "error",
     "superseded",
@@ -116,7 +118,15 @@ DETAILS = [
 ]
 # column order of the consolidated table (records may carry more; they follow in sorted order)
 COLUMNS = IDENTITY + metric_names() + DETAILS
-JSON_COLUMNS = ("method_options", "tissue_options", "method_info", "versions", "train_phases", "latency_kernels")
+JSON_COLUMNS = (
+    "overrides",
+    "method_options",
+    "tissue_options",
+    "method_info",
+    "versions",
+    "train_phases",
+    "latency_kernels",
+)
 STATUSES = ("ok", "failed")
 REQUIRED = {"job_id": str, "dataset": str, "model": str, "label": str, "status": str}
 
@@ -170,7 +180,7 @@ class ResultStore:
                 scan.damaged.append(self._set_aside(exc))
         current = self.current_plans()
         for rec in scan.records:
-            plan = current.get(rec.get("suite"))
+            plan = current.get(plan_name(rec))
             rec["superseded"] = plan is not None and rec["job_id"] not in plan
         return scan
 
@@ -278,6 +288,12 @@ class ResultStore:
                 yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def plan_name(record: dict) -> str:
+    """The plan a record belongs to: its suite, or ``suite+variant`` for a run with ``--set`` overrides."""
+    variant = record.get("suite_variant") or ""
+    return f"{record.get('suite')}+{variant}" if variant else str(record.get("suite"))
 
 
 def validate_record(obj: dict, path: Path) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from baselines.contract import Target
 from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
+from benchmarks.overrides import OverrideError, apply, describe, digest, identity_overrides
 from benchmarks.settings import SettingsError
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -58,6 +59,12 @@ class Job:
     epochs_override: int | None
     config: dict = field(repr=False)  # everything else that determines the result
     train_overrides: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict, repr=False, compare=False)  # the run's --set (provenance)
+
+    @property
+    def variant(self) -> str:
+        """'' for the suite as written; else the digest of the ``--set`` overrides that change results."""
+        return digest(self.overrides)
 
     def identity(self, *, with_seed: bool = True) -> dict:
         out = {
@@ -103,6 +110,21 @@ class Suite:
     execution: ExecutionConfig
     methods: list[MethodSpec]
     path: Path | None = None
+    overrides: dict = field(default_factory=dict)  # ``--set`` on the command line (``overrides.py``)
+
+    @property
+    def variant(self) -> str:
+        """'' for the suite as written; else a digest of the overrides that change what jobs compute."""
+        return digest(self.overrides)
+
+    @property
+    def plan_name(self) -> str:
+        """The suite's name in a results folder: a quick pass with overrides is a plan of its own."""
+        return f"{self.name}+{self.variant}" if self.variant else self.name
+
+    def _with_overrides(self, config: dict) -> dict:
+        changing = identity_overrides(self.overrides)
+        return config | ({"overrides": changing} if changing else {})
 
     def phase_settings(self, phase: str, overrides: dict | None = None) -> dict:
         """[train], then [finetune] for the fine-tune phase, then the method's own ``train`` (no epochs)."""
@@ -114,7 +136,9 @@ class Suite:
 
     def dense_config(self, epochs: int) -> dict:
         """What determines a dense checkpoint (shared by every job of a group)."""
-        return {"train": self.phase_settings("dense"), "epochs": epochs, "data": self.data.to_dict()}
+        return self._with_overrides(
+            {"train": self.phase_settings("dense"), "epochs": epochs, "data": self.data.to_dict()}
+        )
 
     @property
     def suite_hash(self) -> str:
@@ -128,6 +152,7 @@ class Suite:
                 self.train.to_dict(),
                 self.finetune,
                 [m.__dict__ | {"targets": [t.__dict__ for t in m.targets]} for m in self.methods],
+                *([identity_overrides(self.overrides)] if identity_overrides(self.overrides) else []),
             ]
         )
 
@@ -137,7 +162,9 @@ class Suite:
         label = "dense" if epochs == self.budgets.dense_epochs else f"dense@e{epochs}"
         config = {"dense": self.dense_config(epochs)}
         override = None if epochs == self.budgets.dense_epochs else epochs
-        return Job(self.name, dataset, model, "dense", label, {}, Target("none"), seed, override, config)
+        return Job(
+            self.name, dataset, model, "dense", label, {}, Target("none"), seed, override, config, {}, self.overrides
+        )
 
     def jobs(self) -> list[Job]:
         from baselines.contract import get_method
@@ -161,12 +188,14 @@ class Suite:
                         dense_hash = stable_hash(self.dense_config(self.budgets.dense_epochs))
                         for target in spec.targets:
                             label = spec.label + (f"@{target.slug()}" if target.kind != "none" else "")
-                            config = {
-                                "dense": dense_hash,
-                                "budgets": self.budgets.to_dict(),
-                                "reference": reference,
-                                "phase": self.phase_settings(method.phase, spec.train),
-                            }
+                            config = self._with_overrides(
+                                {
+                                    "dense": dense_hash,
+                                    "budgets": self.budgets.to_dict(),
+                                    "reference": reference,
+                                    "phase": self.phase_settings(method.phase, spec.train),
+                                }
+                            )
                             group.append(
                                 Job(
                                     self.name,
@@ -180,6 +209,7 @@ class Suite:
                                     spec.epochs,
                                     config,
                                     spec.train,
+                                    self.overrides,
                                 )
                             )
                     out += list({j.job_id: j for j in group}.values())  # a dense reference once per group
@@ -216,15 +246,17 @@ def read_suite_toml(path: Path) -> dict:
         raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
 
 
-def load_suite(name_or_path: str) -> Suite:
+def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
+    """A validated suite; ``overrides`` (``--set``, see ``overrides.py``) are applied before validation."""
     from benchmarks.suite_checks import parse_suite
 
     path = suite_path(name_or_path)
+    overrides = dict(overrides or {})
+    where = f"{path} with --set {describe(overrides)}" if overrides else str(path)
     try:
-        suite = parse_suite(read_suite_toml(path))
-    except SuiteError as exc:
-        raise SuiteError(f"{path}: {exc}") from exc
-    except SettingsError as exc:
-        raise SuiteError(f"{path}: {exc}") from exc
+        raw = apply(read_suite_toml(path), overrides)
+        suite = parse_suite(raw, overrides)
+    except (SuiteError, SettingsError, OverrideError) as exc:
+        raise SuiteError(f"{where}: {exc}") from exc
     suite.path = path
     return suite

@@ -117,7 +117,7 @@ def _method(i: int, m, train: TrainConfig, finetune: dict, models: list[str]) ->
     return MethodSpec(m["name"], label, options, targets, epochs, own_train, tuple(only) if only else None)
 
 
-def parse_suite(raw: dict) -> Suite:
+def parse_suite(raw: dict, overrides: dict | None = None) -> Suite:
     from benchmarks.data.registry import get_dataset
     from tissuenet.registry import get_entry
 
@@ -153,19 +153,28 @@ def parse_suite(raw: dict) -> Suite:
     methods = [_method(i, m, train, finetune, models) for i, m in enumerate(raw.get("method", []), start=1)]
     if not methods:
         raise SuiteError("a suite needs at least one [[method]]")
+    data = DataConfig.from_dict(raw.get("data"))
+    if data.input_size is not None:
+        stored = [d for d in datasets if get_dataset(d).resident]
+        if stored:
+            raise SuiteError(
+                f"[data] input_size = {data.input_size}: only image-folder datasets are resized; {stored[0]} is "
+                f"used at its stored {get_dataset(stored[0]).input_size} px"
+            )
     suite = Suite(
         name,
         description,
         datasets,
         models,
         seeds,
-        DataConfig.from_dict(raw.get("data")),
+        data,
         budgets,
         train,
         finetune,
         MeasureConfig.from_dict(raw.get("measure")),
         ExecutionConfig.from_dict(raw.get("execution")),
         methods,
+        overrides=dict(overrides or {}),
     )
     check_jobs(suite)
     return suite

@@ -148,15 +148,29 @@ def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
     from benchmarks.suite import SuiteError, list_suites, load_suite
 
     have = set(rows["job_id"]) if len(rows) else set()
-    for name in sorted(set(rows["suite"].dropna()) if len(rows) else []):
+    for name, overrides in _suites_run(rows):
         if name not in list_suites():
             continue
         try:
-            expected = load_suite(name).jobs()
+            expected = load_suite(name, overrides).jobs()
         except SuiteError:
             continue
         out += [{"job_id": j.job_id, "status": "missing", "error": ""} for j in expected if j.job_id not in have]
     return out
+
+
+def _suites_run(rows: pd.DataFrame) -> list[tuple[str, dict]]:
+    """(suite, its --set overrides) of every run whose records are in the table."""
+    if not len(rows):
+        return []
+    overrides = rows["overrides"] if "overrides" in rows else pd.Series([None] * len(rows), index=rows.index)
+    seen = {}
+    for name, raw in zip(rows["suite"], overrides):
+        if not isinstance(name, str):
+            continue
+        value = json.loads(raw) if isinstance(raw, str) else (raw or {})
+        seen[(name, json.dumps(value, sort_keys=True))] = value
+    return [(name, seen[(name, key)]) for name, key in sorted(seen)]
 
 
 def _summary(manifest: dict) -> dict:

@@ -216,7 +216,9 @@ def published() -> pd.DataFrame:
 
 
 def provenance(rows: pd.DataFrame) -> dict:
-    """Git shas, devices and dates of the runs behind a report."""
+    """Git shas, devices and dates of the runs behind a report, and the ``--set`` overrides they ran with."""
+    from benchmarks.overrides import describe
+
     if rows.empty:
         return {}
 
@@ -224,8 +226,13 @@ def provenance(rows: pd.DataFrame) -> dict:
         return sorted({str(v) for v in rows[col].dropna()}) if col in rows else []
 
     versions = sorted({json.dumps(json.loads(v), sort_keys=True) for v in rows.get("versions", pd.Series()).dropna()})
+    overrides = sorted(
+        {describe(json.loads(v) if isinstance(v, str) else v) for v in rows.get("overrides", pd.Series()).dropna()}
+        - {""}
+    )
     return {
         "suites": distinct("suite"),
+        "overrides": overrides,
         "git_sha": distinct("git_sha"),
         "git_dirty": distinct("git_dirty"),
         "devices": distinct("device_name"),

@@ -170,6 +170,14 @@ def write_index(path: Path, manifest: dict) -> None:
         " Every baseline of a group starts from the same dense checkpoint; every row is measured here under one "
         "counting convention. The paper's own rows appear beside ours, each against the baseline of the paper "
         "it was copied from.</p>",
+        *(
+            [
+                f"<p class='gap'><b>A quick pass</b>, not the suite as written: run with <code>--set "
+                f"{e('; '.join(prov['overrides']))}</code>. Its numbers test the pipeline, not the methods.</p>"
+            ]
+            if prov.get("overrides")
+            else []
+        ),
         f"<nav><h2>Contents</h2><ol>{''.join(toc)}</ol></nav>",
         _definitions(manifest.get("latency", {}), manifest.get("seeds_max", 0)),
     ]
@@ -224,6 +232,7 @@ def _provenance(prov: dict, superseded: list[dict]) -> str:
     items = []
     for key in (
         "suites",
+        "overrides",
         "git_sha",
         "git_dirty",
         "devices",

@@ -102,7 +102,7 @@ def test_imagefolder_streams(tmp_path):
 
 
 def test_imagefolder_missing(tmp_path):
-    with pytest.raises(DataError, match="train/ and val/"):
+    with pytest.raises(DataError, match=r"not found in: .*imagenet\. .*split=s"):
         make_loaders("imagenet", batch_size=2, data_root=tmp_path)
 
 
@@ -153,3 +153,84 @@ def test_flip_and_channels_last():
     loader = _loader(flip=True, channels_last=True)
     x, _ = next(iter(loader))
     assert x.is_contiguous(memory_format=torch.channels_last) and x.shape == (4, 3, 4, 4)
+
+
+# -- real layouts (tests/layouts.py) ------------------------------------------------------------------
+def test_tiny_imagenet_as_unpacked(tmp_path):
+    """val/images + val_annotations.txt, read directly; labels are the train folders' class indices."""
+    from tests.layouts import write_tiny_imagenet
+
+    write_tiny_imagenet(tmp_path, classes=4, per_class=3, val_per_class=2)
+    info, train, test = make_loaders("tiny-imagenet", batch_size=4, data_root=tmp_path, workers=0)
+    assert train.num_items == 12 and test.num_items == 8
+    labels = [int(y) for _, ys in test for y in ys]
+    assert sorted(labels) == [0, 0, 1, 1, 2, 2, 3, 3]
+    x, _ = next(iter(test))
+    assert x.shape[1:] == (3, 64, 64)
+    # each val image is coloured by its class (tests/layouts.py): the annotation file decides the label
+    means = {}
+    for xs, ys in test:
+        for xi, yi in zip(xs, ys):
+            means.setdefault(int(yi), []).append(float(xi.mean()))
+    assert all(max(means[c]) < min(means[c + 1]) for c in range(3))
+
+
+def test_tiny_imagenet_bad_annotation_is_one_line(tmp_path):
+    from tests.layouts import write_tiny_imagenet
+
+    top = write_tiny_imagenet(tmp_path, classes=2, per_class=1, val_per_class=1)
+    (top / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99999999\n")
+    with pytest.raises(DataError, match=r"val_annotations.txt line 1: expected 'FILE<TAB>WNID'"):
+        make_loaders("tiny-imagenet", batch_size=1, data_root=tmp_path, workers=0)
+
+
+def test_folder_limit_is_class_stratified(tmp_path):
+    """A class-sorted folder's first N images are one class; train_limit takes every class in turn."""
+    from tests.layouts import write_imagenet
+
+    write_imagenet(tmp_path, classes=4, per_class=5, val_per_class=3, size=40)
+    _, train, test = make_loaders(
+        "imagenet", batch_size=2, data_root=tmp_path, workers=0, train_limit=8, test_limit=5, input_size=32
+    )
+    targets = [train.dataset.dataset.targets[i] for i in train.dataset.indices]
+    assert sorted(targets) == [0, 0, 1, 1, 2, 2, 3, 3]
+    test_targets = [test.dataset.dataset.targets[i] for i in test.dataset.indices]
+    assert sorted(test_targets) == [0, 0, 1, 2, 3]
+    x, _ = next(iter(train))
+    assert x.shape == (2, 3, 32, 32)  # data.input_size resizes image folders
+
+
+def test_stratified_order():
+    from benchmarks.data.folder import stratified
+
+    assert stratified([0, 0, 0, 1, 1, 2], 4) == [0, 1, 3, 5]
+    assert stratified([0, 0, 1], 10) == [0, 1, 2]
+
+
+def test_named_data_root_must_exist(tmp_path, monkeypatch):
+    """A typo must not fall back silently to the system copy of the data."""
+    with pytest.raises(DataError, match=r"--data-root .*typo is not a folder"):
+        load_splits("fashion-mnist", data_root=tmp_path / "typo")
+    monkeypatch.setenv("TISSUEBENCH_DATA", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match=r"\$TISSUEBENCH_DATA .*nope is not a folder"):
+        load_splits("fashion-mnist")
+
+
+def test_labels_out_of_range_fail_before_training(tmp_path):
+    from tests.helpers import write_idx
+
+    write_mnist_like(tmp_path, compress=False)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.full(20, 200), compress=False)
+    with pytest.raises(DataError, match=r"test labels lie in 200\.\.200, outside 0\.\.9"):
+        load_splits("fashion-mnist", data_root=tmp_path)
+
+
+def test_list_datasets_says_where(tmp_path, capsys):
+    from tests.layouts import write_cifar
+    from tissuebench.cli import main
+
+    write_cifar(tmp_path, 10, n_train=10, n_test=5)
+    assert main(["list", "datasets", "cifar*", "--data-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("cifar10 ") and f"found: {tmp_path}/cifar-10-batches-py" in line for line in out)
+    assert any(line.startswith("cifar100 ") and "not found (--download fetches it); looked in" in line for line in out)

@@ -70,3 +70,12 @@ def test_display_uses_the_unit():
     assert BY_NAME["params_nonzero"].display(272186) == "0.272"
     assert BY_NAME["macs"].display(31021952) == "31.02"
     assert BY_NAME["top1"].display(None) == "–"
+
+
+def test_tradeoffs_against_a_zero_accuracy_reference_are_undefined_not_an_error():
+    """A quick pass can leave the dense model at 0 %: its rows still get a record, with TCA/TSA left empty."""
+    raw = {"top1": 10.0, "base_top1": 0.0, "macs": 50, "macs_effective": 50.0, "base_macs": 100}
+    raw |= {"params": 5, "params_nonzero": 5, "base_params": 10}
+    out = derive(raw)
+    assert all(out[n] is None for n in names(group="tradeoff"))
+    assert out["acc_drop"] == -10.0 and out["macs_effective_reduction_pct"] == pytest.approx(50.0)

@@ -19,6 +19,7 @@ from benchmarks.provenance import REPO
 from benchmarks.store import ResultStore
 from benchmarks.suite import load_suite
 from reports.build import build_report
+from results import reference as shipped_reference
 
 
 def run_asv(mode: str, machine: str, profile: str, log) -> tuple[bool, str]:
@@ -72,7 +73,7 @@ def nightly(
         )
         runner.preflight(runner.plan())
         summary = runner.run()
-        reference = REPO / "results" / "reference" / f"{suite.name}.csv"
+        reference = shipped_reference(suite.name)
         verdict = "no reference"
         if reference.exists():
             table, _ = store.consolidate()

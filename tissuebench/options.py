@@ -60,6 +60,28 @@ def results_dir(args, suite: str | None = None) -> Path:
     return Path(args.results) if args.results else Path(RESULTS_ROOT) / (suite or args.suite)
 
 
+def add_suite_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        default=None,
+        help="change a suite field, repeatable (TOML values): budgets.dense_epochs=1, data.train_limit=512, "
+        "seeds=[0,1,2], measure.latency=false, method.LABEL.options.KEY=V; results go to runs/SUITE+DIGEST",
+    )
+
+
+def suite_overrides(args) -> dict:
+    """The ``--set`` overrides of a suite command, parsed (bad syntax: one line, exit 2)."""
+    from benchmarks.overrides import OverrideError, parse
+
+    try:
+        return parse(getattr(args, "overrides", None))
+    except OverrideError as exc:
+        raise UserError(str(exc)) from None
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 

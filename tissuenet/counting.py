@@ -90,3 +90,50 @@ def profile(model: nn.Module, in_channels: int = 3, input_size: int = 32) -> dic
         "macs_effective": _effective(model, macs, by_name),
         "flops": 2 * macs,
     }
+
+
+class ShapeCounter:
+    """MACs from layer shapes, for loops that count after every small change (pruning schedules).
+
+    Channel pruning changes layer widths, never spatial sizes, so one forward pass records each
+    conv/linear layer's output positions and later counts need no forward pass:
+    conv MACs = positions x k_h x k_w x (in / groups) x out; linear MACs = positions x in x out.
+    The first count is checked against :func:`count_macs`; a model with MACs outside conv/linear
+    modules (functional matmuls, custom ops) is counted by :func:`count_macs` every time.
+    """
+
+    LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+    def __init__(self, model: nn.Module, in_channels: int, input_size: int) -> None:
+        self.model, self.shape = model, (in_channels, input_size)
+        self.positions: dict[nn.Module, int] = {}
+
+        def record(module, _inputs, output):
+            out = output[0] if isinstance(output, tuple) else output
+            if isinstance(module, nn.Linear):
+                self.positions[module] = out.numel() // out.shape[-1]
+            else:
+                self.positions[module] = out[0, 0].numel()
+
+        hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, self.LAYERS)]
+        try:
+            reference = count_macs(model, in_channels, input_size)
+        finally:
+            for h in hooks:
+                h.remove()
+        self.exact = self._from_shapes() == reference
+
+    def _from_shapes(self) -> int:
+        total = 0
+        for module, positions in self.positions.items():
+            if isinstance(module, nn.Linear):
+                total += positions * module.in_features * module.out_features
+            else:
+                kernel = 1
+                for k in module.kernel_size:
+                    kernel *= k
+                total += positions * kernel * (module.in_channels // module.groups) * module.out_channels
+        return total
+
+    def __call__(self) -> int:
+        return self._from_shapes() if self.exact else count_macs(self.model, *self.shape)

@@ -33,9 +33,13 @@ class DatasetInfo:
     crop_padding: int  # random crop with this zero padding (0: none)
     flip: bool
     how_to_get: str
-    loader: Callable | None  # (roots, missing, download) -> arrays; None: ImageFolder streaming
+    # where it is: roots -> (its folder or None, the places looked at)
+    locate: Callable[[list[Path]], tuple[Path | None, list[str]]]
+    # the located folder -> (train_x, train_y, test_x, test_y) uint8/int64 arrays; None: streamed from disk
+    read: Callable[[DatasetInfo, Path], tuple[np.ndarray, ...]] | None
     system_path: Path | None = None
     resident: bool = True  # small enough to keep on the device
+    downloadable: bool = False  # --download fetches it (benchmarks/data/download.py)
 
     def missing(self, what: str) -> DataError:
         return DataError(f"dataset {self.name!r}: {what}. {self.how_to_get}")
@@ -45,6 +49,8 @@ _DATASETS: dict[str, DatasetInfo] = {}
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    if info.name in _DATASETS:
+        raise ValueError(f"dataset {info.name!r} registered twice")
     _DATASETS[info.name] = info
     return info
 
@@ -59,26 +65,30 @@ def get_dataset(name: str) -> DatasetInfo:
     return _DATASETS[name]
 
 
-def _idx_loader(subdirs, torchvision_cls):
-    def load(info, roots, download):
-        try:
-            return sources.load_idx_set(roots, subdirs, info.missing)
-        except DataError:
-            if not download or not roots:
-                raise
-        import torchvision  # only with --download, where the network allows it
-
-        getattr(torchvision.datasets, torchvision_cls)(str(roots[0]), download=True)
-        return sources.load_idx_set(roots, subdirs, info.missing)
-
-    return load
+def _idx(subdirs):
+    return (
+        lambda roots: sources.find_idx(roots, subdirs),
+        lambda info, folder: sources.read_idx_set(folder, info.missing),
+    )
 
 
-def _cifar_loader(folder, train, test, key):
-    return lambda info, roots, download: sources.load_cifar(roots, folder, train, test, key, info.missing)
+def _cifar(folder, train, test, key):
+    return (
+        lambda roots: sources.find_cifar(roots, folder, (*train, *test)),
+        lambda info, path: sources.read_cifar(path, train, test, key, info.missing),
+    )
 
 
-_MNIST_HOW = "Put the four IDX files (optionally .gz) in --data-root DIR (or DIR/{sub}), or pass --download"
+def _folder(folder_name):
+    from benchmarks.data.folder import find_folder
+
+    return (lambda roots: find_folder(roots, folder_name), None)
+
+
+_MNIST_HOW = (
+    "Put the four IDX files (optionally .gz) in --data-root DIR (or DIR/{sub}), or pass --download "
+    "with --data-root DIR (torchvision's mirrors, checksums verified)"
+)
 register_dataset(
     DatasetInfo(
         "fashion-mnist",
@@ -91,8 +101,9 @@ register_dataset(
         True,
         "Install them with `apt-get install dataset-fashion-mnist` (Debian), or "
         + _MNIST_HOW.format(sub="FashionMNIST/raw"),
-        _idx_loader(("fashion-mnist", "FashionMNIST/raw"), "FashionMNIST"),
-        sources.DEBIAN_FASHION,
+        *_idx(("fashion-mnist", "FashionMNIST/raw")),
+        system_path=sources.DEBIAN_FASHION,
+        downloadable=True,
     )
 )
 register_dataset(
@@ -106,10 +117,14 @@ register_dataset(
         2,
         False,
         _MNIST_HOW.format(sub="MNIST/raw"),
-        _idx_loader(("mnist", "MNIST/raw"), "MNIST"),
+        *_idx(("mnist", "MNIST/raw")),
+        downloadable=True,
     )
 )
-_CIFAR_HOW = "Extract the python version of {f} under --data-root DIR (torchvision layout: DIR/{d}/)"
+_CIFAR_HOW = (
+    "Pass --download with --data-root DIR, or extract the python version of {f} there yourself "
+    "(`tar -xzf {archive} -C DIR`, torchvision's layout: DIR/{d}/)"
+)
 register_dataset(
     DatasetInfo(
         "cifar10",
@@ -120,8 +135,9 @@ register_dataset(
         (0.2470, 0.2435, 0.2616),
         4,
         True,
-        _CIFAR_HOW.format(f="CIFAR-10", d="cifar-10-batches-py"),
-        _cifar_loader("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+        _CIFAR_HOW.format(f="CIFAR-10", archive="cifar-10-python.tar.gz", d="cifar-10-batches-py"),
+        *_cifar("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+        downloadable=True,
     )
 )
 register_dataset(
@@ -134,12 +150,12 @@ register_dataset(
         (0.2673, 0.2564, 0.2762),
         4,
         True,
-        _CIFAR_HOW.format(f="CIFAR-100", d="cifar-100-python"),
-        _cifar_loader("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+        _CIFAR_HOW.format(f="CIFAR-100", archive="cifar-100-python.tar.gz", d="cifar-100-python"),
+        *_cifar("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+        downloadable=True,
     )
 )
 _IMNET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-_FOLDER_HOW = "Arrange it in ImageFolder layout: DIR/{d}/train/CLASS/*.JPEG and DIR/{d}/val/CLASS/*.JPEG"
 register_dataset(
     DatasetInfo(
         "tiny-imagenet",
@@ -149,8 +165,10 @@ register_dataset(
         *_IMNET,
         4,
         True,
-        _FOLDER_HOW.format(d="tiny-imagenet-200"),
-        None,
+        "Get it with: `wget http://cs231n.stanford.edu/tiny-imagenet-200.zip && "
+        "unzip -q tiny-imagenet-200.zip -d DIR`, then pass --data-root DIR (read as unpacked: "
+        "train/<wnid>/images/, val/images/ + val/val_annotations.txt)",
+        *_folder("tiny-imagenet-200"),
         resident=False,
     )
 )
@@ -163,8 +181,11 @@ register_dataset(
         *_IMNET,
         0,
         True,
-        _FOLDER_HOW.format(d="imagenet"),
-        None,
+        "ImageNet needs an account at image-net.org: download ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
+        'ILSVRC2012_devkit_t12.tar.gz into DIR/imagenet, then run `python -c "import torchvision.datasets as d; '
+        "[d.ImageNet('DIR/imagenet', split=s) for s in ('train', 'val')]\"` (it unpacks both splits into "
+        "DIR/imagenet/{train,val}/<wnid>/), and pass --data-root DIR",
+        *_folder("imagenet"),
         resident=False,
     )
 )
@@ -179,24 +200,68 @@ register_dataset(
         0,
         False,
         "generated in memory; for tests only",
-        lambda info, roots, download: sources.synthetic(),
+        lambda roots: (Path("(generated in memory)"), []),
+        lambda info, folder: sources.synthetic(),
     )
 )
-
-FOLDER_NAMES = {"tiny-imagenet": "tiny-imagenet-200", "imagenet": "imagenet"}
 
 # one copy per process of each small dataset, per device: shared by every job of a sweep
 _RESIDENT: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
 
+def locate(name: str, data_root=None, *, create: bool = False) -> tuple[Path | None, list[str]]:
+    """Where dataset ``name`` is (or None) and every place looked at, in search order."""
+    info = get_dataset(name)
+    return info.locate(sources.candidate_roots(data_root, info.system_path, create=create))
+
+
+def find(name: str, data_root=None, download: bool = False, log=None) -> Path:
+    """The dataset's folder; with ``download``, fetched into the first named root when absent."""
+    info = get_dataset(name)
+    roots = sources.candidate_roots(data_root, info.system_path, create=download)
+    folder, looked = info.locate(roots)
+    if folder is not None:
+        return folder
+    if download and info.downloadable:
+        from benchmarks.data.download import DownloadError
+        from benchmarks.data.download import download as fetch
+
+        named = [r for r in roots if r != info.system_path]
+        if not named:
+            raise info.missing("--download needs --data-root DIR (or $TISSUEBENCH_DATA): where to put the files")
+        try:
+            fetch(name, named[0], log or (lambda msg: print(msg, flush=True)))
+        except DownloadError as exc:
+            raise info.missing(f"download failed: {exc}") from exc
+        folder, looked = info.locate([named[0]])
+        if folder is not None:
+            return folder
+    if not looked:
+        raise info.missing("no --data-root given and $TISSUEBENCH_DATA is not set")
+    raise info.missing("not found in: " + ", ".join(looked))
+
+
 def load_arrays(name: str, data_root=None, download: bool = False) -> tuple[np.ndarray, ...]:
     info = get_dataset(name)
-    roots = sources.candidate_roots(data_root, info.system_path)
-    if info.loader is None:
+    if info.read is None:
         raise DataError(f"dataset {name!r} streams from disk (ImageFolder); it has no in-memory arrays")
-    if not roots and name != "synthetic":
-        raise info.missing("no --data-root given and $TISSUEBENCH_DATA is not set")
-    return info.loader(info, roots, download)
+    arrays = info.read(info, find(name, data_root, download))
+    check_arrays(info, arrays)
+    return arrays
+
+
+def check_arrays(info: DatasetInfo, arrays) -> None:
+    """Shapes and labels as registered: caught before anything trains, not in the first epoch."""
+    tx, ty, vx, vy = arrays
+    shape = (info.in_channels, info.input_size, info.input_size)
+    for split, x, y in (("training", tx, ty), ("test", vx, vy)):
+        if tuple(x.shape[1:]) != shape:
+            raise info.missing(f"{split} images have shape {tuple(x.shape[1:])}, expected {shape}")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= info.num_classes):
+            raise info.missing(
+                f"{split} labels lie in {int(y.min())}..{int(y.max())}, outside 0..{info.num_classes - 1} "
+                "(a damaged label file, or another dataset under this name)"
+            )
 
 
 def load_splits(name, *, data_root=None, device="cpu", download=False, train_limit=None, test_limit=None):
@@ -223,10 +288,11 @@ def make_loaders(
     channels_last=False,
     eval_batch_size=None,
     workers=4,
+    input_size=None,
 ):
     """(train, test) loaders: device-resident for small sets, streaming for ImageFolder sets."""
     from benchmarks.data.device_loader import DeviceLoader
-    from benchmarks.data.folder import StreamLoader, find_folder
+    from benchmarks.data.folder import StreamLoader
 
     info = get_dataset(name)
     eval_bs = eval_batch_size or max(batch_size, 256)
@@ -240,9 +306,8 @@ def make_loaders(
         )
         test = DeviceLoader(vx, vy, batch_size=eval_bs, train=False, **common)
         return info, train, test
-    roots = sources.candidate_roots(data_root, info.system_path)
-    path = find_folder(info, roots, FOLDER_NAMES[name])
-    common = dict(seed=seed, device=device, workers=workers, channels_last=channels_last)
-    train = StreamLoader(path / "train", info, train=True, batch_size=batch_size, limit=train_limit, **common)
-    test = StreamLoader(path / "val", info, train=False, batch_size=eval_bs, limit=test_limit, **common)
+    path = find(name, data_root)
+    common = dict(seed=seed, device=device, workers=workers, channels_last=channels_last, size=input_size)
+    train = StreamLoader(path, "train", info, train=True, batch_size=batch_size, limit=train_limit, **common)
+    test = StreamLoader(path, "val", info, train=False, batch_size=eval_bs, limit=test_limit, **common)
     return info, train, test

@@ -19,10 +19,28 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def candidate_roots(data_root: str | os.PathLike | None, system: Path | None = None) -> list[Path]:
-    """Search order: ``--data-root``, then ``$TISSUEBENCH_DATA``, then a system location."""
-    roots = [Path(p) for p in (data_root, os.environ.get("TISSUEBENCH_DATA")) if p]
-    return roots + ([system] if system else [])
+def candidate_roots(
+    data_root: str | os.PathLike | None, system: Path | None = None, *, create: bool = False
+) -> list[Path]:
+    """Search order: ``--data-root``, then ``$TISSUEBENCH_DATA``, then a system location.
+
+    A folder the user named must exist (a typo must not fall back silently to the system copy);
+    ``create`` makes it (``--download`` puts the data there).
+    """
+    from benchmarks.data.registry import DataError
+
+    named = [
+        (Path(p), what) for p, what in ((data_root, "--data-root"), (os.environ.get("TISSUEBENCH_DATA"), None)) if p
+    ]
+    for path, what in named:
+        if create and what == "--data-root":
+            path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            source = what or "$TISSUEBENCH_DATA"
+            raise DataError(
+                f"{source} {path} is not a folder (check the path; nothing else is searched when one is named)"
+            )
+    return [p for p, _ in named] + ([system] if system else [])
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -32,47 +50,59 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def load_idx_set(roots: list[Path], subdirs: tuple[str, ...], missing) -> tuple[np.ndarray, ...]:
-    """MNIST-style IDX files in the first root (or root/subdir) that holds all four."""
+def find_idx(roots: list[Path], subdirs: tuple[str, ...]) -> tuple[Path | None, list[str]]:
+    """The first root (or root/subdir) that holds all four IDX files; else (None, where it looked)."""
     looked = []
     for root in roots:
         for folder in [root, *(root / s for s in subdirs)]:
             looked.append(str(folder))
-            files = [_find_file(folder, stem) for stem in IDX_FILES]
-            if all(files):
-                try:
-                    tx, ty, vx, vy = (read_idx(f) for f in files)
-                except CorruptFileError as exc:
-                    raise missing(f"corrupt dataset file: {exc}") from exc
-                if len(tx) != len(ty) or len(vx) != len(vy):
-                    raise missing(f"image and label counts differ in {folder}")
-                return tx[:, None], ty.astype(np.int64), vx[:, None], vy.astype(np.int64)
-    raise missing("no complete set of IDX files (" + ", ".join(IDX_FILES) + ") in: " + ", ".join(looked))
+            if all(_find_file(folder, stem) for stem in IDX_FILES):
+                return folder, looked
+    return None, looked
 
 
-def load_cifar(roots: list[Path], folder_name: str, train_files, test_files, label_key: bytes, missing):
-    """CIFAR-10/100 in torchvision's python-pickle layout (``cifar-10-batches-py`` etc.)."""
+def read_idx_set(folder: Path, missing) -> tuple[np.ndarray, ...]:
+    """MNIST-style IDX files (plain or .gz) of one folder, checked for consistency."""
+    files = [_find_file(folder, stem) for stem in IDX_FILES]
+    try:
+        tx, ty, vx, vy = (read_idx(f) for f in files)
+    except CorruptFileError as exc:
+        raise missing(f"corrupt dataset file: {exc}") from exc
+    if len(tx) != len(ty) or len(vx) != len(vy):
+        raise missing(f"image and label counts differ in {folder}")
+    if tx.ndim != 3 or vx.ndim != 3 or ty.ndim != 1 or vy.ndim != 1:
+        raise missing(f"{folder}: images must be (N, H, W) and labels (N,), got {tx.shape} / {ty.shape}")
+    return tx[:, None], ty.astype(np.int64), vx[:, None], vy.astype(np.int64)
+
+
+def find_cifar(roots: list[Path], folder_name: str, files) -> tuple[Path | None, list[str]]:
     looked = []
     for root in roots:
         folder = root / folder_name
         looked.append(str(folder))
-        if not all((folder / f).is_file() for f in (*train_files, *test_files)):
-            continue
+        if all((folder / f).is_file() for f in files):
+            return folder, looked
+    return None, looked
 
-        def read(names, folder=folder):
-            xs, ys = [], []
-            for name in names:
-                try:
-                    with open(folder / name, "rb") as f:
-                        d = safe_unpickle(f)
-                    xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                    ys.append(np.asarray(d[label_key], dtype=np.int64))
-                except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-                    raise missing(f"corrupt dataset file {folder / name}: {exc}") from exc
-            return np.concatenate(xs), np.concatenate(ys)
 
-        return (*read(train_files), *read(test_files))
-    raise missing(f"no {folder_name}/ with {', '.join((*train_files, *test_files))} in: " + ", ".join(looked))
+def read_cifar(folder: Path, train_files, test_files, label_key: bytes, missing):
+    """CIFAR-10/100 in torchvision's python-pickle layout (``cifar-10-batches-py`` etc.)."""
+
+    def read(names):
+        xs, ys = [], []
+        for name in names:
+            try:
+                with open(folder / name, "rb") as f:
+                    d = safe_unpickle(f)
+                xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(d[label_key], dtype=np.int64))
+            except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+                raise missing(f"corrupt dataset file {folder / name}: {exc}") from exc
+            if len(xs[-1]) != len(ys[-1]):
+                raise missing(f"corrupt dataset file {folder / name}: {len(xs[-1])} images, {len(ys[-1])} labels")
+        return np.concatenate(xs), np.concatenate(ys)
+
+    return (*read(train_files), *read(test_files))
 
 
 class _ArraysOnly(pickle.Unpickler):

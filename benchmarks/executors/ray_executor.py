@@ -136,7 +136,7 @@ class RayRunner(Runner):
 
     def run(self, only: str | None = None) -> RunSummary:
         summary, start_time = RunSummary(), time.perf_counter()
-        self.store.write_plan(self.suite.name, [j.job_id for j in self.suite.jobs()], self.suite.suite_hash)
+        self.store.write_plan(self.suite.plan_name, [j.job_id for j in self.suite.jobs()], self.suite.suite_hash)
         jobs = self.plan(only)
         self.progress = SuiteProgress(len(jobs), self.log, self.tty)
         todo = []

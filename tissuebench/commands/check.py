@@ -8,7 +8,6 @@ from tissuebench.options import UserError, add_results, float_in, results_dir
 
 NAME = "check"
 HELP = "compare results with a committed reference (exit 1 when something got worse)"
-REFERENCES = Path("results") / "reference"
 
 
 def add_arguments(p) -> None:
@@ -66,7 +65,11 @@ def run(args) -> int:
     if not (root / "records").is_dir():
         raise UserError(f"no results folder at {root} (expected {root}/records/)")
     measured, scan = _measured(root, args.include_superseded)
-    against = Path(args.against) if args.against else REFERENCES / f"{args.suite}.csv"
+    from results import in_checkout, reference
+
+    against = Path(args.against) if args.against else reference(args.suite)
+    if args.update and not args.against and not in_checkout():
+        raise UserError(f"--update would rewrite the installed copy {against}; name the file to write with --against")
     if args.update:
         return _update(args, measured, against)
     try:

@@ -17,9 +17,10 @@ CATEGORIES = {
 def add_arguments(p) -> None:
     p.add_argument("what", nargs="?", choices=list(CATEGORIES), help="a category (none: list the categories)")
     p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'tissue_*'")
+    p.add_argument("--data-root", default=None, help="datasets: also look here (as `run` does)")
 
 
-def _models(pattern: str) -> list[str]:
+def _models(pattern: str, args) -> list[str]:
     from tissuenet import get_entry, list_models
 
     rows = []
@@ -30,7 +31,7 @@ def _models(pattern: str) -> list[str]:
     return rows
 
 
-def _methods(pattern: str) -> list[str]:
+def _methods(pattern: str, args) -> list[str]:
     from baselines.contract import get_method, list_methods
 
     out = []
@@ -42,19 +43,27 @@ def _methods(pattern: str) -> list[str]:
     return out
 
 
-def _datasets(pattern: str) -> list[str]:
-    from benchmarks.data.registry import get_dataset, list_datasets
+def _datasets(pattern: str, args) -> list[str]:
+    """Each dataset, its shape, and whether it is on this machine: where it was found, or where we looked."""
+    from benchmarks.data.registry import get_dataset, list_datasets, locate
 
     out = []
     for n in list_datasets():
         if fnmatch.fnmatch(n, pattern):
             d = get_dataset(n)
-            kind = "device-resident" if d.resident else "streamed (ImageFolder)"
-            out.append(f"{n:<14} {d.num_classes:>5} classes  {d.in_channels}x{d.input_size}x{d.input_size}  {kind}")
+            kind = "device-resident" if d.resident else "streamed"
+            folder, looked = locate(n, args.data_root)
+            if folder is not None:
+                where = f"found: {folder}"
+            else:
+                where = "not found" + (" (--download fetches it)" if d.downloadable else "")
+                where += f"; looked in {', '.join(looked)}" if looked else "; give --data-root DIR"
+            shape = f"{d.in_channels}x{d.input_size}x{d.input_size}"
+            out.append(f"{n:<14} {d.num_classes:>5} classes  {shape:<9}  {kind:<15} {where}")
     return out
 
 
-def _suites(pattern: str) -> list[str]:
+def _suites(pattern: str, args) -> list[str]:
     from benchmarks.suite import list_suites, load_suite
 
     out = []
@@ -74,7 +83,7 @@ def run(args) -> int:
             print(f"{name:<9} {text}")
         print("usage: tissuebench list CATEGORY [PATTERN]")
         return 0
-    rows = LISTERS[args.what](args.pattern)
+    rows = LISTERS[args.what](args.pattern, args)
     for row in rows:
         print(row)
     if not rows:

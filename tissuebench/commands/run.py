@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tissuebench.options import add_device, float_in, int_in, results_dir
+from tissuebench.options import add_device, add_suite_overrides, float_in, int_in, results_dir, suite_overrides
 
 NAME = "run"
 HELP = "run a suite: train and measure every job (finished jobs are skipped; a killed run resumes)"
@@ -18,6 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--download", action="store_true", help="allow torchvision downloads of missing datasets")
     add_device(p)
     p.add_argument("--only", default=None, metavar="PATTERN", help="glob over job ids or labels")
+    add_suite_overrides(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (phases, epochs, cost, compute) and exit")
     p.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per job")
     g = p.add_argument_group("execution (default: local, one job at a time)")
@@ -75,16 +76,19 @@ def dry_run(runner, only, as_json: bool) -> int:
 
 
 def run(args) -> int:
+    from benchmarks.overrides import describe
     from benchmarks.runner import Runner
     from benchmarks.store import ResultStore
     from benchmarks.suite import load_suite
     from tissuebench.options import UserError
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, suite_overrides(args))
     exe = execution(args, suite)
     if args.json and not args.dry_run:
         raise UserError("--json goes with --dry-run")
-    store = ResultStore(results_dir(args, suite.name))
+    store = ResultStore(results_dir(args, suite.plan_name))
+    if suite.overrides and not args.json:
+        print(f"overrides: {describe(suite.overrides)} (results in {store.root})", file=sys.stderr)
     if exe.executor == "ray" and not args.dry_run:
         from benchmarks.executors.ray_executor import RayRunner
 

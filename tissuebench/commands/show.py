@@ -107,6 +107,20 @@ def _fit(frame, width: int):
     return frame, hidden
 
 
+def overrides_in(table) -> list[str]:
+    """The distinct ``--set`` overrides of the runs in a table, as text (none for plain runs)."""
+    from benchmarks.overrides import describe
+
+    if "overrides" not in table:
+        return []
+    out = set()
+    for raw in table["overrides"].dropna():
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        if value:
+            out.add(describe(value))
+    return sorted(out)
+
+
 def load_table(store, include_superseded: bool):
     scan = store.scan()
     table, _ = store.consolidate(scan.records)
@@ -148,12 +162,15 @@ def print_table(store, *, fmt="table", include_superseded=False, columns=None, s
                 "units: M = millions; MACs_eff, params_nz: effective MACs and nonzero parameters (masked rows "
                 "count only their nonzero weights); cut% vs the equal-budget dense row"
             )
+            for text in overrides_in(table):
+                print(f"run with --set {text} (a quick pass: its jobs are not the suite's own)")
     for gap in scan.damaged:
         print(f"gap: damaged file {gap['file']}: {gap['reason']}", file=sys.stderr)
 
 
 def show_record(store, job_id: str) -> None:
     from benchmarks.metrics import GROUPS, METRICS
+    from benchmarks.overrides import describe
 
     rec = store.get(job_id)
     if rec is None:
@@ -166,6 +183,7 @@ def show_record(store, job_id: str) -> None:
         "method",
         "label",
         "seed",
+        "overrides",
         "target_kind",
         "target_value",
         "phase",
@@ -173,8 +191,9 @@ def show_record(store, job_id: str) -> None:
         "reference_job",
         "error",
     ):
-        if rec.get(key) is not None:
-            print(f"  {key:<22} {rec[key]}")
+        if rec.get(key) not in (None, {}):
+            value = describe(rec[key]) if key == "overrides" else rec[key]
+            print(f"  {key:<22} {value}")
     for group, title in GROUPS.items():
         rows = [(m, rec.get(m.name)) for m in METRICS if m.group == group and rec.get(m.name) is not None]
         if rows:
