@@ -1,21 +1,29 @@
 """``tissuebench check``: fail (exit 1) when a measured number got worse than the committed reference.
 
-A reference is a CSV under ``results/reference/`` with ``# key: value`` header lines (the
-accuracy tolerance and how it was derived, the provenance of the runs that produced it) and
-one row per job. The reference is validated like a suite: required columns, finite numbers,
-every row compared; anything else is an error (exit 2), never a pass. Rules, per reference job:
+A reference is a CSV under ``results/reference/`` with ``# key: value`` header lines (how its
+bounds were derived, and the execution context and provenance of the runs behind it) and one row
+per job. It is validated like a suite: required columns, finite numbers, every row compared;
+anything else is an error (exit 2), never a pass.
 
-* the job must be present in the results (its current definition) and ok;
-* metrics the metric table marks ``exact`` (params, nonzero params, MACs, effective MACs) must
-  match exactly: the same configuration must build the same network;
-* metrics marked ``tolerance`` (top-1) may not get worse by more than the tolerance (the row's
-  ``tolerance_top1``, else the file's, else ``--tolerance``).
+Every compared metric of a row has a value, a bound and a rule (columns ``m``, ``m_bound``,
+``m_rule``), decided by what the metric depends on (the metric table's ``depends``):
 
-``--update`` rewrites the reference from the results, deliberately.
+* ``exact``: fixed by the architecture (MACs and params of dense, TissueNet and structured models;
+  effective MACs and nonzero params of unmasked ones), the same in every seed of the reference
+  runs. A cost may not rise; a fall is an improvement.
+* ``pi99``: set by training (top-1; effective MACs and nonzero params of masked models, and
+  any architecture metric that did vary over the reference seeds): a one-sided 99 % prediction
+  interval for one new run from n >= 8 seeds, ``mean -/+ t(0.99, n-1) s sqrt(1 + 1/n)``; top-1's
+  half-width is at least :data:`MIN_TOLERANCE` points.
+
+A missing job, a failed job, and a missing or NaN value fail. When tonight's execution context
+(threads, executor, CPU, ISA, torch, device) differs from the reference's, ``check`` says so in one
+line and judges by the bounds all the same. ``--update`` rewrites the reference, deliberately.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +32,16 @@ import pandas as pd
 
 from benchmarks.files import DamagedFileError, write_text_atomic
 from benchmarks.metrics import BY_NAME, names
+from benchmarks.student import t_quantile
 
-EXACT = tuple(names(check="exact"))
-TOLERANT = tuple(names(check="tolerance"))
-REQUIRED = ("job_id", "label", *TOLERANT, *EXACT)
-KEEP = ["job_id", "suite", "dataset", "model", "label", "seed", *TOLERANT, "top5", *EXACT]
-MIN_TOLERANCE = 0.5  # percentage points: a floor, so one lucky seed does not make the gate flaky
-SPREAD_FACTOR = 3  # tolerance = 3 x the std of top-1 over seeds
+VALUES = tuple(names(check="tolerance") + names(check="exact"))  # top1, params, params_nonzero, macs, macs_effective
+REQUIRED = ("job_id", "label", *VALUES)
+IDENTITY = ["job_id", "suite", "dataset", "model", "label", "seed", "group_hash"]
+MIN_TOLERANCE = 0.5  # top-1 points: the narrowest band, so that a reference of identical seeds is not a knife edge
+MIN_SEEDS = 8  # a prediction interval from fewer seeds is too wide to catch anything, or too unsure to trust
+CONFIDENCE = 0.99  # one-sided prediction interval for one new run
+CONTEXT = ("threads", "executor", "device_name", "cpu_isa", "torch", "device")
+RULES = ("exact", "pi99", "tolerance")
 
 
 class CheckError(ValueError):
@@ -45,12 +56,14 @@ class Difference:
     reference: object
     measured: object
     verdict: str  # "regressed" | "improved" | "within tolerance"
+    bound: object = None
 
     @property
     def regressed(self) -> bool:
         return self.verdict == "regressed"
 
 
+# -- reading ----------------------------------------------------------------------------------------------
 def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
     """The reference rows and header, validated (CheckError names what is wrong)."""
     try:
@@ -59,16 +72,17 @@ def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
         raise CheckError(f"no reference file {path} (create one with --update)") from None
     except UnicodeDecodeError:
         raise CheckError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise CheckError(f"{path}: cannot be read ({exc.strerror})") from None
     meta = {}
     for line in text.splitlines():
         if not line.startswith("#"):
             break
         key, _, value = line[1:].partition(":")
         meta[key.strip()] = value.strip()
-    import io
-
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     try:
-        table = pd.read_csv(io.StringIO(text), comment="#")
+        table = pd.read_csv(io.StringIO(body), keep_default_na=False, na_values=[""], dtype={"job_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise CheckError(f"{path}: not a CSV table ({str(exc).strip()[:120]})") from None
     missing = [c for c in REQUIRED if c not in table.columns]
@@ -76,13 +90,20 @@ def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
         raise CheckError(f"{path}: required column(s) {missing} missing; a reference has {list(REQUIRED)}")
     if table.empty:
         raise CheckError(f"{path}: no reference rows")
-    for col in (*TOLERANT, *EXACT, *(["tolerance_top1"] if "tolerance_top1" in table else [])):
+    numeric = [*VALUES, *(f"{m}_bound" for m in VALUES if f"{m}_bound" in table), "tolerance_top1"]
+    for col in (c for c in numeric if c in table):
         values = pd.to_numeric(table[col], errors="coerce").astype(float)
         bad = table.loc[~values.map(math.isfinite), "job_id"].tolist()
         if bad:
             raise CheckError(f"{path}: column {col} has an empty, non-numeric or infinite cell for {bad[:3]}")
         if col == "tolerance_top1" and (values < 0).any():
             raise CheckError(f"{path}: tolerance_top1 must be >= 0")
+        table[col] = values
+    for m in VALUES:
+        if f"{m}_rule" in table:
+            bad = table.loc[~table[f"{m}_rule"].isin(RULES), "job_id"].tolist()
+            if bad:
+                raise CheckError(f"{path}: column {m}_rule must be one of {RULES}; not so for {bad[:3]}")
     if table["job_id"].duplicated().any():
         raise CheckError(f"{path}: job {table.loc[table['job_id'].duplicated(), 'job_id'].iloc[0]!r} is listed twice")
     if "tolerance_top1" in meta:
@@ -100,56 +121,25 @@ def _number(text) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def per_job_tolerance(table: pd.DataFrame) -> dict[tuple, float]:
-    """(dataset, model, label) -> 3 x its std of top-1 over seeds, at least MIN_TOLERANCE."""
-    ok = table[table["status"] == "ok"]
-    spread = ok.groupby(["dataset", "model", "label"])["top1"].std(ddof=1).dropna()
-    return {key: max(MIN_TOLERANCE, round(SPREAD_FACTOR * float(std) * 20) / 20) for key, std in spread.items()}
+def rule_of(ref: dict, metric: str, tolerance: float | None) -> tuple[str, float]:
+    """(rule, bound) of one reference cell; a reference without bound columns: exact costs, top-1 - tolerance."""
+    value = float(ref[metric])
+    if tolerance is not None and metric == "top1":  # --tolerance on the command line wins
+        return "tolerance", value - tolerance
+    rule = ref.get(f"{metric}_rule")
+    bound = ref.get(f"{metric}_bound")
+    if isinstance(rule, str) and bound is not None and not pd.isna(bound):
+        return rule, float(bound)
+    if metric == "top1":
+        row_tol = ref.get("tolerance_top1")
+        tol = MIN_TOLERANCE if row_tol is None or pd.isna(row_tol) else float(row_tol)
+        return "tolerance", value - tol
+    return "exact", value
 
 
-def derive_tolerance(table: pd.DataFrame) -> tuple[float, str]:
-    """3 x the largest std of top-1 over seeds (same label), at least MIN_TOLERANCE."""
-    ok = table[table["status"] == "ok"]
-    spread = ok.groupby(["dataset", "model", "label"])["top1"].std(ddof=1).dropna()
-    if spread.empty:
-        return MIN_TOLERANCE, f"floor {MIN_TOLERANCE} (one seed per job: no spread to derive from)"
-    tol = max(MIN_TOLERANCE, round(SPREAD_FACTOR * float(spread.max()) * 20) / 20)
-    worst = spread.idxmax()
-    how = (
-        f"{SPREAD_FACTOR} x max std of top-1 over {ok['seed'].nunique()} seeds ({spread.max():.3f} for {worst[2]}), "
-        f"floor {MIN_TOLERANCE}"
-    )
-    return tol, how
-
-
-def write_reference(
-    results: pd.DataFrame, path: Path, tolerance: float, derivation: str, per_job: dict | None = None
-) -> pd.DataFrame:
-    """``per_job``: optional (dataset, model, label) -> tolerance, written as a column."""
-    ok = results[results["status"] == "ok"]
-    rows = ok[[c for c in KEEP if c in ok.columns]].sort_values("job_id").reset_index(drop=True)
-    for col in EXACT:  # exact integers stay integers in the CSV
-        if col in rows and BY_NAME[col].integer:
-            rows[col] = rows[col].astype("int64")
-    if per_job:
-        keys = zip(rows["dataset"], rows["model"], rows["label"])
-        rows["tolerance_top1"] = [per_job.get(k, tolerance) for k in keys]
-    header = {
-        "tolerance_top1": f"{tolerance:g}",
-        "tolerance_derivation": derivation,
-        "produced_by": "tissuebench check --update (from the suite's own runs)",
-        "git_sha": ", ".join(sorted({str(v) for v in ok.get("git_sha", pd.Series()).dropna()})),
-        "device": ", ".join(sorted({str(v) for v in ok.get("device_name", pd.Series()).dropna()})),
-        "runs_finished_utc": str(ok["finished_utc"].max()) if "finished_utc" in ok else "",
-        "suite": ", ".join(sorted({str(v) for v in ok.get("suite", pd.Series()).dropna()})),
-    }
-    text = "".join(f"# {k}: {v}\n" for k, v in header.items()) + rows.to_csv(index=False)
-    write_text_atomic(Path(path), text)  # full precision: costs are compared exactly
-    return rows
-
-
-def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -> list[Difference]:
-    """``tolerance``: top-1 points, unless the reference row carries its own ``tolerance_top1``."""
+# -- comparing --------------------------------------------------------------------------------------------
+def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float | None = None) -> list[Difference]:
+    """Every reference job and metric judged by its rule (module docstring)."""
     diffs = []
     by_id = measured.set_index("job_id") if len(measured) else pd.DataFrame()
     for ref in reference.to_dict("records"):
@@ -166,21 +156,48 @@ def compare(measured: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -
                 Difference(job, label, "status", "ok", f"{got['status']}: {got.get('error', '')}", "regressed")
             )
             continue
-        for field in EXACT:
-            value = got.get(field)
-            if value is None or pd.isna(value) or float(value) != float(ref[field]):
-                diffs.append(Difference(job, label, field, ref[field], value, "regressed"))
-        row_tol = ref.get("tolerance_top1")
-        tol = tolerance if row_tol is None or pd.isna(row_tol) else float(row_tol)
-        for field in TOLERANT:
-            sign = 1 if BY_NAME[field].better == "higher" else -1
-            delta = sign * (float(got[field]) - float(ref[field]))
-            verdict = (
-                "regressed" if delta < -tol else "improved" if delta > 0 else "within tolerance" if delta < 0 else None
-            )
+        for metric in VALUES:
+            verdict = judge(metric, got.get(metric), float(ref[metric]), *rule_of(ref, metric, tolerance))
             if verdict:
-                diffs.append(Difference(job, label, field, ref[field], got[field], verdict))
+                rule, bound = rule_of(ref, metric, tolerance)
+                diffs.append(Difference(job, label, metric, ref[metric], got.get(metric), verdict, bound))
     return diffs
+
+
+def inconsistent_dense(measured: pd.DataFrame) -> list[Difference]:
+    """Rows that name one dense checkpoint but different weights (a checkpoint changed between their jobs)."""
+    if not len(measured) or "dense_weights_sha256" not in measured or "dense_checkpoint" not in measured:
+        return []
+    ok = measured[(measured["status"] == "ok") & measured["dense_checkpoint"].notna()]
+    out = []
+    for checkpoint, rows in ok.groupby("dense_checkpoint"):
+        hashes = rows["dense_weights_sha256"].dropna()
+        if hashes.nunique() > 1:
+            common = hashes.mode().iloc[0]
+            for r in rows[rows["dense_weights_sha256"] != common].to_dict("records"):
+                got = f"{str(r['dense_weights_sha256'])[:12]} (group: {common[:12]})"
+                out.append(Difference(r["job_id"], r["label"], "dense weights", checkpoint, got, "regressed"))
+    return out
+
+
+def judge(metric: str, got, value: float, rule: str, bound: float) -> str | None:
+    """'regressed', 'improved', 'within tolerance' or None (equal). A missing or NaN value regresses."""
+    try:
+        got = float(got)
+    except (TypeError, ValueError):
+        return "regressed"
+    if not math.isfinite(got):
+        return "regressed"
+    sign = 1 if BY_NAME[metric].better == "higher" else -1  # compare as "higher is better"
+    g, v, b = sign * got, sign * value, sign * bound
+    if g < b or (rule == "exact" and g < v):
+        return "regressed"
+    if rule == "exact":
+        return "improved" if g > v else None
+    half = v - b
+    if g > v + half:
+        return "improved"
+    return "within tolerance" if g != v else None
 
 
 def _same_label_and_seed(measured: pd.DataFrame, ref: dict) -> str:
@@ -194,6 +211,137 @@ def _same_label_and_seed(measured: pd.DataFrame, ref: dict) -> str:
     return str(same["job_id"].iloc[0]) if len(same) else ""
 
 
+# -- writing ----------------------------------------------------------------------------------------------
+def prediction_bound(values: list[float], higher_is_better: bool, floor: float = 0.0) -> tuple[float, float]:
+    """(mean, one-sided 99 % prediction bound for one new run): mean -/+ t(0.99, n-1) s sqrt(1 + 1/n)."""
+    n = len(values)
+    mean = sum(values) / n
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = max(t_quantile(CONFIDENCE, n - 1) * s * math.sqrt(1 + 1 / n), floor)
+    return mean, (mean - half if higher_is_better else mean + half)
+
+
+def derive_bounds(results: pd.DataFrame, seeds: pd.DataFrame | None, tolerance: float | None) -> pd.DataFrame:
+    """One reference row per ok job of ``results``; bounds from the seeds of its configuration in ``seeds``."""
+    ok = results[results["status"] == "ok"]
+    rows = []
+    for rec in ok.to_dict("records"):
+        row = {k: rec.get(k) for k in IDENTITY}
+        group = _seeds_of(seeds, rec) if seeds is not None else None
+        row["n_seeds"] = len(group) if group is not None else 1
+        for metric in VALUES:
+            depends, higher = BY_NAME[metric].depends, BY_NAME[metric].better == "higher"
+            values = [float(v) for v in group[metric]] if group is not None else [float(rec[metric])]
+            floor = MIN_TOLERANCE if metric == "top1" else 0.0
+            if group is None:  # no seeds to derive from: exact costs, a fixed band for what training sets
+                tol = (tolerance if tolerance is not None else MIN_TOLERANCE) if metric == "top1" else 0.0
+                rule = "tolerance" if depends == "training" else "exact"
+                value, bound = values[0], values[0] - tol if higher else values[0] + tol
+            elif depends != "training" and len(set(values)) == 1:
+                rule, value, bound = "exact", values[0], values[0]
+            else:
+                rule = "pi99"
+                value, bound = prediction_bound(values, higher, floor)
+            if BY_NAME[metric].integer and rule == "exact":
+                value, bound = int(value), int(bound)
+            row |= {metric: value, f"{metric}_bound": bound, f"{metric}_rule": rule}
+        row["top1_std"] = float(pd.Series([float(v) for v in group["top1"]]).std()) if group is not None else None
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("job_id").reset_index(drop=True)
+
+
+def _seeds_of(seeds: pd.DataFrame, rec: dict) -> pd.DataFrame:
+    """The ok runs of ``rec``'s configuration (same group hash: same settings, any seed), at least MIN_SEEDS."""
+    same = seeds[(seeds["group_hash"] == rec["group_hash"]) & (seeds["status"] == "ok")]
+    if len(same) < MIN_SEEDS:
+        raise CheckError(
+            f"{rec['label']}: {len(same)} seed(s) of its configuration in the seeds folder; the bounds need at "
+            f"least {MIN_SEEDS} (run the suite with --set seeds=[0,1,...,{MIN_SEEDS - 1}] into that folder)"
+        )
+    return same
+
+
+def context_of(table: pd.DataFrame) -> dict[str, str]:
+    """The execution context of the runs in a table: threads, executor, CPU, ISA, torch, device."""
+    import json
+
+    out = {}
+    for key in CONTEXT:
+        if key == "torch":
+            versions = table["versions"].dropna() if "versions" in table else pd.Series(dtype=object)
+            values = {str((json.loads(v) if isinstance(v, str) else v).get("torch")) for v in versions}
+        else:
+            values = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in table.get(key, [])}
+            values -= {"None", "nan"}
+        out[key] = ", ".join(sorted(values))
+    return out
+
+
+def write_reference(
+    results: pd.DataFrame,
+    path: Path,
+    seeds: pd.DataFrame | None = None,
+    tolerance: float | None = None,
+    seeds_from: str = "",
+) -> pd.DataFrame:
+    rows = derive_bounds(results, seeds, tolerance)
+    ok = results[results["status"] == "ok"]
+    if seeds is not None:
+        n = int(rows["n_seeds"].min())
+        how = (
+            f"per job and metric from its {n}+ seeds in {seeds_from}: costs fixed by the architecture (identical in "
+            f"every seed) are exact and may not rise; the rest: one-sided {CONFIDENCE:.0%} prediction interval for "
+            f"one new run, mean -/+ t({CONFIDENCE}, n-1) x s x sqrt(1 + 1/n), top-1 at least {MIN_TOLERANCE} points"
+        )
+    else:
+        tol = tolerance if tolerance is not None else MIN_TOLERANCE
+        how = f"not derived from seeds: top-1 may fall {tol:g} points; costs exact (they may not rise)"
+    context = context_of(seeds if seeds is not None else ok)
+    header = {
+        "bounds": how,
+        "produced_by": "tissuebench check --update" + (f" --tolerance-from {seeds_from}" if seeds_from else ""),
+        **{f"context_{k}": v for k, v in context.items()},
+        "git_sha": ", ".join(sorted({str(v) for v in ok.get("git_sha", pd.Series()).dropna()})),
+        "runs_finished_utc": str(ok["finished_utc"].max()) if "finished_utc" in ok else "",
+        "suite": ", ".join(sorted({str(v) for v in ok.get("suite", pd.Series()).dropna()})),
+    }
+    text = "".join(f"# {k}: {v}\n" for k, v in header.items()) + rows.to_csv(index=False)
+    write_text_atomic(Path(path), text)  # full precision: exact costs are compared exactly
+    return rows
+
+
+def context_differences(meta: dict, measured: pd.DataFrame) -> list[str]:
+    """'threads 1 (reference 2)' for each context key that differs between the reference and tonight."""
+    now = context_of(measured[measured["status"] == "ok"]) if len(measured) else {}
+    out = []
+    for key in CONTEXT:
+        then = meta.get(f"context_{key}")
+        if then is not None and now.get(key) and now[key] != then:
+            out.append(f"{key} {now[key]} (reference {then or '?'})")
+    return out
+
+
+# -- the commit range of a move (nightly history) ----------------------------------------------------------
+def moved_between(history: pd.DataFrame, reference: pd.DataFrame, diff: Difference) -> str | None:
+    """'between SHA (DATE) and SHA (DATE)': the last night that passed and the first that regressed."""
+    if history is None or not len(history) or diff.field not in VALUES:
+        return None
+    ref = reference.set_index("job_id").loc[diff.job_id].to_dict() | {"job_id": diff.job_id}
+    rows = history[history["job_id"] == diff.job_id].sort_values(["started_utc", "night"])
+    last_ok, first_bad = None, None
+    for row in rows.to_dict("records"):
+        bad = judge(diff.field, row.get(diff.field), float(ref[diff.field]), *rule_of(ref, diff.field, None))
+        if bad == "regressed":
+            first_bad = first_bad or row
+        else:
+            last_ok, first_bad = row, None
+    if first_bad is None:
+        return None
+    start = f"{last_ok['commit'][:10]} ({last_ok['date']})" if last_ok else "the first night in the history"
+    return f"moved between {start} and {first_bad['commit'][:10]} ({first_bad['date']})"
+
+
+# -- the report of a check ---------------------------------------------------------------------------------
 STALE_HINT = (
     "'settings' rows: the measured job has the reference job's label and seed but another settings hash, so the "
     "suite (or a method's configuration) changed since the reference was made. If the change is intended, "
@@ -201,26 +349,27 @@ STALE_HINT = (
 )
 
 
-def format_differences(diffs: list[Difference], tolerance: float) -> str:
+def format_differences(diffs: list[Difference], moves: dict | None = None) -> str:
     if not diffs:
         return "no differences"
-    lines = [f"{'verdict':<17} {'field':<15} {'reference':>14} {'measured':>14}  job (label)"]
+    lines = [f"{'verdict':<17} {'field':<15} {'reference':>14} {'bound':>14} {'measured':>14}  job (label)"]
     for d in sorted(diffs, key=lambda d: (not d.regressed, d.job_id, d.field)):
-        ref, got = (f"{v:.4g}" if isinstance(v, float) else str(v) for v in (d.reference, d.measured))
-        lines.append(f"{d.verdict:<17} {d.field:<15} {ref:>14} {got[:40]:>14}  {d.job_id} ({d.label})")
-    lines.append(f"(top-1 tolerance {tolerance:g} points unless the reference row states its own)")
+        ref, bound, got = (
+            "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+            for v in (d.reference, d.bound, d.measured)
+        )
+        lines.append(f"{d.verdict:<17} {d.field:<15} {ref:>14} {bound:>14} {got[:40]:>14}  {d.job_id} ({d.label})")
+        if moves and (d.job_id, d.field) in moves:
+            lines.append(f"{'':<17} {moves[(d.job_id, d.field)]}")
     if any(d.field == "settings" for d in diffs):
         lines.append(STALE_HINT)
     return "\n".join(lines)
 
 
-def check(measured: pd.DataFrame, against: Path, tolerance: float | None) -> tuple[list[Difference], float, int]:
-    """Compare a results table with a reference file; returns (differences, tolerance used, rows compared)."""
+def check(measured: pd.DataFrame, against: Path, tolerance: float | None) -> tuple[list[Difference], dict, int]:
+    """Compare a results table with a reference file; returns (differences, the reference's header, rows compared)."""
     reference, meta = read_reference(against)
-    if tolerance is None:
-        tolerance = _number(meta.get("tolerance_top1", MIN_TOLERANCE))
-    diffs = compare(measured, reference, tolerance)
-    return diffs, tolerance, len(reference)
+    return compare(measured, reference, tolerance) + inconsistent_dense(measured), meta, len(reference)
 
 
-__all__ = ["CheckError", "DamagedFileError", "check", "compare", "derive_tolerance", "read_reference"]
+__all__ = ["CheckError", "DamagedFileError", "check", "compare", "derive_bounds", "read_reference"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.files import DamagedFileError, load_torch, save_torch_atomic
+from benchmarks.files import DamagedFileError, load_torch, remove_verified, save_torch_atomic
 from benchmarks.measure import measure_cost
 from benchmarks.train import evaluate, train
 
@@ -103,5 +103,5 @@ def get_or_train(store, job_id: str, make, log) -> DenseRef:
             log(f"[dense] training {job_id}")
             state, meta = make(path_of(store, job_id).with_suffix(".partial.pt"))
             ref = save_dense(store, job_id, state, meta)
-            path_of(store, job_id).with_suffix(".partial.pt").unlink(missing_ok=True)
+            remove_verified(path_of(store, job_id).with_suffix(".partial.pt"))
     return ref

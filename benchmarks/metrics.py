@@ -39,7 +39,10 @@ class Metric:
     unit: str  # "%", "points", "M", "ms", "x", "" ...
     group: str  # key of GROUPS
     better: str = "none"  # "higher" | "lower" | "none"
-    check: str | None = None  # "exact" | "tolerance" | None (not compared)
+    check: str | None = None  # "exact" | "tolerance" | None (not compared by `check`)
+    # what sets it: "architecture" (the network's shape), "weights" (which weights are zero: the architecture
+    # for unmasked models, training for masked ones), "training" (seeds, thread counts); `check` derives its rule
+    depends: str = "architecture"
     digits: int = 2  # decimals shown
     scale: float = 1.0  # display = value x scale
     compute: Callable[[dict], float | None] | None = None  # derived: f(values) -> value
@@ -140,7 +143,7 @@ def _train_compute(v: dict) -> float:
 METRICS: list[Metric] = [
     # -- accuracy (measured; final epoch)
     _m("top1", "Top-1 (%)", short="top1", unit="%", group="accuracy", better="higher", check="tolerance",
-       show=True, report=True, doc="final-epoch top-1 accuracy on the test set"),
+       depends="training", show=True, report=True, doc="final-epoch top-1 accuracy on the test set"),
     _m("top5", "Top-5 (%)", short="top5", unit="%", group="accuracy", better="higher",
        doc="final-epoch top-5 accuracy"),
     _m("test_loss", "Test loss", short="loss", unit="", group="accuracy", better="lower", digits=4,
@@ -158,12 +161,13 @@ METRICS: list[Metric] = [
     _m("params", "Params (M)", short="params_M", unit="M", group="cost", better="lower", check="exact",
        digits=3, scale=1e-6, integer=True, doc="all trainable parameters"),
     _m("params_nonzero", "Params, nonzero (M)", short="params_nz_M", unit="M", group="cost", better="lower",
-       check="exact", digits=3, scale=1e-6, show=True, report=True, asv=True, integer=True,
+       check="exact", depends="weights", digits=3, scale=1e-6, show=True, report=True, asv=True, integer=True,
        doc="parameters that are not exactly zero"),
     _m("macs", "MACs (M)", short="MACs_M", unit="M", group="cost", better="lower", check="exact", scale=1e-6,
        integer=True, doc="multiply-accumulates of conv and linear layers per image, batch 1"),
     _m("macs_effective", "MACs, effective (M)", short="MACs_eff_M", unit="M", group="cost", better="lower",
-       check="exact", scale=1e-6, show=True, asv=True, doc="MACs with each layer scaled by its weight density"),
+       check="exact", depends="weights", scale=1e-6, show=True, asv=True,
+       doc="MACs with each layer scaled by its weight density"),
     _m("flops", "FLOPs (M)", short="FLOPs_M", unit="M", group="cost", better="lower", scale=1e-6, integer=True,
        compute=_needs("macs")(lambda v: 2 * v["macs"]), doc="2 x MACs (the paper's convention)"),
     _m("flops_effective", "FLOPs, effective (M)", short="FLOPs_eff_M", unit="M", group="cost", better="lower",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import torch
 
 from benchmarks import dense_cache
 from benchmarks.data.registry import DataError
-from benchmarks.files import inside, write_bytes_atomic
+from benchmarks.files import inside, remove_verified, write_verified
 from benchmarks.job import Env, Outcome, job_loaders, run_job, train_dense_job
 from benchmarks.progress import SuiteProgress
 from benchmarks.store import ResultStore
@@ -234,9 +235,10 @@ class Runner:
         """The driver writes what a job returned: its model file, then its record (the record marks it done)."""
         rec = outcome.record
         if outcome.model_file is not None:
-            write_bytes_atomic(inside(self.store.models, f"{rec['job_id']}.pt"), outcome.model_file)
+            write_verified(inside(self.store.root, "models", f"{rec['job_id']}.pt"), outcome.model_file)
+            rec["model_sha256"] = hashlib.sha256(outcome.model_file).hexdigest()
         self.store.write(rec)
-        (self.store.checkpoints / "jobs" / f"{rec['job_id']}.pt").unlink(missing_ok=True)
+        remove_verified(self.store.checkpoints / "jobs" / f"{rec['job_id']}.pt")
 
 
 def _failed(job: Job, exc: Exception) -> dict:

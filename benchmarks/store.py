@@ -19,6 +19,7 @@ A read-only folder is read as it is: tables are rebuilt in memory.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -30,12 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.files import (
+    ALREADY_MOVED,
     QUARANTINE,
     DamagedFileError,
+    PathError,
     StorageError,
     inside,
+    no_links,
     quarantine,
     read_json,
+    read_reason,
     write_text_atomic,
 )
 from benchmarks.metrics import names as metric_names
@@ -99,6 +104,7 @@ DETAILS = [
     "dense_checkpoint",
     "dense_weights_sha256",
     "model_file",
+    "model_sha256",
     "tissue_options",
     "method_info",
     "train_phases",
@@ -111,6 +117,7 @@ DETAILS = [
     "cuda",
     "driver",
     "threads",
+    "cpu_isa",
     "host",
     "started_utc",
     "finished_utc",
@@ -149,15 +156,15 @@ class ResultStore:
 
     # -- records -------------------------------------------------------------------------------
     def path(self, job_id: str) -> Path:
-        return inside(self.records_dir, f"{job_id}.json")
+        return inside(self.root, "records", f"{job_id}.json")
 
     def get(self, job_id: str) -> dict | None:
         """The record of a job, or None (absent or damaged: a damaged one is set aside)."""
         path = self.path(job_id)
-        if not path.exists():
-            return None
         try:
             return validate_record(read_json(path), path)
+        except FileNotFoundError:  # absent, or set aside by another process a moment ago
+            return None
         except DamagedFileError as exc:
             self._set_aside(exc)
             return None
@@ -173,9 +180,12 @@ class ResultStore:
     def scan(self) -> Scan:
         """Every readable record; damaged ones are moved to quarantine and reported."""
         scan = Scan(damaged=self.quarantined())
+        no_links(self.root, self.records_dir)
         for path in sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []:
             try:
                 scan.records.append(validate_record(read_json(path), path))
+            except FileNotFoundError:  # another process set it aside meanwhile
+                continue
             except DamagedFileError as exc:
                 scan.damaged.append(self._set_aside(exc))
         current = self.current_plans()
@@ -188,32 +198,40 @@ class ResultStore:
         return self.scan().records
 
     def quarantined(self) -> list[dict]:
-        """Files set aside by earlier commands (each with the reason it was moved)."""
+        """Files set aside by earlier commands, each with its reason (read as input: no link followed)."""
         folder = self.root / QUARANTINE
         out = []
-        for why in sorted(folder.rglob("*.why.txt")) if folder.is_dir() else []:
-            moved = why.with_name(why.name.removesuffix(".why.txt"))
-            out.append(
-                {"file": str(moved.relative_to(self.root)), "reason": why.read_text().strip(), "moved_to": str(moved)}
-            )
-        return out
+        if not folder.is_dir():
+            return out
+        no_links(self.root, folder)
+        for parent, dirs, files in os.walk(folder):  # never into a linked folder
+            for name in sorted(f for f in files + dirs if f.endswith(".why.txt")):
+                why = Path(parent) / name
+                moved = why.with_name(name.removesuffix(".why.txt"))
+                out.append(
+                    {"file": str(moved.relative_to(self.root)), "reason": read_reason(why), "moved_to": str(moved)}
+                )
+        return sorted(out, key=lambda d: d["file"])
 
     def _set_aside(self, exc: DamagedFileError) -> dict:
         moved = quarantine(self.root, exc.path, exc.reason)
-        where = f"moved to {moved}" if moved else "left in place (the folder cannot be written)"
+        if moved == ALREADY_MOVED:
+            where, moved = "already set aside by another process", None
+        else:
+            where = f"moved to {moved}" if moved else "left in place (the folder cannot be written)"
         self.log(f"tissuebench: damaged file {exc.path}: {exc.reason}; {where}; its job counts as not done")
         return {"file": str(exc.path), "reason": exc.reason, "moved_to": str(moved) if moved else None}
 
     # -- plans: which records belong to a suite's latest definition ------------------------------
     def write_plan(self, suite: str, job_ids: list[str], suite_hash: str) -> None:
-        path = inside(self.root / "plans", f"{suite}.json")
+        path = inside(self.root, "plans", f"{suite}.json")
         write_text_atomic(
             path, json.dumps({"suite": suite, "suite_hash": suite_hash, "jobs": sorted(job_ids)}, indent=1)
         )
 
     def current_plans(self) -> dict[str, set[str]]:
         plans = {}
-        folder = self.root / "plans"
+        folder = no_links(self.root, self.root / "plans")
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
                 data = read_json(path)
@@ -271,12 +289,15 @@ class ResultStore:
     @contextmanager
     def lock(self, name: str = "store", *, blocking: bool = True) -> Iterator[bool]:
         """An exclusive file lock; with ``blocking=False`` yields False when another process holds it."""
-        path = inside(self.root / "locks", f"{name}.lock")
+        path = inside(self.root, "locks", f"{name}.lock")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a")
-        except OSError:  # a read-only folder: nothing can be written, so nothing needs a lock
-            yield True
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+            handle = os.fdopen(fd, "a")
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise PathError(f"{path} is a symbolic link: a results folder's links are not followed") from None
+            yield True  # a read-only folder: nothing can be written, so nothing needs a lock
             return
         with handle:
             try:

@@ -8,12 +8,14 @@ missing, damaged and superseded jobs are reported as gaps, not hidden.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from benchmarks.files import PathError, StorageError, write_text_atomic
+from benchmarks.files import PathError, StorageError, no_links, write_text_atomic
 from reports import data, figures, tables
 from reports.data import safe_name
 from reports.index import write_index
@@ -22,7 +24,7 @@ STORE_FOLDERS = ("records", "checkpoints", "models", "plans", "locks", "quaranti
 
 
 def check_out_folder(results: Path, out: Path) -> None:
-    """The report folder may not overlap the result store (it is rewritten on every report)."""
+    """The report folder may not overlap the result store (it is rewritten on every report), nor be a link."""
     res, dst = results.resolve(), out.resolve()
     inside_store = any(dst == res / f or (res / f) in dst.parents for f in STORE_FOLDERS)
     if dst == res or dst in res.parents or inside_store:
@@ -30,6 +32,12 @@ def check_out_folder(results: Path, out: Path) -> None:
             f"--out {out} overlaps the results folder {results}: give the report its own folder "
             f"(default: {results / 'report'})"
         )
+    if out.is_symlink():
+        raise PathError(
+            f"{out} is a symbolic link (to {os.readlink(out)}): the report replaces the folder; give it a real one"
+        )
+    if out.is_relative_to(results):  # a planted link below the results folder must not redirect the report
+        no_links(results, out)
 
 
 def _writable(out: Path) -> None:
@@ -43,11 +51,56 @@ def _writable(out: Path) -> None:
 
 
 def build_report(results: Path, out: Path, include_superseded: bool = False, paper_costs: bool = True) -> dict:
+    """Write the report into a new folder beside ``out``, then swap it in: a report killed half-way
+    leaves the previous report whole, never new tables beside an old page."""
     results, out = Path(results), Path(out)
     if not (results / "records").is_dir():
         raise FileNotFoundError(f"no results folder at {results} (expected {results}/records/)")
     check_out_folder(results, out)
-    _writable(out)
+    _remove_stale(out)
+    building = out.with_name(f".{out.name}.{os.getpid()}.building")
+    _writable(building)
+    try:
+        summary = _build(results, building, include_superseded, paper_costs)
+        _swap(building, out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return summary
+
+
+def _swap(new: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    try:
+        if out.exists():
+            os.rename(out, old)
+        os.rename(new, out)
+    except OSError as exc:
+        raise StorageError(exc.errno, f"cannot put the report in place at {out} ({exc.strerror})") from exc
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale(out: Path) -> None:
+    """Folders a killed report left beside ``out`` (another pid's ``.building`` / ``.old``)."""
+    for stale in out.parent.glob(f".{out.name}.*.building") if out.parent.is_dir() else []:
+        if not stale.is_symlink() and not _alive(stale.name.split(".")[-2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    for stale in out.parent.glob(f".{out.name}.*.old") if out.parent.is_dir() else []:
+        if not stale.is_symlink() and not _alive(stale.name.split(".")[-2]):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` still runs (its folder is in use)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _build(results: Path, out: Path, include_superseded: bool, paper_costs: bool) -> dict:
     loaded = data.load(results, include_superseded)
     agg = data.aggregate(loaded.rows)
     published = data.published()
@@ -140,8 +193,18 @@ def kernels(rows: pd.DataFrame) -> list[dict]:
 
 
 def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
-    """Failed jobs (with their errors) and jobs of the suite that have no record."""
-    out = []
+    """Failed jobs (with their errors), rows whose dense weights differ from their group's, and jobs of the
+    suite that have no record."""
+    from benchmarks.check import inconsistent_dense
+
+    out = [
+        {
+            "job_id": d.job_id,
+            "status": "inconsistent",
+            "error": f"dense checkpoint {d.reference} has other weights: {d.measured}",
+        }
+        for d in inconsistent_dense(rows)
+    ]
     if len(rows):
         for _, r in rows[rows["status"] != "ok"].iterrows():
             out.append({"job_id": r["job_id"], "status": "failed", "error": str(r.get("error", ""))})

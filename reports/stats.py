@@ -7,7 +7,7 @@
   one data order) are compared by a two-sided paired t-test on the per-seed differences;
   ``ALPHA = 0.05``. With one seed there is no test and no error bar.
 
-No scipy: the Student t distribution's tail comes from the regularised incomplete beta function.
+No scipy: the Student t distribution comes from ``benchmarks.student``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from benchmarks.student import t_two_sided_p
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
@@ -72,41 +74,3 @@ def paired_t_test(a: dict, b: dict) -> Paired:
         return Paired(len(d), float(d.mean()), 0.0 if d.mean() != 0 else 1.0)
     t = d.mean() / (sd / math.sqrt(len(d)))
     return Paired(len(d), float(d.mean()), t_two_sided_p(t, len(d) - 1))
-
-
-def t_two_sided_p(t: float, dof: int) -> float:
-    """P(|T| >= |t|) for Student's t with ``dof`` degrees of freedom."""
-    x = dof / (dof + t * t)
-    return float(_betainc(dof / 2, 0.5, x))
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b) (Numerical Recipes' continued fraction)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1 - front * _betacf(b, a, 1 - x) / b
-
-
-def _betacf(a: float, b: float, x: float, iterations: int = 200, eps: float = 1e-14) -> float:
-    tiny = 1e-300
-    c, d = 1.0, 1 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, iterations + 1):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1 + num * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1) < eps:
-            break
-    return h

@@ -3,7 +3,7 @@
 Derived from the suite file, so a new suite gets its quick pass the moment it is added: every
 budget to one epoch, no warm-up, 16 training images in batches of 8 (two steps an epoch), 16 test
 images, no latency, one epoch for every method's own phase (Network Slimming's sparsity run, a
-method's ``epochs``), image folders at 32 px read in the main process, 20 pruning steps instead of 200 (each still lands
+method's ``epochs``), image folders at 32 px read in the main process, 50 pruning steps instead of 200 (each still lands
 within the target's tolerance). ``one_target`` keeps one target per method: every dataset, model
 and method of the suite still runs, in a time CI affords.
 """
@@ -17,7 +17,7 @@ from benchmarks.data.registry import get_dataset
 from benchmarks.suite import read_suite_toml, suite_path
 from benchmarks.suite_checks import parse_target
 
-BATCH, TRAIN_IMAGES, TEST_IMAGES, FOLDER_PX, PRUNING_STEPS = 8, 16, 16, 32, 20
+BATCH, TRAIN_IMAGES, TEST_IMAGES, FOLDER_PX, PRUNING_STEPS = 8, 16, 16, 32, 50
 
 
 def _accepts(method: dict, option: str, value) -> bool:

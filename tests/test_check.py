@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from baselines import reference as methods
-from benchmarks.check import derive_tolerance, read_reference
+from benchmarks.check import read_reference
 from benchmarks.store import ResultStore
 from tests.helpers import record, write_suite
 from tissuebench.cli import main
@@ -26,11 +26,13 @@ def baseline(tmp_path_factory):
     return suite, root / "results", ref
 
 
-def test_reference_file_states_tolerance_and_provenance(baseline):
+def test_reference_file_states_bounds_and_context(baseline):
     _, _, ref = baseline
     table, meta = read_reference(ref)
-    assert len(table) == 2 and float(meta["tolerance_top1"]) == 0.5
-    assert "one seed per job" in meta["tolerance_derivation"] and meta["git_sha"] and meta["device"]
+    assert len(table) == 2 and set(table["top1_rule"]) == {"tolerance"} and set(table["macs_rule"]) == {"exact"}
+    assert (table["top1_bound"] == table["top1"] - 0.5).all()
+    assert "not derived from seeds" in meta["bounds"] and meta["git_sha"] and meta["context_device_name"]
+    assert meta["context_executor"] == "local" and meta["context_threads"] and meta["context_cpu_isa"]
 
 
 def test_unchanged_rerun_passes(baseline, tmp_path, capsys):
@@ -44,11 +46,11 @@ def test_unchanged_rerun_passes(baseline, tmp_path, capsys):
 def test_edited_reference_fails_naming_the_job(baseline, tmp_path, capsys):
     _, results, ref = baseline
     table, _ = read_reference(ref)
-    edited = tmp_path / "ref.csv"
-    text = ref.read_text()
+    header = [line for line in ref.read_text().splitlines() if line.startswith("#")]
     job = table.iloc[1]
-    text = text.replace(f"{job['top1']:.6g}", f"{job['top1'] + 5:.6g}", 1)  # the reference claims 5 points more
-    edited.write_text(text)
+    table.loc[1, ["top1", "top1_bound"]] += 5  # the reference claims 5 points more
+    edited = tmp_path / "ref.csv"
+    edited.write_text("\n".join(header) + "\n" + table.to_csv(index=False))
     assert main(["check", "--results", str(results), "--against", str(edited)]) == 1
     out = capsys.readouterr().out
     assert "regressed" in out and job["job_id"] in out and "1 regressions" in out
@@ -98,25 +100,6 @@ def test_reference_from_other_settings_fails_and_says_so(baseline, tmp_path, cap
     assert "re-derive the reference" in out and "1 regressions" in out
 
 
-def test_tolerance_from_seed_spread():
-    import pandas as pd
-
-    table = pd.DataFrame(
-        {
-            "dataset": "d",
-            "model": "m",
-            "label": ["a"] * 3 + ["b"] * 3,
-            "status": "ok",
-            "seed": [0, 1, 2] * 2,
-            "top1": [80.0, 81.0, 82.0, 70.0, 70.1, 70.2],
-        }
-    )
-    tol, how = derive_tolerance(table)
-    assert tol == 3.0 and "3 seeds" in how and "for a" in how  # 3 x std(80, 81, 82) = 3
-    single = table[table["seed"] == 0]
-    assert derive_tolerance(single) == (0.5, "floor 0.5 (one seed per job: no spread to derive from)")
-
-
 def test_check_needs_existing_files(tmp_path, capsys):
     assert main(["check", "--results", str(tmp_path), "--against", "x.csv"]) == 2
     ResultStore(tmp_path).write(record("j"))
@@ -124,18 +107,29 @@ def test_check_needs_existing_files(tmp_path, capsys):
     assert "no reference file" in capsys.readouterr().err
 
 
-def test_per_job_tolerance_column(baseline, tmp_path, capsys):
-    """A reference row's own tolerance_top1 wins over the file's default."""
+def test_row_bounds_decide(baseline, tmp_path, capsys):
+    """A reference row's own bound wins: the same measurement passes a wide band and fails a narrow one."""
     _, results, ref = baseline
     table, meta = read_reference(ref)
     header = [line for line in ref.read_text().splitlines() if line.startswith("#")]
-    table.loc[0, "top1"] += 2.0  # reference claims 2 points more for the first job
-    for tol, expected in ((3.0, 0), (1.0, 1)):
-        table["tolerance_top1"] = tol
-        path = tmp_path / f"ref{tol}.csv"
+    table.loc[0, "top1"] += 2.0  # the reference claims 2 points more for the first job
+    for band, expected in ((3.0, 0), (1.0, 1)):
+        table["top1_bound"] = table["top1"] - band
+        path = tmp_path / f"ref{band}.csv"
         path.write_text("\n".join(header) + "\n" + table.to_csv(index=False))
         assert main(["check", "--results", str(results), "--against", str(path)]) == expected
     capsys.readouterr()
+
+
+def test_other_context_is_named_and_still_judged(baseline, tmp_path, capsys):
+    _, results, ref = baseline
+    edited = tmp_path / "ref.csv"
+    text = ref.read_text()
+    threads = next(line for line in text.splitlines() if line.startswith("# context_threads:"))
+    edited.write_text(text.replace(threads, "# context_threads: 7"))
+    assert main(["check", "--results", str(results), "--against", str(edited)]) == 0
+    out = capsys.readouterr().out
+    assert "context differs from the reference's: threads" in out and "(reference 7)" in out
 
 
 def test_reference_keeps_exact_counts(tmp_path):
@@ -160,8 +154,76 @@ def test_reference_keeps_exact_counts(tmp_path):
         "macs_effective": 12997512.345678,
     }
     table = pd.DataFrame([row])
-    write_reference(table, tmp_path / "r.csv", 0.5, "test")
+    write_reference(table, tmp_path / "r.csv", tolerance=0.5)
     assert "31021952," in (tmp_path / "r.csv").read_text()  # written as an exact integer
     reference, _ = read_reference(tmp_path / "r.csv")
     assert reference.loc[0, "macs_effective"] == row["macs_effective"] and reference.loc[0, "macs"] == 31021952
-    assert compare(table, reference, 0.5) == []
+    assert compare(table, reference) == []
+
+
+# -- the rules, one by one -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "metric, got, value, rule, bound, verdict",
+    [
+        ("macs", 100, 100, "exact", 100, None),
+        ("macs", 101, 100, "exact", 100, "regressed"),  # a cost that rises fails
+        ("macs", 99, 100, "exact", 100, "improved"),  # a cost that falls is an improvement
+        ("macs_effective", 103.0, 100.0, "pi99", 104.0, "within tolerance"),
+        ("macs_effective", 105.0, 100.0, "pi99", 104.0, "regressed"),
+        ("macs_effective", 95.0, 100.0, "pi99", 104.0, "improved"),
+        ("top1", 78.0, 80.0, "pi99", 77.5, "within tolerance"),
+        ("top1", 77.0, 80.0, "pi99", 77.5, "regressed"),
+        ("top1", 83.0, 80.0, "pi99", 77.5, "improved"),
+        ("top1", float("nan"), 80.0, "pi99", 77.5, "regressed"),  # NaN fails
+        ("top1", None, 80.0, "pi99", 77.5, "regressed"),  # so does a missing value
+        ("params", float("nan"), 10, "exact", 10, "regressed"),
+    ],
+)
+def test_judge(metric, got, value, rule, bound, verdict):
+    from benchmarks.check import judge
+
+    assert judge(metric, got, value, rule, bound) == verdict
+
+
+def _seed_rows(n: int, top1, macs_effective, macs=1000):
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "job_id": [f"j.s{i}" for i in range(n)],
+            "group_hash": "g",
+            "status": "ok",
+            "seed": range(n),
+            "dataset": "d",
+            "model": "m",
+            "label": "l",
+            "top1": top1,
+            "params": 10,
+            "params_nonzero": 10,
+            "macs": macs,
+            "macs_effective": macs_effective,
+        }
+    )
+
+
+def test_bounds_from_eight_seeds_hand_computed():
+    """top-1 80..87: mean 83.5, s = 2.44949; t(0.99, 7) = 2.997952; half-width = t s sqrt(1 + 1/8) = 7.789."""
+    from benchmarks.check import derive_bounds
+
+    seeds = _seed_rows(8, [80.0 + i for i in range(8)], [500.0 + i for i in range(8)])
+    rows = derive_bounds(seeds.iloc[:1], seeds, None).iloc[0]
+    half = 2.997951566 * 2.449489743 * (1 + 1 / 8) ** 0.5
+    assert rows["top1"] == pytest.approx(83.5) and rows["top1_bound"] == pytest.approx(83.5 - half, abs=1e-6)
+    assert rows["top1_rule"] == "pi99" and rows["n_seeds"] == 8
+    assert rows["macs_effective_rule"] == "pi99" and rows["macs_effective_bound"] == pytest.approx(503.5 + half)
+    assert rows["macs_rule"] == "exact" and rows["macs_bound"] == 1000  # identical in every seed: the architecture
+
+
+def test_top1_band_has_a_floor_and_seeds_are_required():
+    from benchmarks.check import CheckError, derive_bounds
+
+    same = _seed_rows(8, [80.0] * 8, [500.0] * 8)
+    rows = derive_bounds(same.iloc[:1], same, None).iloc[0]
+    assert rows["top1_bound"] == pytest.approx(79.5) and rows["macs_effective_rule"] == "exact"
+    with pytest.raises(CheckError, match="7 seed\\(s\\).*at least 8"):
+        derive_bounds(same.iloc[:1], same.iloc[:7], None)

@@ -1,46 +1,90 @@
-"""``tissuebench nightly`` end to end on a tiny suite (asv off: it has its own check in CI docs)."""
+"""``tissuebench nightly`` measures tonight's code: a copy of this repository, nights on three commits.
 
+Night 1 makes the reference. Commit 2 changes the evaluation transform (test images negated): night 2
+gets a folder of its own, retrains, and its check fails naming the commit range. Commit 3 changes
+only the README: a new folder again, but the dense checkpoint is reused (same code fingerprint).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from tests.helpers import write_suite
-from tissuebench import nightly as nightly_mod
-from tissuebench.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SKIP = (".git", ".venv", ".tox", ".asv", "build", "*.egg-info", "runs", "__pycache__", ".ruff_cache", "*.pt")
+EVAL_LINE = "            x = (x.float() - self.mean) / self.std\n"
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = os.environ | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env |= {"GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.mark.slow
-def test_nightly_runs_checks_and_reports(tmp_path, monkeypatch, capsys):
-    suite = write_suite(tmp_path / "tiny.toml", name="tiny-nightly")
-    reference_dir = tmp_path / "repo" / "results" / "reference"
-    monkeypatch.setattr(nightly_mod, "REPO", tmp_path / "repo")
-    args = ["nightly", "--suites", str(suite), "--root", str(tmp_path / "runs"), "--device", "cpu", "--asv", "off"]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "tiny-nightly: 2 ok, 0 failed" in out and "no reference" in out and "nightly ok" in out
-    assert (tmp_path / "runs/tiny-nightly/report/index.html").exists()
+@pytest.mark.timeout(900)
+def test_each_night_measures_its_own_commit(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns(*SKIP))
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "night 1")
+    suite = write_suite(tmp_path / "tiny.toml", name="tiny-nightly", dense_epochs=3)
+    runs, refs = tmp_path / "runs", tmp_path / "refs"
+    env = os.environ | {"PYTHONPATH": str(repo)}
 
-    # with a reference that expects more accuracy than measured, the nightly run fails
-    assert (
-        main(
-            [
-                "check",
-                "--results",
-                str(tmp_path / "runs/tiny-nightly"),
-                "--update",
-                "--against",
-                str(reference_dir / "tiny-nightly.csv"),
-            ]
+    def tissuebench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "tissuebench", *args], cwd=repo, env=env, capture_output=True, text=True
         )
-        == 0
+
+    def night() -> subprocess.CompletedProcess:
+        return tissuebench(
+            "nightly", "--suites", str(suite), "--root", str(runs), "--device", "cpu", "--asv", "off",
+            "--references", str(refs),
+        )  # fmt: skip
+
+    first = night()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 ok, 0 failed" in first.stdout and "no reference" in first.stdout
+    (night1,) = (runs / "tiny-nightly").glob("*-*")
+    sha1 = _git(repo, "rev-parse", "HEAD").strip()
+    assert night1.name.endswith(sha1[:10]) and (night1 / "report" / "index.html").is_file()
+    made = tissuebench("check", "--results", str(night1), "--update", "--against", str(refs / "tiny-nightly.csv"))
+    assert made.returncode == 0, made.stderr
+    assert "2 already done" in night().stdout  # the same commit again: resumed, nothing retrained
+
+    loader = repo / "benchmarks" / "data" / "device_loader.py"
+    assert EVAL_LINE in loader.read_text()
+    loader.write_text(
+        loader.read_text().replace(EVAL_LINE, EVAL_LINE.replace("/ self.std", "/ self.std * (1 if self.train else -1)"))
     )
-    text = (reference_dir / "tiny-nightly.csv").read_text().splitlines()
-    header = [line for line in text if line.startswith("#")]
-    rows = [line for line in text if not line.startswith("#")]
-    cols = rows[0].split(",")
-    i = cols.index("top1")
-    fields = rows[1].split(",")
-    fields[i] = str(float(fields[i]) + 10)
-    (reference_dir / "tiny-nightly.csv").write_text("\n".join(header + [rows[0], ",".join(fields), *rows[2:]]) + "\n")
-    capsys.readouterr()
-    assert main(args) == 1
-    out = capsys.readouterr().out
-    assert "1 regressions FAIL" in out and "2 already done" in out and "nightly FAILED" in out
+    _git(repo, "commit", "-qam", "night 2: the evaluation transform negates the test images")
+    sha2 = _git(repo, "rev-parse", "HEAD").strip()
+    second = night()
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "2 ok, 0 failed, 0 already done" in second.stdout  # tonight's code retrained everything
+    regressed = [line for line in second.stdout.splitlines() if "REGRESSED" in line and " top1:" in line]
+    assert regressed and all(f"moved between {sha1[:10]}" in line and sha2[:10] in line for line in regressed)
+    assert "reused" not in second.stdout
+
+    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line.\n")
+    _git(repo, "commit", "-qam", "night 3: documentation only")
+    third = night()
+    assert "1 dense checkpoint(s) reused (same code fingerprint)" in third.stdout
+
+    history = pd.read_parquet(runs / "tiny-nightly" / "history.parquet")
+    assert history["commit"].nunique() == 3 and len(history) == 6
+    dense = history[history["label"] == "dense"].sort_values("started_utc")
+    assert dense["top1"].iloc[1] < dense["top1"].iloc[0] - 5  # the regression, visible in the history
+    trend = (runs / "tiny-nightly" / "trend" / "index.html").read_text()
+    assert all(sha[:7] in trend or sha[:10] in trend for sha in (sha1, sha2)) and "tissue-all" in trend
+    assert len(list((runs / "tiny-nightly" / "trend").glob("*.png"))) == 2

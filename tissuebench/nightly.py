@@ -1,9 +1,19 @@
 """``tissuebench nightly``: the whole nightly job in one command (cron it; see README).
 
-For each suite: run it (resumable), consolidate, check against ``results/reference/<suite>.csv``
-when one exists, and regenerate its report. Then asv: benchmark the commits not yet measured
-(``asv run NEW``; ``--asv same`` measures the current environment instead) and publish the asv
-site. Prints one summary; exits 1 if any job failed, any check regressed or asv failed.
+Each night measures the code it runs on. For each suite:
+
+1. a fresh results folder per commit, ``ROOT/<suite>/<YYYYMMDD>-<sha10>`` (``-dirty-<diff8>`` for
+   uncommitted code); a rerun of the same commit the same day resumes it. Dense checkpoints are
+   linked in from an earlier night only when the code fingerprint (every source file that
+   determines a result) is the same (``benchmarks/history.py``);
+2. run the suite there; check it against its reference (the shipped ``results/reference/<suite>.csv``,
+   or ``--references DIR``), naming the commit range where a metric moved;
+3. the night's report, the history table across nights (``ROOT/<suite>/history.parquet``) and the
+   trend page (``ROOT/<suite>/trend/index.html``).
+
+Then asv: benchmark the commits not yet measured (``asv run NEW``; ``--asv same`` measures the
+current environment instead) and publish the asv site. Prints one summary; exits 1 if any job
+failed, any check regressed, a report failed or asv failed.
 """
 
 from __future__ import annotations
@@ -14,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.check import check
-from benchmarks.provenance import REPO
+from benchmarks.check import CheckError, check, moved_between, read_reference
+from benchmarks.history import build_history, night_name, reuse_dense, write_night
+from benchmarks.provenance import REPO, code_state, utc_now
 from benchmarks.store import ResultStore
 from benchmarks.suite import load_suite
-from reports.build import build_report
 from results import reference as shipped_reference
 
 
@@ -51,6 +61,71 @@ def make_runner(suite, store, execution, device, data_root):
     return Runner(suite, store, device=device, data_root=data_root)
 
 
+def _check(store: ResultStore, reference: Path, history, log) -> tuple[str, bool]:
+    """(verdict line, regressed?) of tonight's folder against the reference, with commit ranges."""
+    if not reference.exists():
+        return "no reference", False
+    table, _ = store.consolidate()
+    table = table[~table["superseded"].astype(bool)] if len(table) else table
+    try:
+        diffs, _, compared = check(table, reference, None)
+        ref_table, _ = read_reference(reference)
+    except CheckError as exc:
+        log(f"  check: {exc}")
+        return "check: unusable reference", True
+    regressed = [d for d in diffs if d.regressed]
+    for d in regressed:
+        move = moved_between(history, ref_table, d) or ""
+        log(f"  REGRESSED {d.job_id} {d.field}: {d.reference} -> {d.measured} (bound {d.bound}) {move}".rstrip())
+    return f"check: {compared} jobs, {len(regressed)} regressions" + (" FAIL" if regressed else " ok"), bool(regressed)
+
+
+def nightly_suite(name, *, root: Path, state: dict, device, data_root, execution_changes, overrides, references, log):
+    """One suite's night; returns (summary line, failed?)."""
+    from reports.build import build_report
+    from reports.trend import write_trend
+
+    t0 = time.perf_counter()
+    suite = load_suite(name, overrides)
+    suite_root = root / suite.plan_name
+    started = utc_now()
+    date = started[:10].replace("-", "")
+    folder = suite_root / night_name(state, date)
+    reused = reuse_dense(suite_root, folder, state["fingerprint"])
+    if reused:
+        log(f"[nightly] {suite.name}: {len(reused)} dense checkpoint(s) reused (same code fingerprint)")
+    meta = state | {"suite": suite.name, "night": folder.name, "date": date}
+    meta |= {"started_utc": started, "reused_dense": reused, "overrides": suite.overrides}
+    store = ResultStore(folder)
+    write_night(folder, meta)
+    runner = make_runner(
+        suite, store, suite.execution.updated(execution_changes or {}, "execution options"), device, data_root
+    )
+    runner.preflight(runner.plan())
+    summary = runner.run()
+    history = build_history(suite_root)
+    reference = (Path(references) if references else shipped_reference(suite.name).parent) / f"{suite.name}.csv"
+    verdict, regressed = _check(store, reference, history, log)
+    failed = regressed or bool(summary.failed)
+    report_note = ""
+    try:
+        manifest = build_report(store.root, store.root / "report")
+        ref_table = read_reference(reference)[0] if reference.exists() else None
+        trend = write_trend(history, ref_table, suite_root / "trend", suite.plan_name)
+        report_note = (
+            f"report {store.root / 'report' / 'index.html'} ({len(manifest['figures'])} figures); trend {trend}"
+        )
+    except Exception as exc:  # noqa: BLE001 - a report that fails must not hide tonight's verdict
+        report_note = f"REPORT FAILED: {type(exc).__name__}: {exc}"
+        failed = True
+    write_night(folder, meta | {"finished_utc": utc_now(), "verdict": verdict, "failed_jobs": summary.failed})
+    line = (
+        f"{suite.name} @ {folder.name}: {len(summary.ok)} ok, {len(summary.failed)} failed, "
+        f"{len(summary.skipped)} already done; {verdict}; {report_note}; {time.perf_counter() - t0:.0f}s"
+    )
+    return line, failed
+
+
 def nightly(
     suites,
     *,
@@ -62,34 +137,26 @@ def nightly(
     profile="nightly",
     log=print,
     execution_changes=None,
+    overrides=None,
+    references=None,
 ) -> int:
     start, lines, failed = time.perf_counter(), [], False
+    state = code_state()
+    log(f"[nightly] commit {state['commit'][:10]}{' (uncommitted changes)' if state['dirty'] else ''}")
     for name in suites:
-        t0 = time.perf_counter()
-        suite = load_suite(name)
-        store = ResultStore(root / suite.name)
-        runner = make_runner(
-            suite, store, suite.execution.updated(execution_changes or {}, "execution options"), device, data_root
+        line, suite_failed = nightly_suite(
+            name,
+            root=root,
+            state=state,
+            device=device,
+            data_root=data_root,
+            execution_changes=execution_changes,
+            overrides=overrides,
+            references=references,
+            log=log,
         )
-        runner.preflight(runner.plan())
-        summary = runner.run()
-        reference = shipped_reference(suite.name)
-        verdict = "no reference"
-        if reference.exists():
-            table, _ = store.consolidate()
-            diffs, _, _ = check(table[~table["superseded"].astype(bool)], reference, None)
-            regressed = [d for d in diffs if d.regressed]
-            verdict = f"check: {len(regressed)} regressions" + (" FAIL" if regressed else " ok")
-            for d in regressed:
-                log(f"  REGRESSED {d.job_id} {d.field}: {d.reference} -> {d.measured}")
-            failed |= bool(regressed)
-        manifest = build_report(store.root, store.root / "report")
-        failed |= bool(summary.failed)
-        lines.append(
-            f"{suite.name}: {len(summary.ok)} ok, {len(summary.failed)} failed, {len(summary.skipped)} "
-            f"already done; {verdict}; report {store.root / 'report' / 'index.html'} "
-            f"({len(manifest['figures'])} figures); {time.perf_counter() - t0:.0f}s"
-        )
+        lines.append(line)
+        failed |= suite_failed
     if asv != "off":
         ok, message = run_asv(asv, machine or os.environ.get("ASV_MACHINE", "nightly"), profile, log)
         lines.append(message)

@@ -13,15 +13,26 @@ HELP = "compare results with a committed reference (exit 1 when something got wo
 def add_arguments(p) -> None:
     add_results(p)
     p.add_argument(
-        "--against", default=None, metavar="FILE", help="reference CSV (default: results/reference/SUITE.csv)"
+        "--against",
+        default=None,
+        metavar="FILE",
+        help="reference CSV (default: the shipped results/reference/SUITE.csv)",
     )
-    p.add_argument("--tolerance", type=float_in(0, 100), default=None, help="top-1 points (default: the file's)")
+    p.add_argument(
+        "--tolerance", type=float_in(0, 100), default=None, help="top-1 points it may fall (default: the file's bounds)"
+    )
     p.add_argument("--update", action="store_true", help="rewrite the reference from the results, deliberately")
     p.add_argument(
         "--tolerance-from",
         default=None,
         metavar="DIR",
-        help="with --update: derive tolerances from a multi-seed run in DIR",
+        help="with --update: derive the bounds from >= 8 seeds of every job in DIR (run with --set seeds=[0,...,7])",
+    )
+    p.add_argument(
+        "--history",
+        default=None,
+        metavar="FILE",
+        help="nightly history (default: history.parquet beside a nightly folder): the commits where a metric moved",
     )
     p.add_argument("--include-superseded", action="store_true", help="also compare rows of older suite definitions")
 
@@ -38,48 +49,68 @@ def _measured(root: Path, include_superseded: bool):
 
 
 def _update(args, measured, against: Path) -> int:
-    from benchmarks.check import MIN_TOLERANCE, derive_tolerance, per_job_tolerance, read_reference, write_reference
+    from benchmarks.check import CheckError, write_reference
 
-    per_job = None
-    if args.tolerance is not None:
-        tol, how = args.tolerance, "given on the command line (tissuebench check --update --tolerance)"
-    elif args.tolerance_from:
+    seeds = None
+    if args.tolerance_from:
+        if not (Path(args.tolerance_from) / "records").is_dir():
+            raise UserError(f"--tolerance-from {args.tolerance_from}: no results folder there (expected records/)")
         seeds, _ = _measured(Path(args.tolerance_from), False)
-        tol, how = derive_tolerance(seeds)
-        per_job = per_job_tolerance(seeds)
-        how += f"; per job: 3 x its own std (column tolerance_top1); from the runs in {Path(args.tolerance_from).name}"
-    elif against.exists():
-        _, meta = read_reference(against)
-        tol, how = float(meta.get("tolerance_top1", MIN_TOLERANCE)), meta.get("tolerance_derivation", "kept")
-    else:
-        tol, how = derive_tolerance(measured)
-    rows = write_reference(measured, against, tol, how, per_job)
-    print(f"reference {against} rewritten: {len(rows)} jobs, top-1 tolerance {tol:g} ({how})")
+    try:
+        rows = write_reference(measured, against, seeds, args.tolerance, Path(args.tolerance_from or "").name)
+    except CheckError as exc:
+        raise UserError(str(exc)) from exc
+    how = f"bounds from {int(rows['n_seeds'].min())}+ seeds" if seeds is not None else "fixed bounds (no seeds)"
+    print(f"reference {against} rewritten: {len(rows)} jobs, {how}")
     return 0
 
 
+def _history(args, root: Path):
+    import pandas as pd
+
+    path = Path(args.history) if args.history else root.parent / "history.parquet"
+    if not path.is_file():
+        if args.history:
+            raise UserError(f"--history {path}: no such file")
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged history names no commit range; the check still runs
+        print(f"history {path} cannot be read ({type(exc).__name__}); no commit ranges")
+        return None
+
+
 def run(args) -> int:
-    from benchmarks.check import CheckError, check, format_differences
+    from benchmarks.check import CheckError, check, context_differences, format_differences, moved_between
+    from results import in_checkout, reference
 
     root = results_dir(args)
     if not (root / "records").is_dir():
         raise UserError(f"no results folder at {root} (expected {root}/records/)")
     measured, scan = _measured(root, args.include_superseded)
-    from results import in_checkout, reference
-
     against = Path(args.against) if args.against else reference(args.suite)
     if args.update and not args.against and not in_checkout():
         raise UserError(f"--update would rewrite the installed copy {against}; name the file to write with --against")
     if args.update:
         return _update(args, measured, against)
     try:
-        diffs, tolerance, compared = check(measured, against, args.tolerance)
+        diffs, meta, compared = check(measured, against, args.tolerance)
     except CheckError as exc:
         raise UserError(str(exc)) from exc
-    print(format_differences(diffs, tolerance))
+    regressed = [d for d in diffs if d.regressed]
+    history = _history(args, root) if regressed else None
+    moves = {}
+    if history is not None:
+        from benchmarks.check import read_reference
+
+        table, _ = read_reference(against)
+        moves = {(d.job_id, d.field): m for d in regressed if (m := moved_between(history, table, d))}
+    print(format_differences(diffs, moves))
+    context = context_differences(meta, measured)
+    if context:
+        print(f"context differs from the reference's: {'; '.join(context)} (judged by the bounds all the same)")
     for gap in scan.damaged:
         print(f"gap: damaged file {gap['file']}: {gap['reason']}")
-    regressed = [d for d in diffs if d.regressed]
     improved = sum(d.verdict == "improved" for d in diffs)
     print(
         f"check: {compared} reference jobs, {len(regressed)} regressions, {improved} improvements"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tissuebench.options import add_device, float_in, int_in
+from tissuebench.options import add_device, add_suite_overrides, float_in, int_in, suite_overrides
 
 NAME = "nightly"
 HELP = "the nightly job: run suites, check each against its reference, regenerate reports, run asv"
@@ -12,7 +12,13 @@ HELP = "the nightly job: run suites, check each against its reference, regenerat
 
 def add_arguments(p) -> None:
     p.add_argument("--suites", default="smoke,fashion-resnet56", help="comma-separated suite names")
-    p.add_argument("--root", default="runs/nightly", help="results folder per suite under this root")
+    p.add_argument(
+        "--root", default="runs/nightly", help="under it, per suite: one results folder per commit, history, trend page"
+    )
+    p.add_argument(
+        "--references", default=None, metavar="DIR", help="reference CSVs (default: the shipped results/reference/)"
+    )
+    add_suite_overrides(p)
     add_device(p)
     p.add_argument("--data-root", default=None, help="where datasets live")
     p.add_argument(
@@ -49,4 +55,6 @@ def run(args) -> int:
         machine=args.asv_machine,
         profile=args.asv_profile,
         execution_changes=changes,
+        overrides=suite_overrides(args),
+        references=args.references,
     )
