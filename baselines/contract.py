@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from tissuenet.registry import create_model_for_input, did_you_mean
+from tissuenet.registry import check_name, create_model_for_input, did_you_mean
 
 TARGET_KINDS = ("macs_reduction", "params_reduction", "sparsity")
 PHASES = ("dense", "finetune", "scratch")
@@ -196,6 +196,7 @@ _METHODS: dict[str, Method] = {}
 
 def register_method(cls):
     """Class decorator: instantiate and register under ``cls.name``."""
+    check_name(cls.name, "method name")
     if cls.name in _METHODS:
         raise ValueError(f"method {cls.name!r} registered twice")
     _METHODS[cls.name] = cls()

@@ -223,8 +223,9 @@ def quarantine(root: Path, path: Path, reason: str) -> Path | str | None:
         return None
     try:
         os.rename(path, target)  # moves a link itself, never what it points to
-    except FileNotFoundError:
-        _remove_quietly(why)
+    except FileNotFoundError:  # another process moved it first: to this target (keep the reason) or another
+        if not target.exists():
+            _remove_quietly(why)
         return ALREADY_MOVED
     except OSError:
         _remove_quietly(why)
@@ -248,6 +249,25 @@ def read_reason(why: Path) -> str:
 def clean_text(text: str) -> str:
     """Text safe for a terminal and any file: control characters (NUL, ESC, BEL, ...) become '?'."""
     return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in str(text))
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame):
+    """A copy of a table for CSV: text cells that a spreadsheet would run as a formula get a leading
+    apostrophe (OWASP's CSV-injection advice); control characters become '?'. Numbers are untouched."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(
+                lambda v: (
+                    ("'" + clean_text(v) if v.startswith(FORMULA_PREFIXES) else clean_text(v))
+                    if isinstance(v, str)
+                    else v
+                )
+            )
+    return out
 
 
 def sha256_file(path: Path) -> str:
@@ -316,6 +336,17 @@ def resize_to(model: nn.Module, state: dict) -> None:
             stored = state.get(f"{name}.{bname}" if name else bname)
             if stored is not None:
                 module.register_buffer(bname, torch.empty_like(stored))
+
+
+def process_alive(pid: str) -> bool:
+    """Whether process ``pid`` still runs (a temporary file or folder named after it is in use)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _why(exc: OSError) -> str:

@@ -43,6 +43,13 @@ class Env:
     epoch_progress: Callable[[str, int], Callable]  # (job_id, epochs) -> per-epoch callback
     set_aside: Callable | None = None  # damaged resume files
     executor: str = "local"
+    data_source: Callable[[str], dict] | None = None  # dataset -> the copy used (path, file hashes)
+
+
+def data_source(data_root=None) -> Callable[[str], dict]:
+    from benchmarks.data.registry import source_of
+
+    return lambda dataset: source_of(dataset, data_root)
 
 
 @dataclass
@@ -138,6 +145,7 @@ def run_job(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: E
         | static_provenance()
         | device_info(env.device)
         | {"started_utc": utc_now(), "executor": env.executor}
+        | ({"data_source": env.data_source(job.dataset)} if env.data_source else {})
     )
     try:
         body, file_bytes = _steps(suite, job, start, reference, env)
@@ -266,6 +274,7 @@ def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: En
         suite.measure,
         deploy_form=deploy_form(),
         eager_form=eager_form(suite.train.channels_last),
+        identical=prepared.phase == "dense",  # the dense row is the reference: speed-up 1 by definition
     )
     ref = reference.meta
     raw = (

@@ -154,11 +154,14 @@ def measure_pair(
     *,
     deploy_form: Callable,
     eager_form: Callable | None = None,
+    identical: bool = False,
 ) -> dict:
     """The latency columns of a record: ``cfg`` is the suite's ``MeasureConfig``.
 
     ``deploy_form(model, example) -> (model, label, kernel choices)`` gives the form to time (the same
-    for both); ``eager_form`` the training-time form, timed too at the first batch size.
+    for both); ``eager_form`` the training-time form, timed too at the first batch size. ``identical``:
+    the model is the dense reference itself (the dense row), whose speed-up is 1 by definition: timing
+    a model against itself measures only noise (on a busy machine, a "4.38x").
     """
     if not cfg.latency:
         return {}
@@ -180,6 +183,8 @@ def measure_pair(
         pair = time_paired(
             fast, ref, x, min_run_time=cfg.min_run_time, min_samples=cfg.min_samples, thread_count=cfg.threads
         )
+        if identical:  # one model timed against itself: its latency is real, its "speed-up" is 1 by definition
+            pair = Paired(pair.model, pair.model, 1.0, 0.0, False)
         if i == 0:
             out |= {
                 "latency_ms": pair.model.median_ms,
@@ -190,7 +195,9 @@ def measure_pair(
                 "speedup_measured": pair.speedup,
                 "speedup_iqr": pair.speedup_iqr,
                 "speedup_distinguishable": pair.distinguishable,
-                "latency_reliable": pair.reliable,
+                "speedup_reliable": True if identical else pair.reliable,
+                "speedup_by_definition": identical,
+                "latency_reliable": pair.model.reliable and pair.model.samples >= RELIABLE_SAMPLES,
                 "latency_mode": label,
             }
         if i == len(batches) - 1 and len(batches) > 1:
@@ -210,7 +217,7 @@ def measure_pair(
             min_samples=cfg.min_samples,
             thread_count=cfg.threads,
         )
-        out |= {"latency_eager_ms": pair.model.median_ms, "speedup_eager": pair.speedup}
+        out |= {"latency_eager_ms": pair.model.median_ms, "speedup_eager": 1.0 if identical else pair.speedup}
     if device.type == "cuda":
         x = torch.randn(batches[-1], in_channels, input_size, input_size, device=device)
         fast, _, _ = deploy_form(model, x)

@@ -25,7 +25,7 @@ import torch
 from benchmarks import dense_cache
 from benchmarks.data.registry import DataError
 from benchmarks.files import inside, remove_verified, write_verified
-from benchmarks.job import Env, Outcome, job_loaders, run_job, train_dense_job
+from benchmarks.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
 from benchmarks.progress import SuiteProgress
 from benchmarks.store import ResultStore
 from benchmarks.suite import Job, Suite, SuiteError
@@ -165,6 +165,7 @@ class Runner:
             self._epochs,
             self.store._set_aside,
             self.executor,
+            data_source(self.data_root),
         )
 
     def _epochs(self, job_id: str, epochs: int):
@@ -172,6 +173,7 @@ class Runner:
 
     def run(self, only: str | None = None) -> RunSummary:
         summary, start = RunSummary(), time.perf_counter()
+        self.clean_leftovers()
         all_jobs = self.suite.jobs()
         self.store.write_plan(self.suite.plan_name, [j.job_id for j in all_jobs], self.suite.suite_hash)
         jobs = self.plan(only)
@@ -201,6 +203,13 @@ class Runner:
                 self.store.consolidate()
         summary.wall_s = time.perf_counter() - start
         return summary
+
+    def clean_leftovers(self) -> None:
+        """What killed runs left behind (temporaries of dead processes, resume state of finished jobs)."""
+        with self.store.lock():
+            removed = self.store.clean_stale()
+        if removed:
+            self.log(f"removed {len(removed)} leftover(s) of an interrupted run: {', '.join(removed[:5])}")
 
     def _run_one(self, index: int, job: Job, summary: RunSummary) -> None:
         if self.store.is_done(job.job_id):  # finished by another process meanwhile

@@ -33,14 +33,18 @@ from pathlib import Path
 from benchmarks.files import (
     ALREADY_MOVED,
     QUARANTINE,
+    TMP_SUFFIX,
     DamagedFileError,
     PathError,
     StorageError,
     inside,
     no_links,
+    process_alive,
     quarantine,
     read_json,
     read_reason,
+    remove_verified,
+    spreadsheet_safe,
     write_text_atomic,
 )
 from benchmarks.metrics import names as metric_names
@@ -73,6 +77,8 @@ DETAILS = [
     "latency_reliable",
     "speedup_iqr",
     "speedup_distinguishable",
+    "speedup_reliable",
+    "speedup_by_definition",
     "base_latency_ms",
     "throughput_latency_ms",
     "throughput_batch",
@@ -105,6 +111,7 @@ DETAILS = [
     "dense_weights_sha256",
     "model_file",
     "model_sha256",
+    "data_source",
     "tissue_options",
     "method_info",
     "train_phases",
@@ -127,6 +134,7 @@ DETAILS = [
 COLUMNS = IDENTITY + metric_names() + DETAILS
 JSON_COLUMNS = (
     "overrides",
+    "data_source",
     "method_options",
     "tissue_options",
     "method_info",
@@ -222,6 +230,32 @@ class ResultStore:
         self.log(f"tissuebench: damaged file {exc.path}: {exc.reason}; {where}; its job counts as not done")
         return {"file": str(exc.path), "reason": exc.reason, "moved_to": str(moved) if moved else None}
 
+    # -- leftovers of killed runs ------------------------------------------------------------------
+    def clean_stale(self) -> list[str]:
+        """Remove what a killed run left and nothing needs: temporaries of dead processes, resume state of
+        jobs that finished, partial dense checkpoints whose final one exists. Returns what was removed."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for parent, dirs, files in os.walk(self.root):  # never into a linked folder
+            dirs[:] = [d for d in dirs if d != QUARANTINE and not d.endswith((".building", ".old"))]
+            for name in files:
+                pid = name.rsplit(".", 2)[-2] if name.startswith(".") and name.endswith(TMP_SUFFIX) else None
+                if pid is not None and not process_alive(pid):
+                    (Path(parent) / name).unlink(missing_ok=True)
+                    removed.append(str((Path(parent) / name).relative_to(self.root)))
+        jobs = self.checkpoints / "jobs"
+        for state in sorted(jobs.glob("*.pt")) if jobs.is_dir() and not jobs.is_symlink() else []:
+            if self.is_done(state.stem):
+                remove_verified(state)
+                removed.append(str(state.relative_to(self.root)))
+        dense = self.checkpoints / "dense"
+        for partial in sorted(dense.glob("*.partial.pt")) if dense.is_dir() and not dense.is_symlink() else []:
+            if partial.with_name(partial.name.replace(".partial.pt", ".pt")).exists():
+                remove_verified(partial)
+                removed.append(str(partial.relative_to(self.root)))
+        return removed
+
     # -- plans: which records belong to a suite's latest definition ------------------------------
     def write_plan(self, suite: str, job_ids: list[str], suite_hash: str) -> None:
         path = inside(self.root, "plans", f"{suite}.json")
@@ -251,9 +285,10 @@ class ResultStore:
         rows, history = [], []
         for rec in records:
             row = {k: v for k, v in rec.items() if k != "history"}
-            for key in JSON_COLUMNS:
-                if key in row and not isinstance(row[key], str):
-                    row[key] = json.dumps(row[key], sort_keys=True)
+            for key, value in row.items():  # nested values (options, versions, data source) as JSON text
+                if key in JSON_COLUMNS or isinstance(value, (dict, list)):
+                    if not isinstance(value, str):
+                        row[key] = json.dumps(value, sort_keys=True)
             rows.append(row)
             for h in rec.get("history") or []:
                 if isinstance(h, dict):
@@ -343,7 +378,7 @@ def _write_frame(frame, path: Path, kind: str) -> None:
         frame.to_parquet(buffer, index=False)
         write_bytes_atomic(path, buffer.getvalue())
     else:
-        write_text_atomic(path, frame.to_csv(index=False))
+        write_text_atomic(path, spreadsheet_safe(frame).to_csv(index=False))
 
 
 def _finite(obj):

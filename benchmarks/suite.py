@@ -25,8 +25,9 @@ from benchmarks.overrides import OverrideError, apply, describe, digest, identit
 from benchmarks.settings import SettingsError
 
 SUITES_DIR = Path(__file__).parent / "suites"
-JOB_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
+JOB_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@+-]+")
 HASH_CHARS = 10  # of the config hash in a job id
+READABLE_MAX = 120  # characters of a job id's readable part: ids name files (lock, record, model, .sha256)
 
 
 class SuiteError(ValueError):
@@ -91,7 +92,7 @@ class Job:
     @property
     def job_id(self) -> str:
         """Readable and file-name safe; the hash makes it unique and stable."""
-        readable = JOB_ID_SAFE.sub("-", f"{self.dataset}.{self.model}.{self.label}.s{self.seed}")
+        readable = JOB_ID_SAFE.sub("-", f"{self.dataset}.{self.model}.{self.label}.s{self.seed}")[:READABLE_MAX]
         return f"{readable}.{self.config_hash[:HASH_CHARS]}"
 
 

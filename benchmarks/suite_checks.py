@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from baselines.contract import TARGET_KINDS, MethodError, PlanContext, Target, check_target, get_method
 from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
+from benchmarks.files import clean_text
 from benchmarks.settings import SettingsError
 from benchmarks.suite import MethodSpec, Suite, SuiteError
+from tissuenet.registry import check_name
 
 TOP_KEYS = {
     "name",
@@ -29,7 +31,6 @@ TOP_KEYS = {
     "method",
 }
 METHOD_KEYS = {"name", "label", "options", "targets", "epochs", "train", "models"}
-NAME_CHARS = "letters, digits, '_', '-', '.'"
 
 
 def _str_list(raw: dict, key: str) -> list[str]:
@@ -52,10 +53,10 @@ def _seeds(raw: dict) -> list[int]:
 
 
 def _name(raw: dict) -> str:
-    name = raw.get("name")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name) or name[0] == ".":
-        raise SuiteError(f"'name' must be a non-empty string of {NAME_CHARS}, got {name!r}")
-    return name
+    try:
+        return check_name(raw.get("name"), "suite 'name'")
+    except ValueError as exc:
+        raise SuiteError(clean_text(exc)) from None
 
 
 def parse_target(t) -> Target:
@@ -82,8 +83,10 @@ def _method(i: int, m, train: TrainConfig, finetune: dict, models: list[str]) ->
         raise SuiteError(f"{where} needs a 'name' (a method; see `tissuebench list methods`)")
     where = f"{where} ({m['name']})"
     label = m.get("label", m["name"])
-    if not isinstance(label, str) or not label or "@" in label or label != label.strip():
-        raise SuiteError(f"{where} label must be a non-empty string without '@', got {label!r}")
+    try:
+        check_name(label, "label")
+    except ValueError as exc:
+        raise SuiteError(f"{where} {clean_text(exc)}") from None
     options, targets_raw, epochs = m.get("options", {}), m.get("targets", ["none"]), m.get("epochs")
     if not isinstance(options, dict):
         raise SuiteError(f"{where} options must be a table, got {options!r}")

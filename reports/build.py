@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from benchmarks.files import PathError, StorageError, no_links, write_text_atomic
+from benchmarks.files import PathError, StorageError, no_links, process_alive, write_text_atomic
 from reports import data, figures, tables
 from reports.data import safe_name
 from reports.index import write_index
@@ -82,22 +82,11 @@ def _swap(new: Path, out: Path) -> None:
 def _remove_stale(out: Path) -> None:
     """Folders a killed report left beside ``out`` (another pid's ``.building`` / ``.old``)."""
     for stale in out.parent.glob(f".{out.name}.*.building") if out.parent.is_dir() else []:
-        if not stale.is_symlink() and not _alive(stale.name.split(".")[-2]):
+        if not stale.is_symlink() and not process_alive(stale.name.split(".")[-2]):
             shutil.rmtree(stale, ignore_errors=True)
     for stale in out.parent.glob(f".{out.name}.*.old") if out.parent.is_dir() else []:
-        if not stale.is_symlink() and not _alive(stale.name.split(".")[-2]):
+        if not stale.is_symlink() and not process_alive(stale.name.split(".")[-2]):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: str) -> bool:
-    """Whether process ``pid`` still runs (its folder is in use)."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _build(results: Path, out: Path, include_superseded: bool, paper_costs: bool) -> dict:

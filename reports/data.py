@@ -106,7 +106,10 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
             "top1_by_seed": dict(zip(ok["seed"].astype(int), ok["top1"].astype(float))),
             "preset": _preset_of(first.get("method_options")),
             "speedup_suspect": bool(ok.get("speedup_suspect", pd.Series(dtype=bool)).fillna(False).astype(bool).any()),
-            "latency_reliable": _speedup_reliable(ok),
+            "speedup_reliable": _speedup_reliable(ok),
+            "latency_reliable": _latency_reliable(ok),
+            "speedup_by_definition": bool(ok.get("speedup_by_definition", pd.Series(dtype=bool)).fillna(False).any())
+            or first["method"] == "dense",
         }
         for metric in REPORTED + ["speedup_iqr", "latency_iqr_ms", "realized"]:
             values = pd.to_numeric(ok[metric], errors="coerce") if metric in ok else pd.Series(dtype=float)
@@ -244,6 +247,18 @@ def provenance(rows: pd.DataFrame) -> dict:
         "jobs": len(rows),
         "failed": int((rows["status"] != "ok").sum()),
     }
+
+
+def _latency_reliable(ok: pd.DataFrame) -> bool:
+    """A latency is trusted when its own timings are tight (IQR at most a quarter of the median) and many."""
+    if "latency_ms" not in ok or "latency_iqr_ms" not in ok:
+        return True
+    ms = pd.to_numeric(ok["latency_ms"], errors="coerce")
+    iqr = pd.to_numeric(ok["latency_iqr_ms"], errors="coerce")
+    samples = pd.to_numeric(ok.get("latency_samples", pd.Series(RELIABLE_SAMPLES, index=ok.index)))
+    known = ms.notna() & iqr.notna() & (ms > 0)
+    tight = iqr[known] / ms[known] <= UNRELIABLE_SPREAD
+    return bool((tight & (samples[known].fillna(RELIABLE_SAMPLES) >= RELIABLE_SAMPLES)).all())
 
 
 def _speedup_reliable(ok: pd.DataFrame) -> bool:

@@ -322,7 +322,7 @@ def tca_tsa(agg: pd.DataFrame, title: str):
 def latency(agg: pd.DataFrame, title: str):
     """Realized fraction of the theoretical speed-up (measured / theory) per method, IQR error bars."""
     rows = agg[(agg["seeds"] > 0) & (agg["method"] != "dense") & agg["speedup_measured"].notna()]
-    trusted = rows[rows["latency_reliable"] & ~rows["speedup_suspect"]]
+    trusted = rows[rows["speedup_reliable"] & ~rows["speedup_suspect"]]
     left_out = [_legend_label(r) for _, r in rows.iterrows() if r.name not in trusted.index]
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * max(len(trusted), 3) + 1.4))
     names = [_legend_label(r) for _, r in trusted.iterrows()]

@@ -8,6 +8,7 @@ paper's architectures, gaps, and where the numbers came from.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from benchmarks.files import write_text_atomic
@@ -44,7 +45,7 @@ def _list(items) -> str:
 
 
 def _speed_settings(latency: dict) -> str:
-    """The latency settings of the runs, as a sentence (each setting lists its distinct values)."""
+    """The latency settings of the runs, as sentences (each setting lists its distinct values)."""
     if not latency:
         return "Latency was not measured."
 
@@ -56,8 +57,37 @@ def _speed_settings(latency: dict) -> str:
     return (
         f"Here: device {values('latency_device')}, {values('latency_threads')} thread(s); latency at batch "
         f"{values('latency_batch')}, throughput at batch {values('throughput_batch')}; {spread} paired samples per "
-        f"row; deployment form {values('latency_mode', ' or ')}; CPU allocator: {values('latency_allocator')}."
+        f"row. {deployment_sentence(latency.get('latency_mode', []))} CPU allocator: {values('latency_allocator')}."
     )
+
+
+MODE = re.compile(r"BN folded \((\d+), (\d+) kept\), stacked-layer kernels: (.*?)(, channels_last)?$")
+
+
+def deployment_sentence(modes: list[str]) -> str:
+    """The deployment forms of the rows (stored as labels) in one sentence a reader can follow."""
+    folded, kept, kernels, nhwc, other = [], [], set(), set(), []
+    for mode in modes:
+        m = MODE.match(mode)
+        if not m:
+            other.append(mode)
+            continue
+        folded.append(int(m[1]))
+        kept.append(int(m[2]))
+        kernels |= {k for k in m[3].split(", ") if k != "none"}
+        nhwc.add(bool(m[4]))
+    if not folded:
+        return f"Deployment form: {', '.join(other) or 'not recorded'}."
+    span = lambda xs: f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}–{max(xs)}"  # noqa: E731
+    parts = [f"batch norm folded into the preceding convolution ({span(folded)} layers per model"]
+    parts[0] += f", {span(kept)} left unfolded)" if max(kept) else ", none left unfolded)"
+    parts.append(
+        "channels-last memory" if nhwc == {True} else "contiguous memory" if nhwc == {False} else "either memory format"
+    )
+    parts.append(
+        f"stacked layers on the {' or '.join(sorted(kernels))} kernel" if kernels else "no stacked layers to run"
+    )
+    return "Deployment form: " + "; ".join(parts) + "."
 
 
 def _definitions(latency: dict, seeds_max: int) -> str:

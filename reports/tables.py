@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.files import write_text_atomic
+from benchmarks.files import spreadsheet_safe, write_text_atomic
 from benchmarks.metrics import BY_NAME, GROUPS
 from reports import stats
 from reports.data import MEASURED, PUBLISHED, REPORTED, TRADEOFFS, safe_name
@@ -78,11 +78,21 @@ def _measured_cell(row, metric: str, notes: dict) -> Cell:
     if metric == "speedup_theoretical" and row.get("masked"):
         mark = "§"
         notes["§"] = "masked (unstructured) rows: this speed-up needs sparse kernels; a dense runtime does not have it"
-    if metric == "speedup_measured" and (row.get("speedup_suspect") or not row.get("latency_reliable", True)):
+    if metric == "speedup_measured" and row.get("speedup_by_definition"):
+        return Cell("1 (ref.)", "the dense row is the reference: its speed-up is 1 by definition, not measured")
+    if metric == "speedup_measured" and (row.get("speedup_suspect") or not row.get("speedup_reliable", True)):
         mark = "‡"
         notes["‡"] = (
-            "a measured speed-up above twice the theoretical one, or paired ratios whose IQR exceeds a quarter "
-            "of their median: noise, not a result (left out of the latency figure)"
+            "an unreliable timing: a speed-up above twice the theoretical one, paired ratios whose IQR exceeds a "
+            "quarter of their median, or a latency whose own IQR does (noise, not a result; left out of the "
+            "latency figure)"
+        )
+    if metric == "latency_ms" and not row.get("latency_reliable", True):
+        mark = "‡"
+        notes["‡"] = (
+            "an unreliable timing: a speed-up above twice the theoretical one, paired ratios whose IQR exceeds a "
+            "quarter of their median, or a latency whose own IQR does (noise, not a result; left out of the "
+            "latency figure)"
         )
     if metric == "acc_drop" and row["seeds"] > 1:
         p = row.get("p_vs_dense")
@@ -210,14 +220,15 @@ def to_csv(agg: pd.DataFrame, published: pd.DataFrame) -> str:
     cols = ["dataset", "model", "label", "target", "source", "seeds", "failed"]
     stat_cols = [f"{m}{s}" for m in REPORTED for s in ("", "_std", "_ci_low", "_ci_high")]
     both = pd.concat([agg.assign(source=MEASURED), published], ignore_index=True) if len(published) else agg
-    frame = both.reindex(columns=cols + stat_cols + ["p_vs_dense", "p_vs_tissuenet", "vs_tissuenet"])
+    flags = ["latency_reliable", "speedup_reliable", "speedup_suspect", "speedup_by_definition"]  # the ‡ of the page
+    frame = both.reindex(columns=cols + stat_cols + ["p_vs_dense", "p_vs_tissuenet", "vs_tissuenet"] + flags)
     for m in REPORTED:
         if BY_NAME[m].integer:
             whole = frame[m].dropna()
             if len(whole) and (whole == whole.round()).all():
                 frame[m] = frame[m].round().astype("Int64")
     frame["seeds"] = pd.to_numeric(frame["seeds"], errors="coerce").astype("Int64")
-    return frame.to_csv(index=False, float_format="%.10g")
+    return spreadsheet_safe(frame).to_csv(index=False, float_format="%.10g")
 
 
 HTML_PARTS = 3  # the first three column groups (accuracy, cost, speed) in one table, the rest in a second

@@ -93,6 +93,7 @@ class Case:
     quarantines: int = 0  # files it must move to quarantine
     after: object = None  # f(ctx) -> None: further checks
     marks: list = field(default_factory=list)
+    may_remove: tuple = ()  # stored files (path prefixes) the command may delete: leftovers nothing needs
 
 
 @dataclass
@@ -195,12 +196,14 @@ def refuse_writes(root: Path, code: int):
     (tests run as root, for whom permissions do not stop writes).
     """
     root = str(root.resolve())
-    real_open, real_replace, real_mkdir, real_unlink, real_move = (
+    real_open, real_replace, real_mkdir, real_unlink, real_move, real_os_open, real_rename = (
         builtins.open,
         os.replace,
         os.mkdir,
         os.unlink,
         shutil.move,
+        os.open,
+        os.rename,
     )
 
     def under(path) -> bool:
@@ -244,23 +247,152 @@ def refuse_writes(root: Path, code: int):
 
         return wrapped
 
+    def guarded_os_open(path, flags, *args, **kwargs):  # O_EXCL / O_NOFOLLOW writes go through os.open
+        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        if writes and under(path):
+            if code == errno.ENOSPC and flags & os.O_CREAT:
+                real_os_open(path, flags, *args, **kwargs)  # created, then the disk is full
+            fail(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
     builtins.open, os.replace, os.mkdir = guarded_open, guard(real_replace), guard(real_mkdir)
+    os.open = guarded_os_open
     if code == errno.EROFS:
-        os.unlink, shutil.move = guard(real_unlink), guard(real_move)
+        os.unlink, shutil.move, os.rename = guard(real_unlink), guard(real_move), guard(real_rename)
     try:
         yield
     finally:
-        builtins.open, os.replace, os.mkdir, os.unlink, shutil.move = (
+        builtins.open, os.replace, os.mkdir, os.unlink, shutil.move, os.open, os.rename = (
             real_open,
             real_replace,
             real_mkdir,
             real_unlink,
             real_move,
+            real_os_open,
+            real_rename,
         )
 
 
 def _no_tmp_left(c: Ctx) -> None:
     assert not [p for p in c.results.rglob("*.tmp")], "temporary files were left behind"
+
+
+# -- issue 19: a results folder is input; silent corruption; quarantine under concurrency; data ------------
+SECRET = "tissuebench-secret-do-not-publish"
+
+
+def _victim(c: Ctx) -> Path:
+    """A user's file outside the results folder that planted links point at."""
+    path = c.tmp / "victim.txt"
+    if not path.exists():
+        path.write_text(SECRET + "\n")
+    return path
+
+
+def _victim_intact(c: Ctx) -> None:
+    assert _victim(c).read_text() == SECRET + "\n", "a planted link let the tool write outside the results folder"
+
+
+def _why_link_to_victim(c: Ctx) -> None:
+    """A damaged record whose reason file name is already a link to the user's file."""
+    record = c.record()
+    record.write_bytes(b'{"job_id": "x')
+    why = c.results / "quarantine" / "records" / (record.name + ".why.txt")
+    why.parent.mkdir(parents=True)
+    why.symlink_to(_victim(c))
+
+
+def _leak_link(c: Ctx) -> None:
+    (c.results / "quarantine").mkdir(exist_ok=True)
+    (c.results / "quarantine" / "leak.why.txt").symlink_to(_victim(c))
+
+
+def _not_leaked(c: Ctx) -> None:
+    for path in c.results.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.suffix in (".html", ".json", ".csv", ".md", ".txt"):
+            assert SECRET not in path.read_text(errors="replace"), f"{path} publishes a file the tool did not write"
+    for path in (c.tmp / "rep").rglob("*") if (c.tmp / "rep").exists() else []:
+        if path.is_file() and path.suffix in (".html", ".json"):
+            assert SECRET not in path.read_text(errors="replace"), f"{path} publishes a file the tool did not write"
+
+
+def _records_link(c: Ctx) -> None:
+    """records/ replaced by a link to a user's folder holding a JSON file the tool would call damaged."""
+    user = c.tmp / "user-folder"
+    user.mkdir()
+    (user / "notes.json").write_text("[1, 2, 3]")
+    shutil.rmtree(c.results / "records")
+    (c.results / "records").symlink_to(user)
+
+
+def _user_folder_intact(c: Ctx) -> None:
+    assert (c.tmp / "user-folder" / "notes.json").read_text() == "[1, 2, 3]"
+
+
+def _report_link(c: Ctx) -> None:
+    user = c.tmp / "user-site"
+    user.mkdir()
+    (user / "index.html").write_text("<p>my page</p>")
+    (c.results / "report").symlink_to(user)
+
+
+def _site_intact(c: Ctx) -> None:
+    assert (c.tmp / "user-site" / "index.html").read_text() == "<p>my page</p>"
+
+
+def _flip_one_byte(path_fn):
+    def setup(c: Ctx):
+        path = path_fn(c)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01  # inside a tensor's bytes: torch.load alone would not notice
+        path.write_bytes(bytes(data))
+
+    return setup
+
+
+def _other_dense_weights(c: Ctx) -> None:
+    import json
+
+    path = c.record("tissuenet")
+    rec = json.loads(path.read_text())
+    rec["dense_weights_sha256"] = "0" * 64
+    path.write_text(json.dumps(rec))
+
+
+def _bad_why_files(c: Ctx) -> None:
+    folder = c.results / "quarantine" / "records"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text("{}")
+    (folder / "a.json.why.txt").write_bytes(b"\xff\xfe\x1b[31m not UTF-8 \x00")
+    (folder / "b.json").write_text("{}")
+    (folder / "b.json.why.txt").mkdir()  # a folder with a reason file's name
+
+
+def _stale_leftovers(c: Ctx) -> None:
+    """What a SIGKILL at a rename point leaves: a temporary of a dead process, a finished job's resume state."""
+    (c.results / "records" / ".x.json.999999999.tmp").write_text("{")
+    jobs = c.results / "checkpoints" / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    (jobs / (c.record().stem + ".pt")).write_bytes(b"resume state of a finished job")
+
+
+def _leftovers_gone(c: Ctx) -> None:
+    assert not (c.results / "records" / ".x.json.999999999.tmp").exists()
+    assert not list((c.results / "checkpoints" / "jobs").glob("*.pt"))
+
+
+def _idx_data(c: Ctx, **change) -> None:
+    from tests.helpers import write_idx, write_mnist_like
+
+    folder = c.tmp / "data"
+    write_mnist_like(folder, n_train=128, n_test=32, compress=False)
+    for name, array in change.items():
+        write_idx(folder / name, array, compress=False)
+
+
+def _truncated_header(c: Ctx) -> None:
+    _idx_data(c)
+    (c.tmp / "data" / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0]))
 
 
 CASES = {
@@ -305,15 +437,32 @@ CASES = {
         "lr = 0.05", "lr = 0.05\nlearning_rate = 3", "unknown setting(s) ['learning_rate']"
     ),
     "unknown section": _bad_extra("\n[training]\nlr = 1\n", "unknown key(s) ['training']"),
-    "suite name escapes": _bad_suite('name = "tiny"', 'name = "../evil"', "'name' must be a non-empty string of"),
+    "suite name escapes": _bad_suite('name = "tiny"', 'name = "../evil"', "suite 'name' '../evil': a name is"),
     "execution cpus 0": _bad_extra("\n[execution]\ncpus_per_job = 0\n", "[execution] cpus_per_job = 0: allowed >= 1"),
     "method epochs 0": _method_suite(
         '[[method]]\nname = "tissuenet"\nepochs = 0\n', "epochs = 0: allowed an integer >= 1"
     ),
     "method epochs 1.5": _method_suite('[[method]]\nname = "tissuenet"\nepochs = 1.5\n', "epochs = 1.5"),
-    "label with @": _method_suite(
-        '[[method]]\nname = "tissuenet"\nlabel = "a@b"\n', "label must be a non-empty string"
-    ),
+    "label with @": _method_suite('[[method]]\nname = "tissuenet"\nlabel = "a@b"\n', "label 'a@b': a name is"),
+    # -- labels travel into files, CSV, legends and terminals: one alphabet, refused at load (issue 19.3)
+    **{
+        f"label {what}": _method_suite(f'[[method]]\nname = "tissuenet"\nlabel = {label}\n', "a name is a letter")
+        for what, label in {
+            "mathtext": '"$\\\\mathrm{TN}_{\\\\alpha$"',
+            "hash": '"tn#1"',
+            "400 characters": '"' + "t" * 400 + '"',
+            "210 characters": '"' + "t" * 210 + '"',
+            "formula =": '"=1+1"',
+            "formula +": '"+cmd"',
+            "formula -": '"-2"',
+            "formula @": '"@sum"',
+            "NUL": '"a\\u0000b"',
+            "ESC": '"a\\u001b[31mred"',
+            "BEL": '"a\\u0007"',
+            "space": '"two words"',
+            "empty": '""',
+        }.items()
+    },
     "sparsity 1.5": _method_suite(
         '[[method]]\nname = "sparse_global"\ntargets = [{ sparsity = 1.5 }]\n', "impossible target sparsity=1.5"
     ),
@@ -493,9 +642,104 @@ CASES = {
     ),
     "read-only: report elsewhere": Case(["report", "--out", "{tmp}/rep"], 0, "report:", in_stdout=True),
     "read-only: report in place": Case(["report"], 1, "cannot write the report"),
+    # -- 7. issue 19: a results folder is input, not trusted ground ----------------------------------------
+    "planted why link, show": Case(
+        ["show"], 0, "damaged file", setup=_why_link_to_victim, quarantines=1, one_line=False, after=_victim_intact
+    ),
+    "why link to a secret, show and report": Case(
+        ["report", "--out", "{tmp}/rep"], 0, "report:", setup=_leak_link, in_stdout=True, after=_not_leaked
+    ),
+    "records is a link, show": Case(
+        ["show"], 2, "records is a symbolic link", setup=_records_link, after=_user_folder_intact
+    ),
+    "records is a link, run": Case(
+        ["run", "{suite}"], 2, "records is a symbolic link", setup=_records_link, after=_user_folder_intact
+    ),
+    "report is a link": Case(["report"], 2, "is a symbolic link", setup=_report_link, after=_site_intact),
+    # -- 8. issue 19: silent corruption must not pass ---------------------------------------------------------
+    "dense checkpoint one byte flipped": Case(
+        ["run", "{suite}"],
+        0,
+        "its bytes changed since written",
+        setup=lambda c: (_flip_one_byte(_dense_ckpt)(c), c.record().unlink()),
+        quarantines=1,
+        one_line=False,
+        after=_redone,
+    ),
+    "rows name other dense weights, check": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        1,
+        "dense weights",
+        setup=lambda c: (_ref(GOOD_REF)(c), _other_dense_weights(c)),
+        in_stdout=True,
+        one_line=False,
+    ),
+    # -- 9. issue 19: quarantine and the store -----------------------------------------------------------------
+    "reason not UTF-8 or a folder, show": Case(
+        ["show"], 0, "dense", setup=_bad_why_files, in_stdout=True, quarantines=2
+    ),
+    "reason not UTF-8 or a folder, check": Case(
+        ["check", "--against", "{tmp}/ref.csv"],
+        1,
+        "gap: damaged file quarantine/records/a.json",
+        setup=lambda c: (_bad_why_files(c), _ref(GOOD_REF)(c)),
+        in_stdout=True,
+        one_line=False,
+        quarantines=2,
+    ),
+    "reason not UTF-8 or a folder, report": Case(
+        ["report", "--out", "{tmp}/rep"], 0, "report:", setup=_bad_why_files, in_stdout=True, quarantines=2
+    ),
+    "disk full while quarantining": Case(
+        ["show"],
+        0,
+        "left in place (the folder cannot be written)",
+        setup=_write(lambda c: c.record(), b"{"),
+        one_line=False,
+    ),
+    "leftovers of a killed run": Case(
+        ["run", "{suite}"],
+        0,
+        "removed 2 leftover(s) of an interrupted run",
+        setup=_stale_leftovers,
+        one_line=False,
+        after=_leftovers_gone,
+        may_remove=("records/.x.json", "checkpoints/jobs/"),
+    ),  # fmt: skip
+    # -- 10. issue 19: data problems before training -----------------------------------------------------------
+    "labels out of range": Case(
+        ["run", "{tmp}/bad.toml", "--data-root", "{tmp}/data"],
+        2,
+        "test labels lie in 0..200, outside 0..9",
+        setup=lambda c: (
+            _idx_data(c, **{"t10k-labels-idx1-ubyte": np.r_[np.zeros(31), 200]}),
+            c.suite_with(dataset="fashion-mnist"),
+        ),
+    ),
+    "images of the wrong shape": Case(
+        ["run", "{tmp}/bad.toml", "--data-root", "{tmp}/data"],
+        2,
+        "training images have shape (1, 32, 32), expected (1, 28, 28)",
+        setup=lambda c: (
+            _idx_data(c, **{"train-images-idx3-ubyte": np.zeros((128, 32, 32))}),
+            c.suite_with(dataset="fashion-mnist"),
+        ),
+    ),
+    "IDX header truncated": Case(
+        ["run", "{tmp}/bad.toml", "--data-root", "{tmp}/data"],
+        2,
+        "truncated inside its header",
+        setup=lambda c: (_truncated_header(c), c.suite_with(dataset="fashion-mnist")),
+    ),
+    "data root typo": Case(
+        ["run", "{tmp}/bad.toml", "--data-root", "{tmp}/typo"],
+        2,
+        "--data-root",
+        setup=lambda c: c.suite_with(dataset="fashion-mnist"),
+    ),
 }
 READ_ONLY = {"read-only: show", "read-only: check", "read-only: report elsewhere", "read-only: report in place"}
-FULL = {"disk full during run"}
+FULL = {"disk full during run", "disk full while quarantining"}
 
 
 def _more_jobs(c: Ctx) -> None:
@@ -555,7 +799,7 @@ def test_fault(name, finished, tmp_path, capsys):
     after = snapshot(ctx.results)
     moved_hashes = set(moved.values())
     for path, digest in before.items():
-        if path in after and after[path] == digest:
+        if path in after and after[path] == digest or path.startswith(case.may_remove or ("\0",)):
             continue
         assert digest in moved_hashes, f"{path} changed or vanished without being quarantined"
     assert not ctx.marker.exists()

@@ -119,10 +119,15 @@ def test_dry_run_text_ends_with_total_compute(tmp_path, capsys):
     assert last.startswith("total training compute:") and "T MACs" in last
 
 
-def test_dry_run_checks_the_data(tmp_path, capsys):
+def test_dry_run_without_the_data_plans_from_the_registry(tmp_path, capsys):
+    """A user estimates compute before downloading; a real run still needs the data (exit 2)."""
     suite = write_suite(tmp_path / "s.toml", dataset="mnist")
-    assert _run(suite, tmp_path / "r", "--dry-run", "--data-root", str(tmp_path)) == 2
-    assert "dataset 'mnist'" in capsys.readouterr().err
+    assert _run(suite, tmp_path / "r", "--dry-run", "--data-root", str(tmp_path)) == 0
+    captured = capsys.readouterr()
+    assert "planning without the data (dataset 'mnist'" in captured.err and "mnist 60,000" in captured.err
+    assert "total training compute" in captured.out
+    assert _run(suite, tmp_path / "r", "--data-root", str(tmp_path)) == 2
+    assert "dataset 'mnist': not found in" in capsys.readouterr().err
 
 
 def test_changed_suite_supersedes_older_records(tmp_path, capsys):
@@ -165,7 +170,8 @@ def _cli(*args):
 def test_sigkill_mid_sweep_then_resume(tmp_path):
     """Kill the sweep process hard during its second job; the rerun keeps the first and finishes."""
     methods = DEFAULT_METHODS + "".join(
-        f'[[method]]\nname = "tissuenet"\nlabel = "tissue-{s}"\noptions = {{ replace = "{s}" }}\n' for s in ("1", "2,3")
+        f'[[method]]\nname = "tissuenet"\nlabel = "tissue-{s.replace(",", "-")}"\noptions = {{ replace = "{s}" }}\n'
+        for s in ("1", "2,3")
     )
     suite = write_suite(tmp_path / "s.toml", models=("resnet20",), methods=methods, dense_epochs=2)
     results = tmp_path / "results"

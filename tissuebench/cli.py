@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 a job failed, a check found a regression, or the disk refused a write;
 2 bad input (one line on stderr, nothing stored is touched); 3 a bug (with its traceback);
-130 interrupted (rerunning resumes). A closed pipe (``show | head``) is quiet.
+130 interrupted by Ctrl-C, 143 terminated by SIGTERM (one line each; rerunning resumes).
+A closed pipe (``show | head``) is quiet.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import traceback
 
@@ -94,13 +96,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop): handled like Ctrl-C, with its own exit code."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0): an exit code like any other
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        previous = None
+    try:
+        return _handle(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle(args) -> int:
+    try:
         return args.handler(args)
+    except Terminated:
+        print(f"tissuebench {args.command}: terminated (SIGTERM); rerunning resumes", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"tissuebench {args.command}: interrupted; rerunning resumes", file=sys.stderr)
         return 130
@@ -115,7 +140,9 @@ def main(argv=None) -> int:
             print(f"tissuebench {args.command}: error: {exc.strerror}; nothing stored was damaged", file=sys.stderr)
             return 1
         if isinstance(exc, _user_errors()):
-            print(f"tissuebench {args.command}: error: {exc}", file=sys.stderr)
+            from benchmarks.files import clean_text
+
+            print(f"tissuebench {args.command}: error: {clean_text(exc)}", file=sys.stderr)  # input may hold ESC, NUL
             return 2
         traceback.print_exc()
         print(

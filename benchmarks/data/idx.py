@@ -24,6 +24,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] != 0x08:
         raise CorruptFileError(f"{path} is not an IDX file of uint8 data")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise CorruptFileError(f"{path} is truncated inside its header ({len(raw)} bytes, {ndim} dimensions)")
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     expected = 4 + 4 * ndim + int(np.prod(dims))
     if len(raw) != expected:

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,8 @@ import numpy as np
 import torch
 
 from benchmarks.data import sources
-from tissuenet.registry import did_you_mean
+from benchmarks.files import sha256_file
+from tissuenet.registry import check_name, did_you_mean
 
 
 class DataError(RuntimeError):
@@ -40,6 +43,7 @@ class DatasetInfo:
     system_path: Path | None = None
     resident: bool = True  # small enough to keep on the device
     downloadable: bool = False  # --download fetches it (benchmarks/data/download.py)
+    train_images: int | None = None  # in the full training split: a dry run plans with it when the data is absent
 
     def missing(self, what: str) -> DataError:
         return DataError(f"dataset {self.name!r}: {what}. {self.how_to_get}")
@@ -49,6 +53,7 @@ _DATASETS: dict[str, DatasetInfo] = {}
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    check_name(info.name, "dataset name")
     if info.name in _DATASETS:
         raise ValueError(f"dataset {info.name!r} registered twice")
     _DATASETS[info.name] = info
@@ -104,6 +109,7 @@ register_dataset(
         *_idx(("fashion-mnist", "FashionMNIST/raw")),
         system_path=sources.DEBIAN_FASHION,
         downloadable=True,
+        train_images=60_000,
     )
 )
 register_dataset(
@@ -119,6 +125,7 @@ register_dataset(
         _MNIST_HOW.format(sub="MNIST/raw"),
         *_idx(("mnist", "MNIST/raw")),
         downloadable=True,
+        train_images=60_000,
     )
 )
 _CIFAR_HOW = (
@@ -138,6 +145,7 @@ register_dataset(
         _CIFAR_HOW.format(f="CIFAR-10", archive="cifar-10-python.tar.gz", d="cifar-10-batches-py"),
         *_cifar("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
         downloadable=True,
+        train_images=50_000,
     )
 )
 register_dataset(
@@ -153,6 +161,7 @@ register_dataset(
         _CIFAR_HOW.format(f="CIFAR-100", archive="cifar-100-python.tar.gz", d="cifar-100-python"),
         *_cifar("cifar-100-python", ["train"], ["test"], b"fine_labels"),
         downloadable=True,
+        train_images=50_000,
     )
 )
 _IMNET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -170,6 +179,7 @@ register_dataset(
         "train/<wnid>/images/, val/images/ + val/val_annotations.txt)",
         *_folder("tiny-imagenet-200"),
         resident=False,
+        train_images=100_000,
     )
 )
 register_dataset(
@@ -187,6 +197,7 @@ register_dataset(
         "DIR/imagenet/{train,val}/<wnid>/), and pass --data-root DIR",
         *_folder("imagenet"),
         resident=False,
+        train_images=1_281_167,
     )
 )
 register_dataset(
@@ -202,6 +213,7 @@ register_dataset(
         "generated in memory; for tests only",
         lambda roots: (Path("(generated in memory)"), []),
         lambda info, folder: sources.synthetic(),
+        train_images=512,
     )
 )
 
@@ -239,6 +251,32 @@ def find(name: str, data_root=None, download: bool = False, log=None) -> Path:
     if not looked:
         raise info.missing("no --data-root given and $TISSUEBENCH_DATA is not set")
     raise info.missing("not found in: " + ", ".join(looked))
+
+
+_SOURCES: dict[tuple, dict] = {}
+
+
+def source_of(name: str, data_root=None) -> dict:
+    """Which copy of a dataset a run used: its folder and a SHA-256 per file (image folders: of the
+    sorted list of files and sizes). Computed once per process; stored in every record."""
+    key = (name, str(data_root), os.environ.get("TISSUEBENCH_DATA"))
+    if key not in _SOURCES:
+        folder, _ = locate(name, data_root)
+        info = get_dataset(name)
+        if folder is None or not folder.exists():
+            _SOURCES[key] = {"path": str(folder) if folder else None, "files": {}}
+        elif info.resident:
+            files = sorted(p for p in folder.iterdir() if p.is_file())
+            _SOURCES[key] = {"path": str(folder), "files": {p.name: sha256_file(p) for p in files}}
+        else:
+            h, count = hashlib.sha256(), 0
+            for split in ("train", "val"):
+                for p in sorted((folder / split).rglob("*")):
+                    if p.is_file():
+                        h.update(f"{p.relative_to(folder)}:{p.stat().st_size}\n".encode())
+                        count += 1
+            _SOURCES[key] = {"path": str(folder), "files": {"listing": h.hexdigest()}, "file_count": count}
+    return _SOURCES[key]
 
 
 def load_arrays(name: str, data_root=None, download: bool = False) -> tuple[np.ndarray, ...]:

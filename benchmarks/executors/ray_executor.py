@@ -28,7 +28,7 @@ from pathlib import Path
 
 from benchmarks.config import ExecutionConfig
 from benchmarks.dense_cache import DenseRef, load_dense, save_dense, weights_sha256
-from benchmarks.job import Env, Outcome, job_loaders, run_job, train_dense_job
+from benchmarks.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
 from benchmarks.progress import SuiteProgress
 from benchmarks.runner import Runner, RunSummary, _failed
 from benchmarks.suite import Job, Suite
@@ -69,7 +69,7 @@ def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
         return on_epoch
 
     loaders = job_loaders(suite, device, settings.data_root, settings.download)
-    return Env(device, loaders, state_dir, print, epochs, None, "ray")
+    return Env(device, loaders, state_dir, print, epochs, None, "ray", data_source(settings.data_root))
 
 
 def _sees_marker(settings: WorkerSettings) -> bool:
@@ -136,6 +136,7 @@ class RayRunner(Runner):
 
     def run(self, only: str | None = None) -> RunSummary:
         summary, start_time = RunSummary(), time.perf_counter()
+        self.clean_leftovers()
         self.store.write_plan(self.suite.plan_name, [j.job_id for j in self.suite.jobs()], self.suite.suite_hash)
         jobs = self.plan(only)
         self.progress = SuiteProgress(len(jobs), self.log, self.tty)

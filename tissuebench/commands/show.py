@@ -146,7 +146,9 @@ def print_table(store, *, fmt="table", include_superseded=False, columns=None, s
             for row in table.to_dict("records"):
                 print(json.dumps({c: row.get(c) for c in cols}, default=str))
         elif fmt == "csv":
-            print(view(table, cols, scaled=False).to_csv(index=False), end="")
+            from benchmarks.files import spreadsheet_safe
+
+            print(spreadsheet_safe(view(table, cols, scaled=False)).to_csv(index=False), end="")
         elif fmt == "markdown":
             frame = view(table, cols, scaled=True)
             print("| " + " | ".join(frame.columns) + " |")
