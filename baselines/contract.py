@@ -98,17 +98,26 @@ class Prepared:
     arch: dict | None = None  # {"model": registry name, "options": {...}} if not the dense backbone
     reference_epochs: int | None = None  # budget of the dense model it is compared with (None: dense_epochs)
     extra_epochs_at_dense_cost: int = 0  # training the method did itself at the dense model's cost (slimming)
+    extra_forward_images: int = 0  # forward passes (images) at the dense cost outside training (PFEC's sensitivity)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """What a dry run says before anything trains: the job's own epochs, and cost estimates."""
+    """What a dry run says before anything trains: the job's own epochs, and cost estimates.
+
+    Its training compute (``benchmarks.planning``) is ``images x 3 x (epochs x train_macs +
+    extra_epochs_at_dense_cost x dense MACs) + extra_forward_images x dense MACs``: a masked model
+    trains at its dense cost (``train_macs``), however sparse its result; Network Slimming's sparsity
+    phase runs at the dense model's cost; PFEC's sensitivity analysis is forward passes.
+    """
 
     epochs: int
     macs: float
     params: float
     reference_epochs: int
     extra_epochs_at_dense_cost: int = 0  # a method's own training at the dense model's cost (slimming)
+    train_macs: float | None = None  # MACs per image while training (None: ``macs``)
+    extra_forward_images: int = 0  # forward passes at the dense cost outside training (PFEC's sensitivity analysis)
 
 
 @dataclass(kw_only=True)

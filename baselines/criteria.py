@@ -1,27 +1,26 @@
-"""Importance criteria of Torch-Pruning 1.6, by name (a registry, not an if/elif chain).
+"""Importance criteria for structured pruning, by name (a registry, not an if/elif chain).
 
-Each entry says which paper it implements and the exact Torch-Pruning configuration (the
-``global_pruning`` method option can switch ranking to within each layer). No two criteria give the same pruned network
-from the same checkpoint (tested on ResNet-56 at -50 % MACs).
+Each entry says which paper it implements and how; where Torch-Pruning 1.6.1's criterion is not
+the paper's, ours is (``baselines/importance.py``, each tested against a hand-computed score), or
+the name says it is an adaptation. The ``global_pruning`` method option can switch the ranking.
 
-* ``l1``: PFEC (Li et al. 2017, "Pruning Filters for Efficient ConvNets"), the L1 norm of each
-  filter's own weights: ``MagnitudeImportance(p=1, group_reduction="first", normalizer=None)``.
-* ``l2``: PFEC with the L2 norm: ``MagnitudeImportance(p=2, group_reduction="first", normalizer=None)``.
+* ``l1``: **L1, uniform** (not PFEC): each filter's own L1 norm, every prunable group (stem and
+  residual-coupled block outputs included) at one rate: ``MagnitudeImportance(p=1,
+  group_reduction="first", normalizer=None)``, ranked within each layer. PFEC itself (block-first
+  convs only, per-layer rates from a sensitivity analysis) is ``prune_pfec`` (``baselines/pfec.py``).
+* ``l2``: the same with the L2 norm (uniform).
 * ``group``: DepGraph (Fang et al. 2023), L2 over every coupled layer, group mean, mean-normalised:
-  ``GroupMagnitudeImportance(p=2)``.
-* ``taylor``: Molchanov et al. 2019, first-order Taylor of the loss with a fresh gradient per
-  step: ``TaylorImportance()``.
-* ``slimming``: Network Slimming (Liu et al. 2017), BN scales after the L1 sparsity phase:
-  ``BNScaleImportance()``.
-* ``bnscale``: BN scales without the sparsity phase (not Network Slimming): ``BNScaleImportance()``.
-* ``fpgm``: FPGM (He et al. 2019), distance to the geometric median: ``FPGMImportance()``.
-* ``lamp``: LAMP (Lee et al. 2021), layer-adaptive magnitude scores: ``LAMPImportance()``.
-* ``random``: random channels, a sanity baseline: ``RandomImportance()``.
-
-Ranking: PFEC (``l1``, ``l2``) ranks filters within each layer and prunes every layer by the same
-fraction, as its paper prunes fixed fractions per layer: raw norms are not comparable across
-layers (a 1-channel stem's 9-weight filters would always rank lowest). Every other criterion
-ranks globally, as its paper does. ``global_pruning`` overrides either.
+  ``GroupMagnitudeImportance(p=2)``, global.
+* ``taylor``: Molchanov et al. 2019, ``(sum of w x g)^2`` over the channel's parameters with BN,
+  summed over ``taylor_batches`` mini-batches before every step: ``importance.Taylor``, global.
+* ``slimming``: Network Slimming (Liu et al. 2017), raw BN |gamma| after the L1 sparsity phase, one
+  global threshold: ``importance.BNScale``.
+* ``bnscale``: the same raw |gamma| without the sparsity phase (not Network Slimming).
+* ``fpgm``: FPGM (He et al. 2019), distance to the geometric median between filter weights, every
+  layer at one rate: ``importance.GeometricMedian``, within each layer.
+* ``lamp_channel``: LAMP's score adapted to channels (Torch-Pruning's ``LAMPImportance``), global.
+  LAMP itself (Lee et al. 2021) scores weights: ``sparse_lamp`` (unstructured).
+* ``random``: random channels (a sanity baseline): ``RandomImportance()``, global.
 """
 
 from __future__ import annotations
@@ -30,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch_pruning as tp
+
+from baselines import importance
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,13 @@ CRITERIA = {
         Criterion(
             "l1",
             lambda: tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None),
-            "L1 norm of each filter (PFEC, Li et al. 2017)",
+            "L1, uniform: each filter's L1 norm, every group at one rate (not PFEC: see prune_pfec)",
             global_pruning=False,
         ),
         Criterion(
             "l2",
             lambda: tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
-            "L2 norm of each filter (PFEC with L2)",
+            "L2, uniform: each filter's L2 norm, every group at one rate",
             global_pruning=False,
         ),
         Criterion(
@@ -64,26 +65,33 @@ CRITERIA = {
         ),
         Criterion(
             "taylor",
-            lambda: tp.importance.TaylorImportance(),
-            "first-order Taylor (Molchanov et al. 2019)",
+            importance.Taylor,
+            "(sum of w x g)^2 with BN, over several mini-batches (Molchanov et al. 2019)",
             needs_grad=True,
         ),
         Criterion(
             "slimming",
-            lambda: tp.importance.BNScaleImportance(),
-            "BN scale after an L1 sparsity phase (Network Slimming, Liu et al. 2017)",
+            importance.BNScale,
+            "raw BN |gamma|, one global threshold, after an L1 sparsity phase (Network Slimming, Liu et al. 2017)",
             needs_bn=True,
         ),
         Criterion(
             "bnscale",
-            lambda: tp.importance.BNScaleImportance(),
-            "BN scale, no sparsity phase (not Network Slimming)",
+            importance.BNScale,
+            "raw BN |gamma|, one global threshold, no sparsity phase (not Network Slimming)",
             needs_bn=True,
         ),
         Criterion(
-            "fpgm", lambda: tp.importance.FPGMImportance(), "distance to the geometric median (FPGM, He et al. 2019)"
+            "fpgm",
+            importance.GeometricMedian,
+            "distance to the layer's geometric median, every layer at one rate (FPGM, He et al. 2019)",
+            global_pruning=False,
         ),
-        Criterion("lamp", lambda: tp.importance.LAMPImportance(), "layer-adaptive magnitude (LAMP, Lee et al. 2021)"),
+        Criterion(
+            "lamp_channel",
+            lambda: tp.importance.LAMPImportance(),
+            "LAMP's score adapted to channels (an adaptation; LAMP itself is sparse_lamp)",
+        ),
         Criterion("random", lambda: tp.importance.RandomImportance(), "random channels (a sanity baseline)"),
     )
 }

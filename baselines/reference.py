@@ -95,3 +95,34 @@ class TissueNet(BaseMethod):
         epochs = ctx.epochs("scratch")
         info = {"tissue_options": model.tissue_options, "registry_name": name}
         return Prepared(model, "scratch", epochs, info, arch=arch, reference_epochs=epochs)
+
+
+@register_method
+class TissueNetMatched(TissueNet):
+    """TissueNet trained for the compute of a fine-tuned row of its own MACs (dense epochs x dense MACs / its
+    MACs, + the fine-tune epochs), compared with the dense model of the dense budget: the Scratch-B rule of
+    Liu et al. 2019 applied to TissueNet, so it meets the pruned rows at equal training compute."""
+
+    name = "tissuenet_matched"
+
+    def reference_epochs(self, budgets, epochs_override):
+        return budgets.dense_epochs
+
+    @staticmethod
+    def matched_epochs(budgets, dense_macs: float, macs: float) -> int:
+        return max(1, round(budgets.dense_epochs * dense_macs / macs)) + budgets.epochs("finetune")
+
+    def estimate(self, plan):
+        model = self._build(plan)
+        macs = count_macs(model, plan.in_channels, plan.input_size)
+        epochs = self.matched_epochs(plan.budgets, plan.dense_macs, macs)
+        return Estimate(epochs, macs, count_params(model), plan.budgets.dense_epochs)
+
+    def prepare(self, ctx):
+        prepared = super().prepare(ctx)
+        dense_macs = count_macs(ctx.dense_model(), ctx.in_channels, ctx.input_size)
+        macs = count_macs(prepared.model, ctx.in_channels, ctx.input_size)
+        prepared.epochs = self.matched_epochs(ctx.budgets, dense_macs, macs)
+        prepared.reference_epochs = ctx.budgets.dense_epochs
+        prepared.info["matched"] = {"dense_macs": dense_macs, "macs": macs, "epochs": prepared.epochs}
+        return prepared

@@ -2,7 +2,9 @@
 
 Prunable weights: every conv and linear weight (the classifier too, unless
 ``include_classifier = false``). ``sparse_global``: the smallest-magnitude weights across all
-layers (exactly round(s x N) of them); ``sparse_layer`` and ``sparse_random``: the same fraction in
+layers (exactly round(s x N) of them); ``sparse_lamp``: the smallest LAMP scores across all layers
+(Lee et al. 2021: w^2 over the sum of the squares of the layer's weights at least as large, which
+makes scores comparable between layers); ``sparse_layer`` and ``sparse_random``: the same fraction in
 each layer. Masks are forward pre-hooks, so they hold during fine-tuning; afterwards they are
 made permanent. Results record nonzero params and ``macs_effective`` (layer MACs x density): the
 cost with sparse kernels, which a dense runtime does not have (the latency shows it).
@@ -13,7 +15,8 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils import prune
 
-from baselines.contract import BaseMethod, Prepared, register_method
+from baselines.contract import BaseMethod, Estimate, Prepared, register_method
+from baselines.importance import lamp_scores
 from baselines.structured import check_options, classifier_of
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -40,9 +43,15 @@ class Unstructured(BaseMethod):
     phase = "finetune"
     targets = ("sparsity",)
     scope, pruning = "global", prune.L1Unstructured
+    score = None  # per-weight importance for the global threshold (None: |w|)
 
     def check(self, options, target):
         check_options(self.name, options, {"include_classifier": bool})
+
+    def estimate(self, plan):
+        """Effective cost (1 - sparsity) x dense; training runs dense (masks zero weights, not work)."""
+        est = super().estimate(plan)
+        return Estimate(est.epochs, est.macs, est.params, est.reference_epochs, train_macs=plan.dense_macs)
 
     def prepare(self, ctx):
         model = ctx.dense_model()
@@ -50,7 +59,10 @@ class Unstructured(BaseMethod):
         s = ctx.target.value
         if self.scope == "global":
             total = sum(m.weight.numel() for m, _ in params)
-            prune.global_unstructured(params, pruning_method=self.pruning, amount=round(s * total))
+            scores = {(m, n): self.score(getattr(m, n)) for m, n in params} if self.score else None
+            prune.global_unstructured(
+                params, pruning_method=self.pruning, importance_scores=scores, amount=round(s * total)
+            )
         else:
             for m, name in params:
                 self.pruning.apply(m, name, amount=round(s * m.weight.numel()))
@@ -63,6 +75,14 @@ class SparseGlobal(Unstructured):
     """Unstructured, global magnitude (smallest |w| across all layers); then fine-tuning."""
 
     name = "sparse_global"
+
+
+@register_method
+class SparseLamp(Unstructured):
+    """Unstructured, global LAMP scores (Lee et al. 2021: layer-adaptive magnitude); then fine-tuning."""
+
+    name = "sparse_lamp"
+    score = staticmethod(lamp_scores)
 
 
 @register_method

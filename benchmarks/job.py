@@ -252,6 +252,15 @@ def train_phases(prepared: Prepared, start: DenseRef, macs: int) -> list[dict]:
         phases.append({"phase": "dense", "epochs": start.meta["train"]["epochs"], "macs": start.meta["macs"]})
     if prepared.extra_epochs_at_dense_cost:
         phases.append({"phase": "method", "epochs": prepared.extra_epochs_at_dense_cost, "macs": start.meta["macs"]})
+    if prepared.extra_forward_images:  # forward passes only (PFEC's sensitivity analysis), counted as such
+        phases.append(
+            {
+                "phase": "sensitivity",
+                "epochs": 0,
+                "macs": start.meta["macs"],
+                "forward_images": prepared.extra_forward_images,
+            }
+        )
     phases.append({"phase": prepared.phase, "epochs": prepared.epochs, "macs": macs})
     return phases
 
@@ -285,6 +294,7 @@ def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: En
             "base_top1": ref["top1"],
             "base_params": ref["params"],
             "base_macs": ref["macs"],
+            "base_epochs": ref["train"]["epochs"],
             "train_phases": train_phases(prepared, start, cost["macs"]),
             "train_images": trained["train_images"],
         }

@@ -134,8 +134,17 @@ def _tradeoff_metrics() -> list[Metric]:
 
 
 def _train_compute(v: dict) -> float:
-    """Multiply-accumulates spent training this row, all phases: epochs x images x 3 x MACs."""
-    return float(sum(p["epochs"] * p["macs"] for p in v["train_phases"]) * v["train_images"] * TRAIN_PASSES_PER_IMAGE)
+    """Multiply-accumulates spent training this row, all phases: epochs x images x 3 x MACs, plus forward
+    passes outside training (a phase's ``forward_images`` x MACs: PFEC's sensitivity analysis)."""
+    phases = v["train_phases"]
+    training = sum(p["epochs"] * p["macs"] for p in phases) * v["train_images"] * TRAIN_PASSES_PER_IMAGE
+    return float(training + sum(p.get("forward_images", 0) * p["macs"] for p in phases))
+
+
+def _compute_vs_dense(v: dict) -> float | None:
+    """This row's training compute over its equal-budget dense reference's (epochs x images x 3 x MACs)."""
+    dense = v["base_epochs"] * v["train_images"] * TRAIN_PASSES_PER_IMAGE * v["base_macs"]
+    return _train_compute(v) / dense if dense else None
 
 
 # One metric per entry with its fields side by side reads better than the formatter's one field per line:
@@ -206,6 +215,10 @@ METRICS: list[Metric] = [
     _m("train_compute", "Train compute (T MACs)", short="TMACs", unit="T MACs", group="budget", scale=1e-12,
        report=True, show=True, compute=_needs("train_phases", "train_images")(_train_compute),
        doc="epochs x training images x 3 x MACs, summed over all phases"),
+    _m("compute_vs_dense", "Train compute vs dense (x)", short="vs_dense", unit="x", group="budget",
+       report=True, show=True,
+       compute=_needs("train_phases", "train_images", "base_epochs", "base_macs")(_compute_vs_dense),
+       doc="this row's training compute (all phases) over its equal-budget dense reference's: 1 = the same"),
     # -- trade-offs (the paper's metrics)
     *_tradeoff_metrics(),
     _m("tca_ratio", "TCA, ratio form", short="tca_ratio", unit="", group="tradeoff", better="higher",

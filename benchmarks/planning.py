@@ -28,9 +28,15 @@ class PlannedJob:
     params: float
     reference_epochs: int
     done: bool = False
+    train_macs: float = 0.0  # per image while training (masked models: dense)
+    extra_epochs_at_dense_cost: int = 0  # a method's own phase at the dense cost (Network Slimming)
+    dense_macs: float = 0.0
+    extra_forward_images: int = 0  # forward passes outside training at the dense cost (PFEC's sensitivity)
 
     def train_compute(self, train_images: int) -> float:
-        return self.epochs * train_images * TRAIN_PASSES_PER_IMAGE * self.macs
+        """Every phase this job trains itself (the shared dense checkpoint counts once, in its dense job)."""
+        macs_epochs = self.epochs * self.train_macs + self.extra_epochs_at_dense_cost * self.dense_macs
+        return macs_epochs * train_images * TRAIN_PASSES_PER_IMAGE + self.extra_forward_images * self.dense_macs
 
     def as_json(self) -> dict:
         j = self.job
@@ -46,6 +52,8 @@ class PlannedJob:
             "epochs": self.epochs,
             "macs": round(self.macs),
             "params": round(self.params),
+            "train_macs": round(self.train_macs),
+            "extra_epochs_at_dense_cost": self.extra_epochs_at_dense_cost,
         }
 
 
@@ -89,9 +97,22 @@ def plan(suite: Suite, jobs: list[Job], is_done=lambda job_id: False) -> list[Pl
     out = []
     for job in jobs:
         method = get_method(job.method)
-        est = method.estimate(plan_context(suite, job.dataset, job.model, job.seed, job, job.target))
+        context = plan_context(suite, job.dataset, job.model, job.seed, job, job.target)
+        est = method.estimate(context)
         out.append(
-            PlannedJob(job, method.phase, est.epochs, est.macs, est.params, est.reference_epochs, is_done(job.job_id))
+            PlannedJob(
+                job,
+                method.phase,
+                est.epochs,
+                est.macs,
+                est.params,
+                est.reference_epochs,
+                is_done(job.job_id),
+                est.macs if est.train_macs is None else est.train_macs,
+                est.extra_epochs_at_dense_cost,
+                context.dense_macs,
+                est.extra_forward_images,
+            )
         )
     return out
 

@@ -4,7 +4,9 @@
 
 For every published TissueNet row ("Ours", "Ours('r')") it enumerates the knobs the paper leaves
 open: the unit's hidden width c_h (units 2-c_h-2), which stages are replaced, whether the first
-block of each replaced stage stays dense, and VGG's layout. Each candidate is built at the row's
+block of each replaced stage stays dense, VGG's layout, and single convolutions as units beside
+whole blocks (``convs``: the first 3x3 conv of a width-doubling ImageNet-style ResNet block as
+2-c_h-4 units; MobileNetV2's 320 -> 1280 head conv as 2-c_h-8 units). Each candidate is built at the row's
 dataset shape (classes, input size) and its FLOPs and parameter cuts are measured against the same
 code's dense backbone. It prints the closest candidates per row (largest of the two errors first);
 the choices, with their reasons, are kept in ``results/paper/presets.toml``.
@@ -35,6 +37,20 @@ def candidates(backbone: str):
                 yield options | {"layout": layout}
         else:
             yield options
+            yield from (options | {"convs": convs} for convs in single_convs(family, subset))
+
+
+def single_convs(family: str, replaced: tuple[int, ...]):
+    """Single convolutions as units beside the replaced blocks (one at a time, or two for ResNets)."""
+    if family == "resnet_imagenet":
+        free = [s for s in (2, 3, 4) if s not in replaced]  # stages whose first block doubles the width
+        for r in (1, 2):
+            for stages in itertools.combinations(free, r):
+                for c_h in (4, 8):
+                    yield {f"{s}.0": f"2-{c_h}-4" for s in stages}
+    elif family == "mobilenetv2":
+        for c_h in (1, 2, 4, 8):
+            yield {"head": f"2-{c_h}-8"}
 
 
 def search(row: dict, top: int) -> list[tuple]:

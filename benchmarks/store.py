@@ -95,6 +95,7 @@ DETAILS = [
     "throughput_speedup",
     "base_params",
     "base_macs",
+    "base_epochs",
     "sparsity",
     "best_epoch",
     "phase",

@@ -1,7 +1,7 @@
 """``tissuebench report``: tables, figures and a static index page from a results folder.
 
 Fast (no training). Deterministic: the same results give byte-identical files (no timestamps;
-matplotlib metadata and the SVG hash salt pinned; the bootstrap's generator fixed). Failed,
+matplotlib metadata and the SVG hash salt pinned). Failed,
 missing, damaged and superseded jobs are reported as gaps, not hidden.
 """
 

@@ -27,7 +27,8 @@ TISSUENET = "tissuenet"
 PUBLISHED = "published (own baseline)"
 MEASURED = "measured here"
 # published cells that disagree with their own row by more than the printed precision allows
-TOLERANCE = {"acc_drop": 0.005, **{m: 0.015 for m in TRADEOFFS}}
+TOLERANCE = {"acc_drop": 0.005, "speedup_theoretical": 0.05, **{m: 0.015 for m in TRADEOFFS}}
+IMPLIED_AGREEMENT = 0.5  # points: the three weightings' implied cuts agree within this (two-decimal cells)
 
 
 @dataclass
@@ -105,6 +106,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
             "masked": bool((ok.get("sparsity", pd.Series(dtype=float)) > 0.05).any()),
             "top1_by_seed": dict(zip(ok["seed"].astype(int), ok["top1"].astype(float))),
             "preset": _preset_of(first.get("method_options")),
+            "reference_label": _reference_label(first),
             "speedup_suspect": bool(ok.get("speedup_suspect", pd.Series(dtype=bool)).fillna(False).astype(bool).any()),
             "speedup_reliable": _speedup_reliable(ok),
             "latency_reliable": _latency_reliable(ok),
@@ -130,6 +132,14 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     return _significance(frame.reset_index(drop=True))
 
 
+def _reference_label(record) -> str:
+    """The label of the equal-budget dense row a row is compared with (``dense`` or ``dense@eN``)."""
+    ref, dense = record.get("reference_epochs"), record.get("dense_epochs")
+    if ref is None or dense is None or pd.isna(ref) or pd.isna(dense) or int(ref) == int(dense):
+        return "dense"
+    return f"dense@e{int(ref)}"
+
+
 def _preset_of(options) -> str | None:
     if isinstance(options, str):
         try:
@@ -140,20 +150,25 @@ def _preset_of(options) -> str | None:
 
 
 def _significance(frame: pd.DataFrame) -> pd.DataFrame:
-    """Paired t-tests over seeds: each row against the dense row and against the TissueNet row of nearest cost."""
+    """Paired t-tests over seeds: each row against its equal-budget dense reference (``dense@eN`` where the
+    row trained for another budget) and against the TissueNet row of nearest cost; within each table
+    (dataset, model) each family of p-values is adjusted by Holm's method (``p_vs_dense``, ``p_vs_tissuenet``
+    hold the adjusted values, ``*_raw`` the unadjusted ones)."""
     frame = frame.copy()
-    for col in ("p_vs_dense", "p_vs_tissuenet", "vs_tissuenet"):
+    for col in ("p_vs_dense", "p_vs_tissuenet", "vs_tissuenet", "vs_dense", "p_vs_dense_raw", "p_vs_tissuenet_raw"):
         frame[col] = None
     for _, group in frame.groupby(["dataset", "model"]):
-        dense = group[group["method"] == "dense"]
+        dense = {r["label"]: r for _, r in group[group["method"] == "dense"].iterrows()}
         tissue = group[group["method"] == TISSUENET]
+        raw_dense, raw_tissue = {}, {}
         for i, row in group.iterrows():
             if row["seeds"] < 2:
                 continue
-            if len(dense) and row["method"] != "dense":
-                frame.at[i, "p_vs_dense"] = stats.paired_t_test(
-                    row["top1_by_seed"], dense.iloc[0]["top1_by_seed"]
-                ).p_value
+            reference = dense.get(row.get("reference_label") or "dense")
+            reference = dense.get("dense") if reference is None else reference
+            if reference is not None and row["method"] != "dense":
+                frame.at[i, "vs_dense"] = reference["label"]
+                raw_dense[i] = stats.paired_t_test(row["top1_by_seed"], reference["top1_by_seed"]).p_value
             if len(tissue) and row["method"] != TISSUENET:
                 nearest = tissue.iloc[
                     (tissue["macs_effective_reduction_pct"] - row["macs_effective_reduction_pct"])
@@ -162,9 +177,11 @@ def _significance(frame: pd.DataFrame) -> pd.DataFrame:
                     .iloc[0]
                 ]
                 frame.at[i, "vs_tissuenet"] = nearest["label"]
-                frame.at[i, "p_vs_tissuenet"] = stats.paired_t_test(
-                    row["top1_by_seed"], nearest["top1_by_seed"]
-                ).p_value
+                raw_tissue[i] = stats.paired_t_test(row["top1_by_seed"], nearest["top1_by_seed"]).p_value
+        for raw, col in ((raw_dense, "p_vs_dense"), (raw_tissue, "p_vs_tissuenet")):
+            for i, adjusted in zip(raw, stats.holm(list(raw.values()))):
+                frame.at[i, f"{col}_raw"] = raw[i]
+                frame.at[i, col] = adjusted
     return frame
 
 
@@ -201,6 +218,8 @@ def published() -> pd.DataFrame:
             "marks": {},
         }
         consistent = {"acc_drop": base - top1}
+        if not math.isnan(f_cut) and f_cut < 100:  # a printed speed-up against its own FLOPs cut
+            consistent["speedup_theoretical"] = 100 / (100 - f_cut)
         for metric in TRADEOFFS:
             kind, w1, w2 = metric.split("_")
             cut = f_cut if kind == "tca" else p_cut
@@ -209,6 +228,11 @@ def published() -> pd.DataFrame:
                 fn(base, top1, 100.0, 100.0 - cut, int(w1), int(w2)) if not math.isnan(cut) else math.nan
             )
             row[metric] = num(metric)
+        row["readings"] = {}
+        implied = _implied_cut(row, base, top1, "tsa", p_cut)
+        if implied is not None:  # every TSA cell says another params cut: a contradiction, not one typo
+            row["readings"]["params_nonzero_reduction_pct"] = implied
+            consistent = {k: v for k, v in consistent.items() if not k.startswith("tsa")}  # kept as printed
         for metric, value in consistent.items():
             printed = row[metric]
             if not math.isnan(printed) and not math.isnan(value) and abs(printed - value) > TOLERANCE[metric]:
@@ -216,6 +240,24 @@ def published() -> pd.DataFrame:
                 row[metric] = value
         out.append(row)
     return pd.DataFrame(out)
+
+
+def _implied_cut(row: dict, base: float, top1: float, kind: str, printed_cut: float) -> float | None:
+    """The cut (in %) that a row's TCA or TSA cells imply, when all of them agree on one that the printed
+    column contradicts (MobileNetV2/CIFAR-100 "Ours": params -60.48 % printed, its TSA cells say -64.48 %).
+
+    TSA(w1, w2) = exp(w1 cut) / exp(w2 drop / base), so cut = (ln TSA + w2 drop / base) / w1."""
+    if math.isnan(printed_cut) or not base:
+        return None
+    cuts = []
+    for w1, w2 in WEIGHTINGS:
+        cell = row.get(f"{kind}_{w1}_{w2}")
+        if cell is None or math.isnan(cell) or cell <= 0:
+            return None
+        cuts.append(100 * (math.log(cell) + w2 * (base - top1) / base) / w1)
+    agree = max(cuts) - min(cuts) <= IMPLIED_AGREEMENT
+    far = abs(sum(cuts) / len(cuts) - printed_cut) > 2 * IMPLIED_AGREEMENT
+    return round(sum(cuts) / len(cuts), 2) if agree and far else None
 
 
 def provenance(rows: pd.DataFrame) -> dict:

@@ -119,6 +119,16 @@ def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
         rows = ok[ok["family"] == fam].sort_values("macs_effective_reduction_pct")
         ax.plot(rows["macs_effective_reduction_pct"], rows["acc_drop"], color=colour[fam], lw=1.2, alpha=0.8)
         labels += _target_points(ax, rows, "macs_effective_reduction_pct", "acc_drop", colour[fam])
+        for _, r in rows.iterrows():  # the training compute each point cost, relative to its dense reference
+            if not pd.isna(r.get("compute_vs_dense")):
+                ax.annotate(
+                    f"{r['compute_vs_dense']:.2f}x",
+                    (r["macs_effective_reduction_pct"], r["acc_drop"]),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=6,
+                    color=colour[fam],
+                )
     for i, (name, rows) in enumerate(published.groupby("label", sort=True)):
         ax.scatter(
             rows["macs_effective_reduction_pct"],
@@ -136,7 +146,9 @@ def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
     _legend(ax, "better: ↘ (larger cut, smaller drop)", ncol=1 + len(labels) // 16)
     caption = (
         f"Top-1 accuracy drop against the FLOPs cut (the paper's Fig. 7); each method's targets are "
-        f"connected; hollow: published rows, each against its own baseline; {_seeds_note(ok)}."
+        f"connected; beside each point its training compute relative to its dense reference (all phases: a "
+        f"fine-tuned row includes the dense training it starts from); hollow: published rows, each against its "
+        f"own baseline; {_seeds_note(ok)}."
     )
     return fig, labels, caption
 

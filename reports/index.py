@@ -94,10 +94,11 @@ def _definitions(latency: dict, seeds_max: int) -> str:
     settings = _speed_settings(latency)
     seeds = (
         (
-            f"With more than one seed, cells show mean ± std; hover for the 95 % bootstrap confidence interval "
-            f"({stats.BOOTSTRAP_RESAMPLES:,} resamples of the seeds). Each row is compared with the dense row and "
-            f"with the TissueNet row of nearest FLOPs cut by a two-sided paired t-test over seeds; "
-            f"<b>n.s.</b> marks a drop not significant at α = {stats.ALPHA}."
+            f"With more than one seed, cells show mean ± std; hover for the 95 % Student-t confidence interval of "
+            f"the mean (mean ± t(0.975, n−1)·s/√n). Each row is compared with its equal-budget dense row and with "
+            f"the TissueNet row of nearest FLOPs cut by a two-sided paired t-test over seeds; the p-values of a "
+            f"table are adjusted by Holm's method; <b>n.s.</b> marks a drop not significant at α = {stats.ALPHA} "
+            f"after it, <b>no test</b> a row with fewer than two common seeds or no spread in its differences."
         )
         if seeds_max > 1
         else (

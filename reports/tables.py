@@ -2,7 +2,7 @@
 
 Columns come from the metric table (``report`` metrics, in their groups: accuracy, cost, speed,
 budget, trade-off), each header with its unit and better direction. Measured rows show mean ± std
-over seeds (a 95 % bootstrap CI in the CSV and the HTML tooltip); published rows stand beside them,
+over seeds (a 95 % Student-t CI in the CSV and the HTML tooltip); published rows stand beside them,
 marked, each against its own baseline. A published cell that contradicts its own row carries a
 dagger and a footnote with the printed value. CSV keeps raw numbers (exact integers for counts).
 """
@@ -73,7 +73,7 @@ def _measured_cell(row, metric: str, notes: dict) -> Cell:
     if isinstance(std, float) and not math.isnan(std) and std > 0:  # no "± 0" for numbers every seed shares
         text += f" ± {_fmt(std, metric)}"
         lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
-        tip = f"95 % CI {_fmt(lo, metric)} – {_fmt(hi, metric)} (bootstrap, {row['seeds']} seeds)"
+        tip = f"95 % CI {_fmt(lo, metric)} – {_fmt(hi, metric)} (Student t, {row['seeds']} seeds)"
     mark = ""
     if metric == "speedup_theoretical" and row.get("masked"):
         mark = "§"
@@ -94,11 +94,17 @@ def _measured_cell(row, metric: str, notes: dict) -> Cell:
             "quarter of their median, or a latency whose own IQR does (noise, not a result; left out of the "
             "latency figure)"
         )
-    if metric == "acc_drop" and row["seeds"] > 1:
+    if metric == "acc_drop" and row["seeds"] > 1 and row["method"] != "dense":
         p = row.get("p_vs_dense")
-        if p is not None and not math.isnan(p) and p >= ALPHA:
+        if p is None or (isinstance(p, float) and math.isnan(p)):
+            mark = "no test"
+            notes["no test"] = "no paired test: fewer than two seeds in common, or differences without spread"
+        elif p >= ALPHA:
             mark = "n.s."
-            notes["n.s."] = f"not significant: the paired t-test over seeds against the dense row gives p ≥ {ALPHA}"
+            notes["n.s."] = (
+                f"not significant: the paired t-test over seeds against the equal-budget dense row gives p ≥ "
+                f"{ALPHA} after Holm's correction over the rows of this table"
+            )
     return Cell(text, tip, mark)
 
 
@@ -106,6 +112,14 @@ def _published_cell(row, metric: str, notes: dict) -> Cell:
     value = row.get(metric)
     if metric not in row or value is None or (isinstance(value, float) and math.isnan(value)):
         return Cell("–")
+    other = (row.get("readings") or {}).get(metric)
+    if other is not None:  # the paper contradicts itself: both readings, neither corrected
+        key = f"⁂ {row['label']} {BY_NAME[metric].title}"
+        notes[key] = (
+            f"{row['label']}, {BY_NAME[metric].title}: the paper prints {value:g}, but the row's TSA cells (as printed) "
+            f"imply {other:g}; both readings shown, neither corrected"
+        )
+        return Cell(f"{_fmt(value, metric)} / {_fmt(other, metric)}", notes[key], "⁂")
     printed = row["marks"].get(metric)
     if printed is None:
         return Cell(_fmt(value, metric))
@@ -165,6 +179,7 @@ TEX_SPECIAL = {
     "↓": r"$\downarrow$",
     "†": r"$^\dagger$",
     "‡": r"$^\ddagger$",
+    "⁂": r"$^\ast$",
     "§": r"\S{}",
     "≥": r"$\geq$",
     "·": r"$\cdot$",
@@ -221,7 +236,8 @@ def to_csv(agg: pd.DataFrame, published: pd.DataFrame) -> str:
     stat_cols = [f"{m}{s}" for m in REPORTED for s in ("", "_std", "_ci_low", "_ci_high")]
     both = pd.concat([agg.assign(source=MEASURED), published], ignore_index=True) if len(published) else agg
     flags = ["latency_reliable", "speedup_reliable", "speedup_suspect", "speedup_by_definition"]  # the ‡ of the page
-    frame = both.reindex(columns=cols + stat_cols + ["p_vs_dense", "p_vs_tissuenet", "vs_tissuenet"] + flags)
+    tests = ["vs_dense", "p_vs_dense", "p_vs_dense_raw", "vs_tissuenet", "p_vs_tissuenet", "p_vs_tissuenet_raw"]
+    frame = both.reindex(columns=cols + stat_cols + tests + flags)
     for m in REPORTED:
         if BY_NAME[m].integer:
             whole = frame[m].dropna()

@@ -3,9 +3,10 @@
 Derived from the suite file, so a new suite gets its quick pass the moment it is added: every
 budget to one epoch, no warm-up, 16 training images in batches of 8 (two steps an epoch), 16 test
 images, no latency, one epoch for every method's own phase (Network Slimming's sparsity run, a
-method's ``epochs``), image folders at 32 px read in the main process, 50 pruning steps instead of 200 (each still lands
-within the target's tolerance). ``one_target`` keeps one target per method: every dataset, model
-and method of the suite still runs, in a time CI affords.
+method's ``epochs``), image folders at 32 px read in the main process, 50 pruning steps instead of
+200 (each still lands within the target's tolerance), Taylor over 2 mini-batches, PFEC's
+sensitivity on 16 images. ``one_target`` keeps one target per method: every dataset, model and
+method of the suite still runs, in a time CI affords.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def quick_overrides(name: str, *, one_target: bool = False) -> list[str]:
         for key in ("warmup_epochs", "batch_size"):
             if key in method.get("train", {}):
                 sets.append(f"method.{label}.train.{key}={0 if key == 'warmup_epochs' else BATCH}")
-        if _accepts(method, "steps", PRUNING_STEPS):
-            sets.append(f"method.{label}.options.steps={PRUNING_STEPS}")
+        for option, value in (("steps", PRUNING_STEPS), ("taylor_batches", 2), ("sensitivity_images", TRAIN_IMAGES)):
+            if _accepts(method, option, value):
+                sets.append(f"method.{label}.options.{option}={value}")
         if one_target and len(method.get("targets", [])) > 1:
             middle = method["targets"][len(method["targets"]) // 2]
             sets.append(f"method.{label}.targets=[{_toml(middle)}]")

@@ -165,7 +165,7 @@ def test_statistics_mark_what_the_seeds_do_not_support(results, report):
     assert "n.s." in l1_50  # drops of 2.0 and 0.7 points over two seeds: p >= 0.05
     assert "± " in l1_50
     html = (out / "index.html").read_text()
-    assert "paired t-test" in html and "bootstrap" in html
+    assert "paired t-test" in html and "Student-t" in html and "Holm" in html
 
 
 def test_readers_labels_units_and_groups(report):

@@ -104,6 +104,9 @@ class TissueBuilder:
     plan: dict | None = None
     keep_first: bool | None = None
     num_stages: int = 1
+    # single convolutions as stacked layers, beyond whole blocks: {"4.0": "2-4-4"} (the first conv of
+    # stage 4's block 0), {"head": "2-4-8"} (MobileNetV2's head conv); each with its own unit spec
+    convs: dict | None = None
     design_set: tuple[UnitSpec, ...] = field(init=False)
     stages: tuple[int, ...] = field(init=False)
     drawn: dict[str, list[str]] = field(init=False, default_factory=dict)
@@ -113,18 +116,34 @@ class TissueBuilder:
         self.design_set = parse_units(self.units)
         self.stages, self.keep_first = resolve_replacement(self.replace, self.num_stages, self.keep_first)
         self._rng = random.Random(self.seed)
+        self.convs = dict(self.convs or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.convs.items()):
+            raise ValueError(f"convs maps 'stage.block' (or 'head') to a unit spec, got {self.convs!r}")
+        self._conv_units = {k: parse_units(v) for k, v in self.convs.items()}
+        self._used: set[str] = set()
+
+    def conv_units(self, where: str) -> tuple[UnitSpec, ...] | None:
+        """The design set of a single convolution replaced by units (``convs``), or None."""
+        if where in self._conv_units:
+            self._used.add(where)
+        return self._conv_units.get(where)
+
+    def check_convs_used(self) -> None:
+        unused = sorted(set(self._conv_units) - self._used)
+        if unused:
+            raise ValueError(f"convs names {unused}: no such single convolution in this backbone")
 
     def replaces(self, stage: int, block: int) -> bool:
         """Is block ``block`` (0-based) of stage ``stage`` (1-based) a stacked layer?"""
         return stage in self.stages and not (self.keep_first and block == 0)
 
-    def units_for(self, name: str, in_width: int, out_width: int) -> tuple[UnitSpec, ...]:
+    def units_for(self, name: str, in_width: int, out_width: int, design_set=None) -> tuple[UnitSpec, ...]:
         if self.plan is not None:
             if name not in self.plan:
                 raise ValueError(f"plan has no entry for layer {name!r}")
             units = tuple(UnitSpec.parse(u) for u in self.plan[name])
         else:
-            units = draw_to_width(self.design_set, in_width, out_width, self._rng)
+            units = draw_to_width(design_set or self.design_set, in_width, out_width, self._rng)
         self.drawn[name] = [str(u) for u in units]
         return units
 
@@ -140,8 +159,8 @@ class TissueBuilder:
             self.drawn[f"stack{j}"] = [str(u) for u in units]
         return layers
 
-    def stacked(self, name: str, in_width: int, out_width: int, **kwargs) -> StackedLayer:
-        layer = StackedLayer(self.units_for(name, in_width, out_width), **kwargs)
+    def stacked(self, name: str, in_width: int, out_width: int, design_set=None, **kwargs) -> StackedLayer:
+        layer = StackedLayer(self.units_for(name, in_width, out_width, design_set), **kwargs)
         if layer.in_channels != in_width or layer.out_channels != out_width:
             raise ValueError(
                 f"plan for {name!r} maps {layer.in_channels}->{layer.out_channels}, need {in_width}->{out_width}"
@@ -156,6 +175,7 @@ class TissueBuilder:
             "stages": list(self.stages),
             "keep_first": self.keep_first,
             "seed": self.seed,
+            **({"convs": dict(self.convs)} if self.convs else {}),
             **self.extra,
             "plan": dict(self.drawn),
         }

@@ -51,7 +51,7 @@ def dry_run(runner, only, as_json: bool) -> int:
     planned = plan(runner.suite, jobs, runner.store.is_done)
     if as_json:
         for p in planned:
-            print(json.dumps(p.as_json()))
+            print(json.dumps(p.as_json() | {"train_compute": p.train_compute(train_images[p.job.dataset])}))
         return 0
     suite = runner.suite
     print(f"suite {suite.name}: {len(jobs)} jobs -> {runner.store.root}  (device {runner.device})")

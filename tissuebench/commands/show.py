@@ -107,9 +107,9 @@ def _fit(frame, width: int):
     return frame, hidden
 
 
-def overrides_in(table) -> list[str]:
-    """The distinct ``--set`` overrides of the runs in a table, as text (none for plain runs)."""
-    from benchmarks.overrides import describe
+def overrides_in(table) -> list[tuple[str, bool]]:
+    """The distinct ``--set`` overrides of the runs in a table, as (text, whether they change jobs)."""
+    from benchmarks.overrides import describe, identity_overrides
 
     if "overrides" not in table:
         return []
@@ -117,7 +117,7 @@ def overrides_in(table) -> list[str]:
     for raw in table["overrides"].dropna():
         value = json.loads(raw) if isinstance(raw, str) else raw
         if value:
-            out.add(describe(value))
+            out.add((describe(value), bool(identity_overrides(value))))
     return sorted(out)
 
 
@@ -164,8 +164,9 @@ def print_table(store, *, fmt="table", include_superseded=False, columns=None, s
                 "units: M = millions; MACs_eff, params_nz: effective MACs and nonzero parameters (masked rows "
                 "count only their nonzero weights); cut% vs the equal-budget dense row"
             )
-            for text in overrides_in(table):
-                print(f"run with --set {text} (a quick pass: its jobs are not the suite's own)")
+            for text, changing in overrides_in(table):
+                what = "a quick pass: its jobs are not the suite's own" if changing else "job selection only"
+                print(f"run with --set {text} ({what})")
     for gap in scan.damaged:
         print(f"gap: damaged file {gap['file']}: {gap['reason']}", file=sys.stderr)
 

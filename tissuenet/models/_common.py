@@ -58,11 +58,24 @@ def register_pair(
     def dense(num_classes=10, in_channels=3, **kw):
         return attach(init_weights(build(num_classes, in_channels, None, **kw)), None)
 
-    def tissue(num_classes=10, in_channels=3, *, units=units, replace="ours", seed=0, plan=None, keep_first=None, **kw):
-        builder = TissueBuilder(units, replace, seed, plan, keep_first, num_stages)
+    def tissue(
+        num_classes=10,
+        in_channels=3,
+        *,
+        units=units,
+        replace="ours",
+        seed=0,
+        plan=None,
+        keep_first=None,
+        convs=None,
+        **kw,
+    ):
+        builder = TissueBuilder(units, replace, seed, plan, keep_first, num_stages, convs)
         for key in tissue_extra:  # recorded with the other TissueNet options
             builder.extra[key] = kw.get(key, tissue_extra[key])
-        return attach(init_weights(build(num_classes, in_channels, builder, **kw)), builder)
+        model = build(num_classes, in_channels, builder, **kw)
+        builder.check_convs_used()
+        return attach(init_weights(model), builder)
 
     base = [
         inspect.Parameter("num_classes", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=10),
@@ -76,6 +89,7 @@ def register_pair(
         _kw("seed", 0),
         _kw("plan", None),
         _kw("keep_first", None),
+        _kw("convs", None),
     ]
     dense.__signature__ = inspect.Signature(base + extras)
     tissue.__signature__ = inspect.Signature(base + tissue_opts + tissue_extras + extras)

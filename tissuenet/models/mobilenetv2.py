@@ -6,6 +6,7 @@ and groups. A replaced inverted-residual block becomes ``m`` independent units, 
 turn into grouped convs (groups = m) and the depthwise conv, already per-channel, is unchanged.
 Only blocks with an identity shortcut (same width, stride 1) are replaced, so a stage's first
 block never is; ``keep_first`` keeps the first *replaceable* block (the stage's second) dense.
+``convs = {"head": "2-c_h-8"}`` makes the 320 -> 1280 head conv a stacked layer of 1x1 units.
 The default unit 2-12-2 keeps the expansion factor 6. Hybrid design sets are not supported here.
 """
 
@@ -35,11 +36,11 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, stem, stages, c_out: int, num_classes: int) -> None:
+    def __init__(self, stem, stages, c_out: int, num_classes: int, head: nn.Module | None = None) -> None:
         super().__init__()
         self.stem = stem
         self.features = nn.Sequential(*stages)
-        self.head = conv_bn(c_out, 1280, 1)
+        self.head = head or conv_bn(c_out, 1280, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(1280, num_classes)
 
@@ -63,7 +64,11 @@ def _build(num_classes, in_channels, builder):
                 blocks.append(InvertedResidual(c_in, c, stride, hidden=c_in * t))
             c_in = c
         stages.append(nn.Sequential(*blocks))
-    return MobileNetV2(conv_bn(in_channels, 32, 3, act=nn.ReLU6), stages, c_in, num_classes)
+    head_units = builder.conv_units("head") if builder is not None else None
+    head = None
+    if head_units is not None:  # the 320 -> 1280 pointwise head conv as 1x1 units (kernel copied)
+        head = builder.stacked("head", c_in, 1280, head_units, kernel_size=1, final_relu=True)
+    return MobileNetV2(conv_bn(in_channels, 32, 3, act=nn.ReLU6), stages, c_in, num_classes, head)
 
 
 register_pair("mobilenetv2", _build, family="mobilenetv2", num_stages=len(CONFIG), units="2-12-2", tags=("cifar",))

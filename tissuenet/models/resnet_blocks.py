@@ -57,11 +57,17 @@ def make_stages(block, c_in, widths, depths, strides, builder):
         for b in range(depth):
             stride = first_stride if b == 0 else 1
             stacked = None
+            single = builder.conv_units(f"{s}.{b}") if builder is not None else None
             if builder is not None and builder.replaces(s, b):
                 if block is BasicBlock:
                     stacked = builder.stacked(f"layer{s}.{b}", c_in, width, stride=stride)
                 else:
                     stacked = builder.stacked(f"layer{s}.{b}", width, width, stride=stride, final_relu=True)
+            elif single is not None and block is BasicBlock:  # only the block's first 3x3 conv becomes units
+                first = builder.stacked(f"layer{s}.{b}.conv1", c_in, width, single, stride=stride, final_relu=True)
+                stacked = nn.Sequential(first, conv_bn(width, width, 3, act=None))
+            elif single is not None:  # a bottleneck's 3x3 conv
+                stacked = builder.stacked(f"layer{s}.{b}.conv2", width, width, single, stride=stride, final_relu=True)
             blocks.append(block(c_in, width, stride, stacked))
             c_in = width * block.expansion
         stages.append(nn.Sequential(*blocks))
