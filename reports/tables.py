@@ -116,8 +116,8 @@ def _published_cell(row, metric: str, notes: dict) -> Cell:
     if other is not None:  # the paper contradicts itself: both readings, neither corrected
         key = f"⁂ {row['label']} {BY_NAME[metric].title}"
         notes[key] = (
-            f"{row['label']}, {BY_NAME[metric].title}: the paper prints {value:g}, but the row's TSA cells (as printed) "
-            f"imply {other:g}; both readings shown, neither corrected"
+            f"{row['label']}, {BY_NAME[metric].title}: the paper prints {value:g}, but the row's TSA cells "
+            f"(as printed) imply {other:g}; both readings shown, neither corrected"
         )
         return Cell(f"{_fmt(value, metric)} / {_fmt(other, metric)}", notes[key], "⁂")
     printed = row["marks"].get(metric)
