@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from tissuenet import plugins
 from tissuenet.registry import check_name, create_model_for_input, did_you_mean
 
 TARGET_KINDS = ("macs_reduction", "params_reduction", "sparsity")
@@ -172,6 +173,7 @@ class BaseMethod:
     name = "base"
     phase = "finetune"
     targets: tuple[str, ...] = ("none",)
+    example_options: dict = {}  # options that make a valid job (conformance checks use them; none needed: {})
 
     def check(self, options: dict, target: Target) -> None:
         if options:
@@ -201,19 +203,30 @@ class BaseMethod:
 
 
 _METHODS: dict[str, Method] = {}
+_ORIGINS: dict[str, object] = {}  # name -> plugins.Origin (None: built-in)
 
 
 def register_method(cls):
     """Class decorator: instantiate and register under ``cls.name``."""
     check_name(cls.name, "method name")
+    origin = plugins.current(cls.__module__)
     if cls.name in _METHODS:
-        raise ValueError(f"method {cls.name!r} registered twice")
+        raise plugins.collision("method", cls.name, _ORIGINS.get(cls.name), origin)
     _METHODS[cls.name] = cls()
+    _ORIGINS[cls.name] = origin
     return cls
 
 
 def _ensure_loaded() -> None:
     import baselines  # noqa: F401  (importing the package registers every method)
+
+    plugins.load_installed()
+
+
+def method_origin(name: str):
+    """The plugin a method comes from (``plugins.Origin``), or None for a built-in."""
+    _ensure_loaded()
+    return _ORIGINS.get(name)
 
 
 def get_method(name: str) -> Method:

@@ -12,7 +12,7 @@ the name says it is an adaptation. The ``global_pruning`` method option can swit
 * ``group``: DepGraph (Fang et al. 2023), L2 over every coupled layer, group mean, mean-normalised:
   ``GroupMagnitudeImportance(p=2)``, global.
 * ``taylor``: Molchanov et al. 2019, ``(sum of w x g)^2`` over the channel's parameters with BN,
-  summed over ``taylor_batches`` mini-batches before every step: ``importance.Taylor``, global.
+  summed over ``calibration_batches`` (10) mini-batches before every step: ``importance.Taylor``, global.
 * ``slimming``: Network Slimming (Liu et al. 2017), raw BN |gamma| after the L1 sparsity phase, one
   global threshold: ``importance.BNScale``.
 * ``bnscale``: the same raw |gamma| without the sparsity phase (not Network Slimming).
@@ -38,7 +38,9 @@ class Criterion:
     name: str
     make: Callable[[], object]
     doc: str
-    needs_grad: bool = False  # Taylor: a loss gradient on a training batch before every step
+    # mini-batches the importance sees before every pruning step (0: none): it then has
+    # ``accumulate(model, batches)`` (Taylor: gradients; a plugin's: activations); ``calibration_batches`` overrides
+    batches: int = 0
     needs_bn: bool = False  # BN-scale criteria cannot rank a model without BatchNorm
     global_pruning: bool = True  # rank channels across layers (False: within each layer)
 
@@ -67,7 +69,7 @@ CRITERIA = {
             "taylor",
             importance.Taylor,
             "(sum of w x g)^2 with BN, over several mini-batches (Molchanov et al. 2019)",
-            needs_grad=True,
+            batches=10,
         ),
         Criterion(
             "slimming",

@@ -32,8 +32,7 @@ OPTIONS = {
     "ignore": list,
     "tolerance": float,
 }
-TAYLOR_OPTIONS = {"taylor_batches": int}
-DEFAULT_TAYLOR_BATCHES = 10  # mini-batches whose (sum w x g)^2 are summed before each pruning step
+CALIBRATION_OPTIONS = {"calibration_batches": int}  # criteria that look at data before each step (Taylor)
 SLIMMING_OPTIONS = {"slimming_epochs": int, "slimming_reg": float}
 DEFAULT_STEPS = 200  # pruning steps from 0 to max_ratio: small steps land within the tolerance
 DEFAULT_MAX_RATIO = 0.9  # of any group's channels, at most
@@ -72,15 +71,17 @@ def _cost(model: nn.Module, kind: str, in_channels: int, input_size: int):
     return ShapeCounter(model, in_channels, input_size)
 
 
-def prune_to_target(model, ctx, criterion: str, options: dict) -> dict:
+def prune_to_target(model, ctx, criterion, options: dict) -> dict:
     """Prune ``model`` in place until the measured reduction reaches ``ctx.target``.
+
+    ``criterion``: a registered criterion's name (``baselines.criteria``) or a :class:`Criterion` (a plugin's).
 
     Whole steps of the schedule until the target is reached. When the last step jumps past it by
     more than the tolerance (residual networks remove a channel from every coupled layer at once),
     the schedule is replayed from the unpruned model (same seed, so the same steps) and its last
     step is taken channel by channel, least important first, stopping at the target.
     """
-    crit = get_criterion(criterion)
+    crit = get_criterion(criterion) if isinstance(criterion, str) else criterion
     if crit.needs_bn and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise MethodError(f"criterion {criterion!r} ranks channels by BN scales; {ctx.model_name} has no BatchNorm")
     tolerance = options.get("tolerance", DEFAULT_TOLERANCE)
@@ -92,7 +93,7 @@ def prune_to_target(model, ctx, criterion: str, options: dict) -> dict:
         info = _prune_once(model, ctx, crit, options, steps, exact_step=info["steps_taken"])
     if abs(info["achieved"] - ctx.target.value) > tolerance:
         raise MethodError(
-            f"{criterion} pruning reached {ctx.target.kind} {info['achieved']:.4f} for target {ctx.target.value:.4f} "
+            f"{crit.name} pruning reached {ctx.target.kind} {info['achieved']:.4f} for target {ctx.target.value:.4f} "
             f"(tolerance {tolerance}); try more `steps`, a higher `max_ratio` or a smaller target"
         )
     return info
@@ -128,11 +129,11 @@ def _prune_once(model, ctx, crit, options: dict, steps: int, exact_step: int | N
             ignored_layers=ignored,
             round_to=options.get("round_to"),
         )
-        achieved, batches = 0.0, _cycle(ctx.train_loader) if crit.needs_grad else None
+        achieved, batches = 0.0, _cycle(ctx.train_loader) if crit.batches else None
         measure = lambda: 1 - cost() / base  # noqa: E731
         while achieved < target and pruner.current_step < pruner.iterative_steps:
-            if crit.needs_grad:  # Taylor: fresh gradients of several mini-batches before each step
-                n = options.get("taylor_batches", DEFAULT_TAYLOR_BATCHES)
+            if crit.batches:  # Taylor: fresh gradients of several mini-batches before each step
+                n = options.get("calibration_batches", crit.batches)
                 pruner.importance.accumulate(model, [next(batches) for _ in range(n)])
             if pruner.current_step + 1 != exact_step:
                 pruner.step()
@@ -195,7 +196,7 @@ RANGES = {
     "max_ratio": (0, 1, True),
     "tolerance": (0, 1, False),
     "slimming_epochs": (1, None, False),
-    "taylor_batches": (1, None, False),
+    "calibration_batches": (1, None, False),
     "slimming_reg": (0, None, True),
 }
 
@@ -240,8 +241,13 @@ class StructuredPruning(BaseMethod):
     def sparsity_phase(self) -> bool:
         return self.criterion == "slimming"
 
+    @property
+    def example_options(self) -> dict:
+        return {"slimming_epochs": 1} if self.sparsity_phase else {}
+
     def check(self, options, target):
-        own = (SLIMMING_OPTIONS if self.sparsity_phase else {}) | (TAYLOR_OPTIONS if self.criterion == "taylor" else {})
+        calibrates = get_criterion(self.criterion).batches > 0
+        own = (SLIMMING_OPTIONS if self.sparsity_phase else {}) | (CALIBRATION_OPTIONS if calibrates else {})
         check_options(self.name, options, OPTIONS | own)
         if self.sparsity_phase and "slimming_epochs" not in options:
             raise MethodError(

@@ -289,9 +289,10 @@ def write_reference(
     if seeds is not None:
         n = int(rows["n_seeds"].min())
         how = (
-            f"per job and metric from its {n}+ seeds in {seeds_from}: costs fixed by the architecture (identical in "
-            f"every seed) are exact and may not rise; the rest: one-sided {CONFIDENCE:.0%} prediction interval for "
-            f"one new run, mean -/+ t({CONFIDENCE}, n-1) x s x sqrt(1 + 1/n), top-1 at least {MIN_TOLERANCE} points"
+            f"per job and metric from its {n}+ runs (seeds, and the execution contexts below) in {seeds_from}: costs "
+            f"fixed by the architecture (identical in every run) are exact and may not rise; the rest: one-sided "
+            f"{CONFIDENCE:.0%} prediction interval for one new run, mean -/+ t({CONFIDENCE}, n-1) x s x sqrt(1 + 1/n), "
+            f"top-1 at least {MIN_TOLERANCE} points"
         )
     else:
         tol = tolerance if tolerance is not None else MIN_TOLERANCE
@@ -316,9 +317,31 @@ def context_differences(meta: dict, measured: pd.DataFrame) -> list[str]:
     out = []
     for key in CONTEXT:
         then = meta.get(f"context_{key}")
-        if then is not None and now.get(key) and now[key] != then:
+        if then is not None and now.get(key) and not set(now[key].split(", ")) <= set(then.split(", ")):
             out.append(f"{key} {now[key]} (reference {then or '?'})")
     return out
+
+
+def leave_one_out(seeds: pd.DataFrame, jobs: pd.DataFrame) -> tuple[int, int, list[str]]:
+    """The gate's false alarms on the reference's own runs: each run (a seed in one execution context) is
+    judged against bounds derived from all the other runs of its configuration; returns (runs flagged on
+    any job or metric, runs, what flagged them). Every run is a legitimate one, so each flag is false."""
+    ok = seeds[seeds["status"] == "ok"].copy()
+    ok["_run"] = ok["seed"].astype(str) + "/" + ok.get("threads", pd.Series("?", index=ok.index)).astype(str)
+    flagged, reasons = set(), []
+    for rec in jobs[jobs["status"] == "ok"].to_dict("records"):
+        group = ok[ok["group_hash"] == rec["group_hash"]]
+        for run, row in group.groupby("_run"):
+            others = group[group["_run"] != run]
+            if len(others) < MIN_SEEDS:
+                continue
+            bounds = derive_bounds(pd.DataFrame([rec]), others, None).iloc[0].to_dict()
+            for metric in VALUES:
+                got = row.iloc[0][metric]
+                if judge(metric, got, float(bounds[metric]), *rule_of(bounds, metric, None)) == "regressed":
+                    flagged.add(run)
+                    reasons.append(f"{rec['label']} {metric} {got:g} (seed/threads {run})")
+    return len(flagged), ok["_run"].nunique(), reasons
 
 
 # -- the commit range of a move (nightly history) ----------------------------------------------------------

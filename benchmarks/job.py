@@ -135,6 +135,7 @@ def identity(job: Job) -> dict:
         "group_hash": job.group_hash,
         "suite_variant": job.variant,  # '' unless --set changed what the job computes
         "overrides": job.overrides,  # every --set of the run (provenance)
+        "plugins": job.config.get("plugins", {}),  # where the job's dataset, model and method come from
     }
 
 

@@ -66,6 +66,7 @@ IDENTITY = [
     "group_hash",
     "suite_variant",
     "overrides",
+    "plugins",
     "status",
     "error",
     "superseded",
@@ -134,6 +135,7 @@ DETAILS = [
 # column order of the consolidated table (records may carry more; they follow in sorted order)
 COLUMNS = IDENTITY + metric_names() + DETAILS
 JSON_COLUMNS = (
+    "plugins",
     "overrides",
     "data_source",
     "method_options",

@@ -23,6 +23,7 @@ from baselines.contract import Target
 from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
 from benchmarks.overrides import OverrideError, apply, describe, digest, identity_overrides
 from benchmarks.settings import SettingsError
+from tissuenet import plugins
 
 SUITES_DIR = Path(__file__).parent / "suites"
 JOB_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@+-]+")
@@ -112,6 +113,7 @@ class Suite:
     methods: list[MethodSpec]
     path: Path | None = None
     overrides: dict = field(default_factory=dict)  # ``--set`` on the command line (``overrides.py``)
+    plugins: tuple = ()  # modules the suite file names (``plugins = [...]``), imported before validation
 
     @property
     def variant(self) -> str:
@@ -126,6 +128,21 @@ class Suite:
     def _with_overrides(self, config: dict) -> dict:
         changing = identity_overrides(self.overrides)
         return config | ({"overrides": changing} if changing else {})
+
+    @staticmethod
+    def origins(dataset: str, model: str, method: str) -> dict:
+        """The plugins (module, distribution, version or source hash) a job's dataset, model and method
+        come from: part of its settings hash and its record. Built-ins: nothing (ids stay as they were)."""
+        from baselines.contract import method_origin
+        from benchmarks.data.registry import dataset_origin
+        from tissuenet.registry import model_origin
+
+        found = {
+            "dataset": dataset_origin(dataset),
+            "model": model_origin(model) if ":" not in model else None,
+            "method": method_origin(method),
+        }
+        return {kind: origin.as_dict() for kind, origin in found.items() if origin is not None}
 
     def phase_settings(self, phase: str, overrides: dict | None = None) -> dict:
         """[train], then [finetune] for the fine-tune phase, then the method's own ``train`` (no epochs)."""
@@ -162,6 +179,8 @@ class Suite:
         epochs = self.budgets.dense_epochs if epochs is None else epochs
         label = "dense" if epochs == self.budgets.dense_epochs else f"dense@e{epochs}"
         config = {"dense": self.dense_config(epochs)}
+        origins = self.origins(dataset, model, "dense")
+        config |= {"plugins": origins} if origins else {}
         override = None if epochs == self.budgets.dense_epochs else epochs
         return Job(
             self.name, dataset, model, "dense", label, {}, Target("none"), seed, override, config, {}, self.overrides
@@ -197,6 +216,8 @@ class Suite:
                                     "phase": self.phase_settings(method.phase, spec.train),
                                 }
                             )
+                            origins = self.origins(dataset, model, spec.name)
+                            config |= {"plugins": origins} if origins else {}
                             group.append(
                                 Job(
                                     self.name,
@@ -256,8 +277,13 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
     where = f"{path} with --set {describe(overrides)}" if overrides else str(path)
     try:
         raw = apply(read_suite_toml(path), overrides)
+        named = raw.get("plugins", [])
+        if not isinstance(named, list):
+            raise SuiteError(f"'plugins' must be a list of module names, got {named!r}")
+        plugins.load(named, where=f"{path} plugins")  # before validation: the suite may name their methods
         suite = parse_suite(raw, overrides)
     except (SuiteError, SettingsError, OverrideError) as exc:
         raise SuiteError(f"{where}: {exc}") from exc
     suite.path = path
+    suite.plugins = tuple(named)
     return suite

@@ -17,6 +17,7 @@ from benchmarks.suite import MethodSpec, Suite, SuiteError
 from tissuenet.registry import check_name
 
 TOP_KEYS = {
+    "plugins",
     "name",
     "description",
     "datasets",

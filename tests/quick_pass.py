@@ -67,7 +67,11 @@ def quick_overrides(name: str, *, one_target: bool = False) -> list[str]:
         for key in ("warmup_epochs", "batch_size"):
             if key in method.get("train", {}):
                 sets.append(f"method.{label}.train.{key}={0 if key == 'warmup_epochs' else BATCH}")
-        for option, value in (("steps", PRUNING_STEPS), ("taylor_batches", 2), ("sensitivity_images", TRAIN_IMAGES)):
+        for option, value in (
+            ("steps", PRUNING_STEPS),
+            ("calibration_batches", 2),
+            ("sensitivity_images", TRAIN_IMAGES),
+        ):
             if _accepts(method, option, value):
                 sets.append(f"method.{label}.options.{option}={value}")
         if one_target and len(method.get("targets", [])) > 1:

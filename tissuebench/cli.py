@@ -41,10 +41,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from benchmarks.settings import SettingsError
     from benchmarks.suite import SuiteError
     from tissuebench.options import UserError
+    from tissuenet.plugins import PluginError
     from tissuenet.registry import ModelOptionError, UnknownModelError
 
     return (
         UserError,
+        PluginError,
         SuiteError,
         SettingsError,
         DataError,

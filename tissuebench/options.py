@@ -72,6 +72,25 @@ def add_suite_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_plugins(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-p",
+        "--plugin",
+        dest="plugins",
+        action="append",
+        metavar="MODULE",
+        default=None,
+        help="import a plugin module first (its methods, models, datasets), repeatable; docs/plugins.md",
+    )
+
+
+def load_plugins(args) -> None:
+    """Import the ``-p`` modules (installed plugins load on their own); a failure is one line, exit 2."""
+    from tissuenet import plugins
+
+    plugins.load(getattr(args, "plugins", None) or [])
+
+
 def suite_overrides(args) -> dict:
     """The ``--set`` overrides of a suite command, parsed (bad syntax: one line, exit 2)."""
     from benchmarks.overrides import OverrideError, parse

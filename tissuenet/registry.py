@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from tissuenet import plugins
+
 
 class UnknownModelError(KeyError):
     """The name is not registered (the message lists close matches)."""
@@ -45,6 +47,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_ORIGINS: dict[str, object] = {}  # name -> plugins.Origin (None: built-in)
 
 
 def did_you_mean(name: str, choices) -> str:
@@ -88,8 +91,10 @@ def register_model(
 
     def wrap(fn):
         key = check_name(name or fn.__name__, "model name")
+        origin = plugins.current(fn.__module__)
         if key in _REGISTRY:
-            raise ValueError(f"model {key!r} registered twice")
+            raise plugins.collision("model", key, _ORIGINS.get(key), origin)
+        _ORIGINS[key] = origin
         tissue = dense_name is not None
         _REGISTRY[key] = ModelEntry(key, fn, family, tissue, input_size, tuple(tags), in_channels, dense_name)
         return fn
@@ -99,6 +104,14 @@ def register_model(
 
 def _ensure_loaded() -> None:
     import tissuenet.models  # noqa: F401  (registers the built-in families)
+
+    plugins.load_installed()
+
+
+def model_origin(name: str):
+    """The plugin a model comes from (``plugins.Origin``), or None for a built-in or an external prefix."""
+    _ensure_loaded()
+    return _ORIGINS.get(name)
 
 
 def list_models(pattern: str = "*", *, tissue: bool | None = None, family: str | None = None) -> list[str]:

@@ -18,6 +18,7 @@ import torch
 
 from benchmarks.data import sources
 from benchmarks.files import sha256_file
+from tissuenet import plugins
 from tissuenet.registry import check_name, did_you_mean
 
 
@@ -50,21 +51,32 @@ class DatasetInfo:
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
+_ORIGINS: dict[str, object] = {}  # name -> plugins.Origin (None: built-in)
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
     check_name(info.name, "dataset name")
+    origin = plugins.current(plugins.caller_module())
     if info.name in _DATASETS:
-        raise ValueError(f"dataset {info.name!r} registered twice")
+        raise plugins.collision("dataset", info.name, _ORIGINS.get(info.name), origin)
     _DATASETS[info.name] = info
+    _ORIGINS[info.name] = origin
     return info
 
 
 def list_datasets() -> list[str]:
+    plugins.load_installed()
     return sorted(_DATASETS)
 
 
+def dataset_origin(name: str):
+    """The plugin a dataset comes from (``plugins.Origin``), or None for a built-in."""
+    plugins.load_installed()
+    return _ORIGINS.get(name)
+
+
 def get_dataset(name: str) -> DatasetInfo:
+    plugins.load_installed()
     if name not in _DATASETS:
         raise DataError(f"unknown dataset {name!r}.{did_you_mean(name, _DATASETS)} Known: {', '.join(list_datasets())}")
     return _DATASETS[name]

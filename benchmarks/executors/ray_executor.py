@@ -32,6 +32,7 @@ from benchmarks.job import Env, Outcome, data_source, job_loaders, run_job, trai
 from benchmarks.progress import SuiteProgress
 from benchmarks.runner import Runner, RunSummary, _failed
 from benchmarks.suite import Job, Suite
+from tissuenet import plugins
 
 MARKER = ".ray-shared-marker"
 POLL_S = 0.5  # how often the driver drains progress lines while it waits for results
@@ -47,12 +48,16 @@ class WorkerSettings:
     cpus: int
     results: str
     marker: str  # token in the results folder's marker file: seen by a worker = shared filesystem
+    plugins: tuple = ()  # (module, folder) of the plugins the driver loaded by name: workers import them too
 
 
 def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
     import torch
 
     from benchmarks.runner import resolve_device
+    from tissuenet import plugins
+
+    plugins.load_in_worker(list(settings.plugins))  # a fresh worker process knows no plugin yet
 
     torch.set_num_threads(settings.cpus)  # a reused worker keeps its first task's count otherwise
     device = resolve_device(settings.device)
@@ -171,6 +176,7 @@ class RayRunner(Runner):
             self.execution.cpus_per_job,
             str(self.store.root.resolve()),
             token,
+            tuple(plugins.modules_for_workers()),
         )
 
     def _run_on_ray(self, todo: list[Job], summary: RunSummary) -> None:

@@ -24,9 +24,11 @@ def add_arguments(p) -> None:
     p.add_argument("--update", action="store_true", help="rewrite the reference from the results, deliberately")
     p.add_argument(
         "--tolerance-from",
+        action="append",
         default=None,
         metavar="DIR",
-        help="with --update: derive the bounds from >= 8 seeds of every job in DIR (run with --set seeds=[0,...,7])",
+        help="with --update: derive the bounds from >= 8 runs of every job in DIR (run with --set seeds=[0,...,9]); "
+        "repeatable: runs in other execution contexts (thread counts) widen the bounds to cover them",
     )
     p.add_argument(
         "--history",
@@ -49,19 +51,33 @@ def _measured(root: Path, include_superseded: bool):
 
 
 def _update(args, measured, against: Path) -> int:
+    import pandas as pd
+
     from benchmarks.check import CheckError, write_reference
 
     seeds = None
     if args.tolerance_from:
-        if not (Path(args.tolerance_from) / "records").is_dir():
-            raise UserError(f"--tolerance-from {args.tolerance_from}: no results folder there (expected records/)")
-        seeds, _ = _measured(Path(args.tolerance_from), False)
+        tables = []
+        for folder in args.tolerance_from:
+            if not (Path(folder) / "records").is_dir():
+                raise UserError(f"--tolerance-from {folder}: no results folder there (expected records/)")
+            tables.append(_measured(Path(folder), False)[0])
+        seeds = pd.concat(tables, ignore_index=True)
+    names = ", ".join(Path(f).name for f in args.tolerance_from or [])
     try:
-        rows = write_reference(measured, against, seeds, args.tolerance, Path(args.tolerance_from or "").name)
+        rows = write_reference(measured, against, seeds, args.tolerance, names)
     except CheckError as exc:
         raise UserError(str(exc)) from exc
-    how = f"bounds from {int(rows['n_seeds'].min())}+ seeds" if seeds is not None else "fixed bounds (no seeds)"
+    how = f"bounds from {int(rows['n_seeds'].min())}+ runs" if seeds is not None else "fixed bounds (no seeds)"
     print(f"reference {against} rewritten: {len(rows)} jobs, {how}")
+    if seeds is not None:
+        from benchmarks.check import leave_one_out
+
+        flagged, runs, reasons = leave_one_out(seeds, measured)
+        print(
+            f"leave-one-out: {flagged} of {runs} runs (seed, thread count) would fail this gate against bounds from "
+            f"the other runs: an estimate of its false-alarm rate{': ' + '; '.join(reasons) if reasons else ''}"
+        )
     return 0
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from tissuebench.options import add_model_shape, model_shape, parse_sets
+from tissuebench.options import add_model_shape, add_plugins, load_plugins, model_shape, parse_sets
 
 NAME = "describe"
 HELP = "params, MACs and FLOPs of a model (the counting convention); a TissueNet model's cuts vs its backbone"
 
 
 def add_arguments(p) -> None:
+    add_plugins(p)
     p.add_argument("model", help="a registry name (see `tissuebench list models`), torchvision:NAME or timm:NAME")
     add_model_shape(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -72,6 +73,7 @@ def format_description(d: dict) -> str:
 
 
 def run(args) -> int:
+    load_plugins(args)
     classes, channels, size = model_shape(args, args.model)
     d = describe(args.model, parse_sets(args.set), classes, channels, size)
     print(json.dumps(d, indent=2) if args.json else format_description(d))

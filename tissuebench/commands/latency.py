@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import json
 
-from tissuebench.options import MAX_BATCH, UserError, add_device, add_model_shape, int_in, model_shape, parse_sets
+from tissuebench.options import (
+    MAX_BATCH,
+    UserError,
+    add_device,
+    add_model_shape,
+    add_plugins,
+    int_in,
+    load_plugins,
+    model_shape,
+    parse_sets,
+)
 
 NAME = "latency"
 HELP = "time a model against its dense backbone: median, IQR, samples, measured vs theoretical speed-up"
@@ -30,6 +40,7 @@ def _batches(text: str) -> list[int]:
 
 
 def add_arguments(p) -> None:
+    add_plugins(p)
     p.add_argument("model", help="the model to time (e.g. tissue_resnet56)")
     add_model_shape(p)
     p.add_argument(
@@ -44,6 +55,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    load_plugins(args)
     from benchmarks.config import MIN_LATENCY_SAMPLES, MIN_LATENCY_SECONDS
     from benchmarks.latency import time_paired
     from benchmarks.measure import deploy_form, eager_form

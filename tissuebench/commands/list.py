@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 
+from tissuebench.options import add_plugins, load_plugins
+
 NAME = "list"
 HELP = "list what can be used: models, methods, datasets, suites"
 CATEGORIES = {
@@ -15,37 +17,46 @@ CATEGORIES = {
 
 
 def add_arguments(p) -> None:
+    add_plugins(p)
     p.add_argument("what", nargs="?", choices=list(CATEGORIES), help="a category (none: list the categories)")
     p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'tissue_*'")
     p.add_argument("--data-root", default=None, help="datasets: also look here (as `run` does)")
 
 
+def _origin(origin) -> str:
+    from tissuenet.plugins import describe
+
+    return "" if origin is None else f"  [{describe(origin)}]"
+
+
 def _models(pattern: str, args) -> list[str]:
     from tissuenet import get_entry, list_models
+    from tissuenet.registry import model_origin
 
     rows = []
     for name in list_models(pattern):
         e = get_entry(name)
         kind = f"TissueNet of {e.dense_name}" if e.tissue else "dense"
-        rows.append(f"{name:<24} {e.family:<16} {kind:<28} input {e.in_channels}x{e.input_size}x{e.input_size}")
+        shape = f"input {e.in_channels}x{e.input_size}x{e.input_size}"
+        rows.append(f"{name:<24} {e.family:<16} {kind:<28} {shape}{_origin(model_origin(name))}")
     return rows
 
 
 def _methods(pattern: str, args) -> list[str]:
-    from baselines.contract import get_method, list_methods
+    from baselines.contract import get_method, list_methods, method_origin
 
     out = []
     for n in list_methods():
         if fnmatch.fnmatch(n, pattern):
             m = get_method(n)
             doc = (type(m).__doc__ or "").strip().splitlines()[0]
-            out.append(f"{n:<18} {m.phase:<9} targets {','.join(m.targets):<34} {doc}")
+            out.append(f"{n:<18} {m.phase:<9} targets {','.join(m.targets):<34} {doc}{_origin(method_origin(n))}")
     return out
 
 
 def _datasets(pattern: str, args) -> list[str]:
     """Each dataset, its shape, and whether it is on this machine: where it was found, or where we looked."""
-    from benchmarks.data.registry import get_dataset, list_datasets, locate
+    from benchmarks.data.registry import dataset_origin, get_dataset, list_datasets, locate
 
     out = []
     for n in list_datasets():
@@ -59,7 +70,8 @@ def _datasets(pattern: str, args) -> list[str]:
                 where = "not found" + (" (--download fetches it)" if d.downloadable else "")
                 where += f"; looked in {', '.join(looked)}" if looked else "; give --data-root DIR"
             shape = f"{d.in_channels}x{d.input_size}x{d.input_size}"
-            out.append(f"{n:<14} {d.num_classes:>5} classes  {shape:<9}  {kind:<15} {where}")
+            origin = _origin(dataset_origin(n))
+            out.append(f"{n:<14} {d.num_classes:>5} classes  {shape:<9}  {kind:<15} {where}{origin}")
     return out
 
 
@@ -78,6 +90,7 @@ LISTERS = {"models": _models, "methods": _methods, "datasets": _datasets, "suite
 
 
 def run(args) -> int:
+    load_plugins(args)
     if args.what is None:
         for name, text in CATEGORIES.items():
             print(f"{name:<9} {text}")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tissuebench.options import add_device, add_suite_overrides, float_in, int_in, suite_overrides
+from tissuebench.options import (
+    add_device,
+    add_plugins,
+    add_suite_overrides,
+    float_in,
+    int_in,
+    load_plugins,
+    suite_overrides,
+)
 
 NAME = "nightly"
 HELP = "the nightly job: run suites, check each against its reference, regenerate reports, run asv"
 
 
 def add_arguments(p) -> None:
+    add_plugins(p)
     p.add_argument("--suites", default="smoke,fashion-resnet56", help="comma-separated suite names")
     p.add_argument(
         "--root", default="runs/nightly", help="under it, per suite: one results folder per commit, history, trend page"
@@ -39,6 +48,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    load_plugins(args)
     from tissuebench.nightly import nightly
 
     changes = {

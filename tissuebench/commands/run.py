@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import sys
 
-from tissuebench.options import add_device, add_suite_overrides, float_in, int_in, results_dir, suite_overrides
+from tissuebench.options import (
+    add_device,
+    add_plugins,
+    add_suite_overrides,
+    float_in,
+    int_in,
+    load_plugins,
+    results_dir,
+    suite_overrides,
+)
 
 NAME = "run"
 HELP = "run a suite: train and measure every job (finished jobs are skipped; a killed run resumes)"
 
 
 def add_arguments(p) -> None:
+    add_plugins(p)
     p.add_argument("suite", help="a shipped suite (see `tissuebench list suites`) or a .toml file")
     p.add_argument("--results", default=None, metavar="DIR", help="results folder (default: runs/SUITE)")
     p.add_argument("--data-root", default=None, help="where datasets live (else $TISSUEBENCH_DATA, system paths)")
@@ -96,6 +106,7 @@ def _sizes_for_plan(runner, jobs) -> dict[str, int]:
 
 
 def run(args) -> int:
+    load_plugins(args)
     from benchmarks.overrides import describe
     from benchmarks.runner import Runner
     from benchmarks.store import ResultStore

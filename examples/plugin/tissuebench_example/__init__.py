@@ -1,0 +1,1 @@
+"""A worked tissuebench plugin (docs/plugins.md): see ``plugin.py``."""
