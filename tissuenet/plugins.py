@@ -163,7 +163,7 @@ def modules_for_workers() -> list[tuple[str, str | None]]:
 
 
 def load_in_worker(modules: list[tuple[str, str | None]]) -> None:
-    for module, folder in modules:
+    for _, folder in modules:
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
     load([m for m, _ in modules], where="worker")
