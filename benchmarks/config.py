@@ -104,10 +104,20 @@ class MeasureConfig(Section):
     )
     deploy: bool = setting(True, doc="time the deployment form (BN folded, channels_last, fast kernels)")
     threads: int | None = setting(None, min=1, doc="CPU threads while timing (absent: torch's current setting)")
+    runtimes: tuple[str, ...] = setting(
+        ("auto",),
+        doc="runtimes each model is timed on, paired with the dense model on the same one: eager, deploy, "
+        "onnxruntime, openvino (CPU), compile, tensorrt (CUDA); auto: the device's (benchmarks/runtimes.py)",
+    )
 
     def validate(self, where: str) -> None:
         if len(self.latency_batches) > 2:
             raise SettingsError(f"{where} latency_batches: at most two sizes (latency, throughput)")
+        from benchmarks.runtimes import RUNTIMES
+
+        unknown = [r for r in self.runtimes if r != "auto" and r not in RUNTIMES]
+        if unknown or not self.runtimes:
+            raise SettingsError(f"{where} runtimes = {list(self.runtimes)}: allowed auto, {', '.join(RUNTIMES)}")
 
 
 @dataclass(frozen=True)

@@ -158,68 +158,98 @@ def measure_pair(
 ) -> dict:
     """The latency columns of a record: ``cfg`` is the suite's ``MeasureConfig``.
 
-    ``deploy_form(model, example) -> (model, label, kernel choices)`` gives the form to time (the same
-    for both); ``eager_form`` the training-time form, timed too at the first batch size. ``identical``:
-    the model is the dense reference itself (the dense row), whose speed-up is 1 by definition: timing
-    a model against itself measures only noise (on a busy machine, a "4.38x").
+    Every runtime of ``cfg.runtimes`` (``benchmarks/runtimes.py``; the deployment form always) is timed
+    at every batch size, each paired with the dense model on the same runtime. The deployment form's
+    numbers fill the main columns (``latency_ms``, ``speedup_measured``, ...); every runtime's go to
+    ``runtimes`` ({runtime: {batch: median, IQR, pairs, speed-up, ...}} or {"unavailable": why}).
+    ``identical``: the model is the dense reference itself (the dense row), whose speed-up is 1 by
+    definition: timing a model against itself measures only noise (on a busy machine, a "4.38x").
     """
+    from benchmarks import runtimes as rt
+
     if not cfg.latency:
         return {}
     device = torch.device(device)
+    threads = cfg.threads or torch.get_num_threads()
     allocator = tune_allocator() if device.type == "cpu" else "cuda caching allocator"
     out: dict = {
         "latency_allocator": allocator,
         "latency_device": device.type,
         "latency_dtype": "float32",
-        "latency_threads": cfg.threads or torch.get_num_threads(),
+        "latency_threads": threads,
     }
     batches = list(cfg.latency_batches)
-    kernels = {}
-    for i, batch in enumerate(batches):
-        x = torch.randn(batch, in_channels, input_size, input_size, device=device)
-        fast, label, chosen = deploy_form(model, x)
-        ref, _, _ = deploy_form(dense, x)
-        kernels |= chosen
-        pair = time_paired(
-            fast, ref, x, min_run_time=cfg.min_run_time, min_samples=cfg.min_samples, thread_count=cfg.threads
-        )
-        if identical:  # one model timed against itself: its latency is real, its "speed-up" is 1 by definition
-            pair = Paired(pair.model, pair.model, 1.0, 0.0, False)
-        if i == 0:
-            out |= {
-                "latency_ms": pair.model.median_ms,
-                "latency_iqr_ms": pair.model.iqr_ms,
-                "latency_samples": pair.model.samples,
-                "latency_batch": batch,
-                "base_latency_ms": pair.dense.median_ms,
-                "speedup_measured": pair.speedup,
+    names = list(dict.fromkeys(["deploy", *rt.resolve(cfg.runtimes, device)]))
+    if eager_form is None:
+        names = [n for n in names if n != "eager"]
+    eager_form = eager_form or deploy_form
+    forms = {"model": rt.Prepared(model, threads, deploy_form, eager_form)}
+    forms["dense"] = rt.Prepared(dense, threads, deploy_form, eager_form)
+    table: dict = {}
+    pairs: dict = {}
+    for name in names:
+        why = rt.RUNTIMES[name].unavailable(device)
+        if why:
+            table[name] = {"unavailable": why}
+            continue
+        table[name] = {}
+        for batch in batches:
+            x = torch.randn(batch, in_channels, input_size, input_size, device=device)
+            try:
+                fast, ref = forms["model"].target(name, x), forms["dense"].target(name, x)
+                pair = time_paired(
+                    fast, ref, x, min_run_time=cfg.min_run_time, min_samples=cfg.min_samples, thread_count=cfg.threads
+                )
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot run this model is a finding, not a crash
+                table[name] = {"unavailable": f"{name} could not run this model: {type(exc).__name__}: {exc}"[:300]}
+                break
+            if identical:  # one model timed against itself: its latency is real, its "speed-up" is 1 by definition
+                pair = Paired(pair.model, pair.model, 1.0, 0.0, False)
+            pairs[(name, batch)] = pair
+            table[name][str(batch)] = {
+                "median_ms": pair.model.median_ms,
+                "iqr_ms": pair.model.iqr_ms,
+                "dense_median_ms": pair.dense.median_ms,
+                "pairs": min(pair.model.samples, pair.dense.samples),
+                "speedup": pair.speedup,
                 "speedup_iqr": pair.speedup_iqr,
-                "speedup_distinguishable": pair.distinguishable,
-                "speedup_reliable": True if identical else pair.reliable,
-                "speedup_by_definition": identical,
-                "latency_reliable": pair.model.reliable and pair.model.samples >= RELIABLE_SAMPLES,
-                "latency_mode": label,
+                "reliable": True if identical else pair.reliable,
             }
-        if i == len(batches) - 1 and len(batches) > 1:
-            out |= {
-                "throughput_latency_ms": pair.model.median_ms,
-                "throughput_batch": batch,
-                "throughput_speedup": pair.speedup,
-            }
-    out["latency_kernels"] = kernels
-    if eager_form is not None:  # the training-time form too (BN unfolded, grouped convs), at the first batch
-        x = torch.randn(batches[0], in_channels, input_size, input_size, device=device)
-        pair = time_paired(
-            eager_form(model, x)[0],
-            eager_form(dense, x)[0],
-            x,
-            min_run_time=cfg.min_run_time,
-            min_samples=cfg.min_samples,
-            thread_count=cfg.threads,
-        )
-        out |= {"latency_eager_ms": pair.model.median_ms, "speedup_eager": 1.0 if identical else pair.speedup}
+        check = forms["model"].checks.get(name)
+        if check is not None and table[name] and "unavailable" not in table[name]:
+            table[name]["export_check"] = check
+    first, last = batches[0], batches[-1]
+    deploy = pairs[("deploy", first)]
+    out |= {
+        "latency_ms": deploy.model.median_ms,
+        "latency_iqr_ms": deploy.model.iqr_ms,
+        "latency_samples": deploy.model.samples,
+        "latency_batch": first,
+        "base_latency_ms": deploy.dense.median_ms,
+        "speedup_measured": deploy.speedup,
+        "speedup_iqr": deploy.speedup_iqr,
+        "speedup_distinguishable": deploy.distinguishable,
+        "speedup_reliable": True if identical else deploy.reliable,
+        "speedup_by_definition": identical,
+        "latency_reliable": deploy.model.reliable and deploy.model.samples >= RELIABLE_SAMPLES,
+        "latency_mode": forms["model"].labels.get("deploy", "deploy"),
+        "latency_kernels": forms["model"].kernels,
+        "runtimes": table,
+    }
+    if len(batches) > 1:
+        throughput = pairs[("deploy", last)]
+        out |= {
+            "throughput_latency_ms": throughput.model.median_ms,
+            "throughput_batch": last,
+            "throughput_speedup": throughput.speedup,
+        }
+    if ("eager", first) in pairs:
+        out |= {
+            "latency_eager_ms": pairs[("eager", first)].model.median_ms,
+            "speedup_eager": pairs[("eager", first)].speedup,
+        }
     if device.type == "cuda":
-        x = torch.randn(batches[-1], in_channels, input_size, input_size, device=device)
+        x = torch.randn(last, in_channels, input_size, input_size, device=device)
         fast, _, _ = deploy_form(model, x)
         out["latency_graph_ms"] = cuda_graph_latency(fast, x, cfg.min_run_time)
     return out

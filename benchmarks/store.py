@@ -91,12 +91,14 @@ DETAILS = [
     "latency_threads",
     "latency_allocator",
     "latency_kernels",
+    "runtimes",
     "speedup_eager",
     "speedup_suspect",
     "throughput_speedup",
     "base_params",
     "base_macs",
     "base_epochs",
+    "base_img_per_s",
     "sparsity",
     "best_epoch",
     "phase",
@@ -135,6 +137,7 @@ DETAILS = [
 # column order of the consolidated table (records may carry more; they follow in sorted order)
 COLUMNS = IDENTITY + metric_names() + DETAILS
 JSON_COLUMNS = (
+    "runtimes",
     "plugins",
     "overrides",
     "data_source",

@@ -135,6 +135,7 @@ def _section(dataset, model, table, sub, pub, hist, out: Path) -> dict:
         "table": table,
         "figures": drawn,
         "published_rows": len(pub),
+        "runtimes_html": tables.runtime_table(sub),
         "pairs": _pairs(sub, pub),
     }
 
@@ -209,6 +210,17 @@ def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
             continue
         out += [{"job_id": j.job_id, "status": "missing", "error": ""} for j in expected if j.job_id not in have]
     return out
+
+
+def _unavailable(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """Runtimes a suite asked for that this machine could not time (not installed, another device): one line each."""
+    seen = {}
+    for raw in rows.get("runtimes", pd.Series(dtype=object)).dropna() if len(rows) else []:
+        table = json.loads(raw) if isinstance(raw, str) else raw
+        for name, value in (table or {}).items():
+            if isinstance(value, dict) and "unavailable" in value:
+                seen.setdefault(name, value["unavailable"])
+    return sorted(seen.items())
 
 
 def _suites_run(rows: pd.DataFrame) -> list[tuple[str, dict]]:

@@ -109,6 +109,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
             "reference_label": _reference_label(first),
             "speedup_suspect": bool(ok.get("speedup_suspect", pd.Series(dtype=bool)).fillna(False).astype(bool).any()),
             "speedup_reliable": _speedup_reliable(ok),
+            "runtime_speedups": runtime_speedups(ok),
             "latency_reliable": _latency_reliable(ok),
             "speedup_by_definition": bool(ok.get("speedup_by_definition", pd.Series(dtype=bool)).fillna(False).any())
             or first["method"] == "dense",
@@ -288,6 +289,26 @@ def provenance(rows: pd.DataFrame) -> dict:
         "versions": [json.loads(v) for v in versions],
         "jobs": len(rows),
         "failed": int((rows["status"] != "ok").sum()),
+    }
+
+
+def runtime_speedups(ok: pd.DataFrame) -> dict:
+    """{runtime: {batch: mean paired speed-up over seeds, or None when a seed's timing was unreliable}} and
+    {runtime: {"unavailable": why}}: the speed-up of this row on every runtime it was timed on."""
+    out: dict = {}
+    for raw in ok.get("runtimes", pd.Series(dtype=object)).dropna():
+        table = json.loads(raw) if isinstance(raw, str) else raw
+        for runtime, batches in (table or {}).items():
+            if "unavailable" in batches:
+                out.setdefault(runtime, {"unavailable": batches["unavailable"]})
+                continue
+            slot = out.setdefault(runtime, {})
+            for batch, cell in batches.items():
+                if batch.isdigit():
+                    slot.setdefault(batch, []).append(cell["speedup"] if cell.get("reliable", True) else math.nan)
+    return {
+        r: v if "unavailable" in v else {b: float(np.mean(xs)) for b, xs in sorted(v.items(), key=lambda i: int(i[0]))}
+        for r, v in out.items()
     }
 
 

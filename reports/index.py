@@ -218,6 +218,12 @@ def write_index(path: Path, manifest: dict) -> None:
         parts.append(f"<h2 id='{s['anchor']}'>{e(s['model'])} on {e(s['dataset'])}</h2>")
         parts.append(f"<h3>Results</h3><p>{e(t['caption'])} Download: {links}.</p>{t['html']}")
         parts.append("<h3>Paper vs measured</h3>" + _paper_vs_measured(s))
+        if s.get("runtimes_html"):
+            parts.append(
+                "<h3>Speed-up by runtime</h3><p>Each row over the dense model, timed paired on the same runtime "
+                "(mean over seeds; – where a timing was unreliable); theory: dense MACs / effective MACs.</p>"
+                + s["runtimes_html"]
+            )
         parts.append("<h3>Figures</h3>")
         for f in s["figures"]:
             png = next(x for x in f["files"] if x.endswith(".png"))

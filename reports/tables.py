@@ -314,3 +314,37 @@ def write_tables(agg: pd.DataFrame, published: pd.DataFrame, out: Path) -> list[
 
 
 __all__ = ["TRADEOFFS", "Table", "build", "caption", "tex_escape", "to_csv", "to_html", "to_latex", "write_tables"]
+
+
+def runtime_table(agg: pd.DataFrame) -> str:
+    """Speed-up over dense per runtime and batch (HTML), the theoretical one beside it; '' without timings."""
+    rows = agg[(agg["seeds"] > 0) & (agg["method"] != "dense")]
+    if "runtime_speedups" not in rows:
+        return ""
+    cells = {}
+    for _, r in rows.iterrows():
+        for runtime, batches in (r["runtime_speedups"] or {}).items():
+            if "unavailable" not in batches:
+                for batch, value in batches.items():
+                    cells[(r["label"], runtime, int(batch))] = value
+    if not cells:
+        return ""
+    columns = sorted({(rt, b) for _, rt, b in cells}, key=lambda c: (c[1], c[0]))
+    head = "".join(f"<th>{html.escape(rt)}<br>batch {b}</th>" for rt, b in columns)
+    body = []
+    for _, r in rows.iterrows():
+        values = "".join(
+            f"<td>{cells[(r['label'], rt, b)]:.2f}x</td>" if not math.isnan(cells.get((r["label"], rt, b), math.nan))
+            else "<td>–</td>"
+            for rt, b in columns
+        )  # fmt: skip
+        theory = r.get("speedup_theoretical")
+        body.append(
+            f"<tr><td>{html.escape(r['label'])}</td>{values}<td>{theory:.2f}x</td></tr>"
+            if theory == theory
+            else f"<tr><td>{html.escape(r['label'])}</td>{values}<td>–</td></tr>"
+        )
+    return (
+        "<div class='scroll'><table class='results'><thead><tr><th>row</th>"
+        f"{head}<th>theory</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )

@@ -22,7 +22,7 @@ fi
 if ! "$VENV/bin/python" -c "import benchmarks, torch_pruning, pytest" 2>/dev/null \
     || [ pyproject.toml -nt "$VENV/.tissuebench-installed" ]; then
     echo "[setup] installing tissuebench and its dependencies"
-    "$VENV/bin/pip" install -q -e ".[dev,ray]"
+    "$VENV/bin/pip" install -q -e ".[dev,ray,deploy]"
     touch "$VENV/.tissuebench-installed"
 fi
 FMNIST=/usr/share/datasets/fashion-mnist

@@ -85,6 +85,7 @@ def test_latency_command_json(capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     keys = {
         "model",
+        "runtime",
         "batch",
         "median_ms",
         "iqr_ms",
@@ -95,5 +96,6 @@ def test_latency_command_json(capsys):
         "realized",
     }
     assert [r["batch"] for r in rows] == [1, 2] and all(set(r) == keys for r in rows)
+    assert {r["runtime"] for r in rows} == {"deploy"}
     assert rows[0]["theoretical_speedup"] == pytest.approx(6.35, abs=0.01)  # resnet20, replace=all, 1x28x28
     assert main(["latency", "tissue_resnet20", "--min-run-time", "0.1"]) == 2

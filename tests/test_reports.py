@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.store import ResultStore
 from reports.build import build_report
+from reports.figures import FIGURES
 from tests.helpers import record
 
 BASE = {"top1": 95.0, "macs": 46_453_760, "params": 8_011_082}
@@ -139,7 +140,7 @@ def test_report_is_byte_identical(results, report, tmp_path):
     _, first = report
     build_report(results, tmp_path / "b", paper_costs=False)
     a, b = _hashes(first), _hashes(tmp_path / "b")
-    assert a == b and len(a) == 5 * 3 + 3 + 2  # 5 figures x 3 formats, md/csv/tex, index, manifest
+    assert a == b and len(a) == len(FIGURES) * 3 + 3 + 2  # figures x 3 formats, md/csv/tex, index, manifest
 
 
 def test_csv_equals_the_records_and_keeps_exact_counts(results, report):
@@ -190,9 +191,11 @@ def test_published_rows_are_marked_and_contradictions_footnoted(tmp_path):
     published = csv[csv.source == "published (own baseline)"].set_index("label")
     assert set(published.index) == {"FPGM", "DualConv", "Ours"}
     md = (tmp_path / "out/table_cifar100_mobilenetv2.md").read_text()
-    # the TSA(4,1) typo of the "Ours" row: shown, not hidden
-    assert "TSA(4,1): the paper prints 13; its own row gives 11.08" in md
-    assert published.loc["Ours", "tsa_4_1"] == pytest.approx(math.exp(4 * 0.6048) / math.exp((72.58 - 71.54) / 72.58))
+    # the "Ours" row contradicts itself: its TSA cells imply another params cut; both readings, nothing corrected
+    assert "the paper prints 60.48, but the row's TSA cells (as printed) imply 64.52" in md
+    assert "60.48 / 64.52 ⁂" in md
+    assert published.loc["Ours", "tsa_4_1"] == 13.0  # as printed
+    assert math.exp(4 * 0.6452) / math.exp((72.58 - 71.54) / 72.58) == pytest.approx(13.0, abs=0.05)
 
 
 def test_paper_vs_measured_pairs_preset_rows(report):
@@ -211,10 +214,10 @@ def test_every_method_in_every_figure(report):
         "sparse_global @ 70 % sparse",
     }
     kinds = {f["kind"] for f in manifest["figures"]}
-    assert kinds == {"tradeoff", "curves", "accuracy_vs_params", "tca_tsa", "latency"}
+    assert kinds == {"tradeoff", "curves", "accuracy_vs_params", "tca_tsa", "latency", "runtimes"}
     for fig in manifest["figures"]:
         shown = set(fig["legend"])
-        want = expected - {"dense"} if fig["kind"] in ("tca_tsa", "latency") else expected
+        want = expected - {"dense"} if fig["kind"] in ("tca_tsa", "latency", "runtimes") else expected
         assert want <= shown, (fig["kind"], want - shown)
 
 
@@ -255,7 +258,7 @@ def test_report_cli_and_bad_out(results, tmp_path, capsys):
     from tissuebench.cli import main
 
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "o")]) == 0
-    assert "1 tables, 5 figures" in capsys.readouterr().out
+    assert f"1 tables, {len(FIGURES)} figures" in capsys.readouterr().out
     assert main(["report", "--results", str(tmp_path / "nothing")]) == 2
     assert main(["report", "--results", str(results), "--out", str(results / "records")]) == 2
 
@@ -311,7 +314,7 @@ def test_page_renders_in_chromium_without_overflow(report, tmp_path):
     assert result["page"] <= result["view"], result  # nothing cut off at the right
     # one (dataset, model): its results in two tables (accuracy-cost-speed, budget-trade-off), both fully visible
     assert result["sticky"] == "sticky" and result["tables"] == 2 and result["tablesFit"], result
-    assert result["images"] == 5, result
+    assert result["images"] == len(FIGURES), result
     shot = tmp_path / "page.png"
     subprocess.run(
         [

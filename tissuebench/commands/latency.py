@@ -20,6 +20,7 @@ NAME = "latency"
 HELP = "time a model against its dense backbone: median, IQR, samples, measured vs theoretical speed-up"
 KEYS = (
     "model",
+    "runtime",
     "batch",
     "median_ms",
     "iqr_ms",
@@ -50,6 +51,14 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int_in(1, 1024), default=None, help="CPU threads (default: torch's setting)")
     add_device(p)
     p.add_argument("--deploy", action="store_true", help="time the deployment form (BN folded, fast kernels, NHWC)")
+    p.add_argument(
+        "--runtime",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="runtime(s) to time on, each paired with the dense model on the same one: eager, deploy, onnxruntime, "
+        "openvino, compile, tensorrt, or auto (the device's); repeatable (default: deploy with --deploy, else eager)",
+    )
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per model and batch size (>= 0.5)")
     p.add_argument("--json", action="store_true", help="one JSON object per batch size")
 
@@ -75,52 +84,78 @@ def run(args) -> int:
     model = create_model_for_input(args.model, classes, channels, size, **options).to(device).eval()
     dense = create_model_for_input(against, classes, channels, size).to(device).eval()
     theory = count_macs(dense, channels, size) / count_macs(model, channels, size)
-    form = deploy_form(True) if args.deploy else eager_form(True)
+    from benchmarks import runtimes as rt
+
+    names = rt.resolve(args.runtime or (["deploy"] if args.deploy else ["eager"]), device)
+    try:
+        rt.check_names(names)
+    except ValueError as exc:
+        raise UserError(f"--runtime: {exc}") from None
+    threads = args.threads or torch_threads()
+    prepared = {
+        k: rt.Prepared(m, threads, deploy_form(True), eager_form(True)) for k, m in (("m", model), ("d", dense))
+    }
     rows = []
-    for batch in batches:
-        x = torch_randn(batch, channels, size, device)
-        fast, label, _ = form(model, x)
-        ref, _, _ = form(dense, x)
-        pair = time_paired(
-            fast, ref, x, min_run_time=args.min_run_time, min_samples=MIN_LATENCY_SAMPLES, thread_count=args.threads
-        )
-        rows.append(
-            {
-                "model": args.model,
-                "batch": batch,
-                "median_ms": pair.model.median_ms,
-                "iqr_ms": pair.model.iqr_ms,
-                "samples": pair.model.samples,
-                "dense_median_ms": pair.dense.median_ms,
-                "speedup": pair.speedup,
-                "theoretical_speedup": theory,
-                "realized": pair.speedup / theory,
-                "_label": label,
-                "_distinct": pair.distinguishable,
-                "_reliable": pair.reliable,
-            }
-        )
+    for name in names:
+        why = rt.RUNTIMES[name].unavailable(device)
+        if why:
+            print(f"{name}: not measured ({why})")
+            continue
+        for batch in batches:
+            x = torch_randn(batch, channels, size, device)
+            pair = time_paired(
+                prepared["m"].target(name, x),
+                prepared["d"].target(name, x),
+                x,
+                min_run_time=args.min_run_time,
+                min_samples=MIN_LATENCY_SAMPLES,
+                thread_count=args.threads,
+            )
+            rows.append(
+                {
+                    "model": args.model,
+                    "runtime": name,
+                    "batch": batch,
+                    "median_ms": pair.model.median_ms,
+                    "iqr_ms": pair.model.iqr_ms,
+                    "samples": pair.model.samples,
+                    "dense_median_ms": pair.dense.median_ms,
+                    "speedup": pair.speedup,
+                    "theoretical_speedup": theory,
+                    "realized": pair.speedup / theory,
+                    "_label": prepared["m"].labels.get(name, name),
+                    "_distinct": pair.distinguishable,
+                    "_reliable": pair.reliable,
+                    "_check": prepared["m"].checks.get(name),
+                }
+            )
     if args.json:
         for r in rows:
             print(json.dumps({k: r[k] for k in KEYS}))
         return 0
-    import torch
-
-    print(
-        f"{args.model} vs {against}, {channels}x{size}x{size}, device {device}, "
-        f"{args.threads or torch.get_num_threads()} threads, form: {rows[0]['_label']}"
-    )
-    header = ("batch", "median ms", "IQR ms", "n", "dense ms", "speed-up", "theory", "realized")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (5, 10, 8, 4, 9, 9, 7, 8))))
+    print(f"{args.model} vs {against}, {channels}x{size}x{size}, device {device}, {threads} threads")
+    header = ("runtime", "batch", "median ms", "IQR ms", "n", "dense ms", "speed-up", "theory", "realized")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (11, 5, 10, 8, 4, 9, 9, 7, 8))))
     for r in rows:
         note = "" if r["_distinct"] else "  (not distinguishable from 1)"
         note += "" if r["_reliable"] else "  (unreliable: large spread)"
+        if r["_check"] and not r["_check"]["ok"]:
+            note += f"  (outputs differ from PyTorch by {r['_check']['relative']:.1e})"
         print(
-            f"{r['batch']:>5} {r['median_ms']:>10.3f} {r['iqr_ms']:>8.3f} {r['samples']:>4} "
+            f"{r['runtime']:>11} {r['batch']:>5} {r['median_ms']:>10.3f} {r['iqr_ms']:>8.3f} {r['samples']:>4} "
             f"{r['dense_median_ms']:>9.3f} {r['speedup']:>8.2f}x {r['theoretical_speedup']:>6.2f}x "
             f"{r['realized']:>8.2f}{note}"
         )
+    forms = sorted({r["_label"] for r in rows if r["runtime"] in ("deploy", "eager")})
+    if forms:
+        print("forms: " + "; ".join(forms))
     return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def torch_randn(batch, channels, size, device):

@@ -1,0 +1,173 @@
+"""The runtimes a model is timed on, the same for every method (``[measure] runtimes``, ``latency --runtime``).
+
+| runtime | device | what runs |
+|---|---|---|
+| ``eager`` | CPU, CUDA | PyTorch eval mode as trained: BN unfolded, stacked layers as grouped convs |
+| ``deploy`` | CPU, CUDA | BN folded, channels-last, stacked layers on the fastest kernel (fused CPU, Triton) |
+| ``onnxruntime`` | CPU | the model exported to ONNX (opset :data:`OPSET`), ``CPUExecutionProvider`` |
+| ``openvino`` | CPU | the same ONNX file compiled by OpenVINO for the CPU (latency hint) |
+| ``compile`` | CUDA | ``torch.compile`` of the deployment form |
+| ``tensorrt`` | CUDA | ``torch_tensorrt`` of the eval model, where installed |
+
+Each model is exported once per measurement; its ONNX outputs are compared with PyTorch's (the
+check is recorded, and a runtime whose outputs differ is marked). Every runtime is timed paired
+with the dense model on the same runtime (A/B/A/B, ``latency.time_paired``). A runtime that is not
+installed, or not for this device, is recorded as unavailable with the reason, never a failure.
+Masked (unstructured) models run dense on every runtime here: no sparse kernel is used, and the
+record says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+OPSET = 17
+EXPORT_TOLERANCE = 1e-3  # relative to the largest output magnitude
+CPU_DEFAULT = ("eager", "deploy", "onnxruntime", "openvino")
+CUDA_DEFAULT = ("eager", "deploy", "compile", "tensorrt")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    devices: tuple[str, ...]
+    package: str | None  # the import that must exist (None: PyTorch)
+    doc: str
+
+    def unavailable(self, device: torch.device) -> str | None:
+        """Why it cannot run here (None: it can)."""
+        if device.type not in self.devices:
+            return f"{self.name} runs on {', '.join(self.devices)}, not {device.type}"
+        if self.package and importlib.util.find_spec(self.package) is None:
+            return f"{self.name} is not installed (pip install -e '.[deploy]')"
+        return None
+
+
+RUNTIMES = {
+    r.name: r
+    for r in (
+        Runtime("eager", ("cpu", "cuda"), None, "PyTorch eval mode as trained"),
+        Runtime("deploy", ("cpu", "cuda"), None, "BN folded, channels-last, fastest stacked-layer kernel"),
+        Runtime("onnxruntime", ("cpu",), "onnxruntime", "ONNX Runtime, CPU execution provider"),
+        Runtime("openvino", ("cpu",), "openvino", "OpenVINO, CPU, latency hint"),
+        Runtime("compile", ("cuda",), None, "torch.compile of the deployment form"),
+        Runtime("tensorrt", ("cuda",), "torch_tensorrt", "Torch-TensorRT"),
+    )
+}
+
+
+def check_names(names) -> None:
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"unknown runtime(s) {unknown}; known: {', '.join(RUNTIMES)}")
+
+
+def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+    """The eval model as ONNX (dynamic batch), exported once per measurement."""
+    buffer = io.BytesIO()
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            example.contiguous(),
+            buffer,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def _ort(onnx: bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+    return lambda array: session.run(None, {"x": array})[0]
+
+
+def _openvino(onnx: bytes, threads: int):
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(
+        core.read_model(onnx),
+        "CPU",
+        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+    )
+    request = compiled.create_infer_request()
+    return lambda array: request.infer({0: array})[compiled.output(0)]
+
+
+def _callable(run_numpy, example: torch.Tensor) -> Callable:
+    """A timing target with the example converted once (both models pay the same call overhead)."""
+    array = np.ascontiguousarray(example.detach().cpu().numpy())
+    return lambda _x: run_numpy(array)
+
+
+def export_check(model: nn.Module, run_numpy, example: torch.Tensor) -> dict:
+    """The runtime's output against PyTorch's on the example: max abs difference, relative to the output."""
+    with torch.no_grad():
+        expected = model.eval()(example).float().cpu().numpy()
+    got = np.asarray(run_numpy(np.ascontiguousarray(example.detach().cpu().numpy())))
+    diff = float(np.abs(got - expected).max())
+    scale = float(np.abs(expected).max()) or 1.0
+    return {"max_abs_diff": diff, "relative": diff / scale, "ok": diff / scale <= EXPORT_TOLERANCE}
+
+
+class Prepared:
+    """Per model, the callables each runtime times (ONNX exported once, sessions built once per model)."""
+
+    def __init__(self, model: nn.Module, threads: int, deploy_form, eager_form) -> None:
+        self.model, self.threads = model, threads
+        self.deploy_form, self.eager_form = deploy_form, eager_form
+        self._onnx: bytes | None = None
+        self._sessions: dict[str, Callable] = {}
+        self.checks: dict[str, dict] = {}
+        self.labels: dict[str, str] = {}
+        self.kernels: dict = {}
+
+    def target(self, runtime: str, example: torch.Tensor) -> Callable:
+        if runtime == "eager":
+            fn, self.labels["eager"], _ = self.eager_form(self.model, example)
+            return fn
+        if runtime == "deploy":
+            fn, self.labels["deploy"], kernels = self.deploy_form(self.model, example)
+            self.kernels |= kernels
+            return fn
+        if runtime == "compile":
+            fn, _, _ = self.deploy_form(self.model, example)
+            return torch.compile(fn)
+        if runtime == "tensorrt":
+            import torch_tensorrt
+
+            return torch_tensorrt.compile(self.model.eval(), inputs=[example])
+        if runtime not in self._sessions:
+            if self._onnx is None:
+                self._onnx = onnx_bytes(self.model, example)
+            run = (_ort if runtime == "onnxruntime" else _openvino)(self._onnx, self.threads)
+            self.checks[runtime] = export_check(self.model, run, example)
+            self._sessions[runtime] = run
+        return _callable(self._sessions[runtime], example)
+
+
+def defaults(device: torch.device) -> tuple[str, ...]:
+    return CUDA_DEFAULT if device.type == "cuda" else CPU_DEFAULT
+
+
+def resolve(names, device: torch.device) -> list[str]:
+    """``auto`` -> the device's runtimes; the rest as named (validated by the settings)."""
+    out = []
+    for name in names:
+        out += list(defaults(device)) if name == "auto" else [name]
+    return list(dict.fromkeys(out))
