@@ -25,7 +25,7 @@ GROUPS = {
     "cost": "Cost",
     "speed": "Speed",
     "tradeoff": "Trade-off (TCA / TSA)",
-    "budget": "Training budget",
+    "budget": "Training: budget and speed",
 }
 # forward + backward of one image costs about 3 forward passes (the usual estimate)
 TRAIN_PASSES_PER_IMAGE = 3
@@ -215,19 +215,19 @@ METRICS: list[Metric] = [
     _m("train_compute", "Train compute (T MACs)", short="TMACs", unit="T MACs", group="budget", scale=1e-12,
        report=True, show=True, compute=_needs("train_phases", "train_images")(_train_compute),
        doc="epochs x training images x 3 x MACs, summed over all phases"),
-    _m("train_speedup", "Training speed-up, measured (x)", short="train_x", unit="x", group="speed",
-       better="higher", report=True,
-       compute=_needs("img_per_s", "base_img_per_s")(lambda v: v["img_per_s"] / v["base_img_per_s"]),
-       doc="training images per second over the dense job's (same batch size, same machine): realized speed"),
-    _m("train_speedup_theoretical", "Training speed-up, theory (x)", short="train_theory", unit="x",
-       group="speed", better="higher", report=True,
-       compute=_needs("train_phases", "base_macs")(
-           lambda v: v["base_macs"] / v["train_phases"][-1]["macs"] if v["train_phases"][-1]["macs"] else None),
-       doc="dense MACs / the MACs this row trains at (a masked model trains dense: 1)"),
     _m("compute_vs_dense", "Train compute vs dense (x)", short="vs_dense", unit="x", group="budget",
        report=True, show=True,
        compute=_needs("train_phases", "train_images", "base_epochs", "base_macs")(_compute_vs_dense),
        doc="this row's training compute (all phases) over its equal-budget dense reference's: 1 = the same"),
+    _m("train_speedup_theoretical", "Training speed-up, theory (x)", short="train_theory", unit="x",
+       group="budget", better="higher", report=True,
+       compute=_needs("train_phases", "base_macs")(
+           lambda v: v["base_macs"] / v["train_phases"][-1]["macs"] if v["train_phases"][-1]["macs"] else None),
+       doc="dense MACs / the MACs this row trains at (a masked model trains dense: 1)"),
+    _m("train_speedup", "Training speed-up, measured (x)", short="train_x", unit="x", group="budget",
+       better="higher", report=True,
+       compute=_needs("img_per_s", "base_img_per_s")(lambda v: v["img_per_s"] / v["base_img_per_s"]),
+       doc="training images per second over the dense job's (same batch size, same machine): realized speed"),
     # -- trade-offs (the paper's metrics)
     *_tradeoff_metrics(),
     _m("tca_ratio", "TCA, ratio form", short="tca_ratio", unit="", group="tradeoff", better="higher",

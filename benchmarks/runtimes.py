@@ -14,7 +14,9 @@ check is recorded, and a runtime whose outputs differ is marked). Every runtime 
 with the dense model on the same runtime (A/B/A/B, ``latency.time_paired``). A runtime that is not
 installed, or not for this device, is recorded as unavailable with the reason, never a failure.
 Masked (unstructured) models run dense on every runtime here: no sparse kernel is used, and the
-record says so.
+record says so. (OpenVINO's one CPU sparse path, ``CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE``, packs the
+weights of int8 MatMul / fully connected layers on AMX CPUs: not the f32 convolutions measured here;
+2:4 semi-structured sparsity is a CUDA path and needs a 2:4 mask, not a magnitude mask.)
 """
 
 from __future__ import annotations

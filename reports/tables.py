@@ -247,15 +247,25 @@ def to_csv(agg: pd.DataFrame, published: pd.DataFrame) -> str:
     return spreadsheet_safe(frame).to_csv(index=False, float_format="%.10g")
 
 
-HTML_PARTS = 3  # the first three column groups (accuracy, cost, speed) in one table, the rest in a second
+HTML_COLUMNS = 10  # data columns per HTML table: beside Method, Source and Seeds, what fits a 1400 px page
+
+
+def html_parts(groups: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
+    """Column groups packed in order into tables of at most HTML_COLUMNS columns (a group is never split)."""
+    parts: list[list] = []
+    for group in groups:
+        if parts and sum(len(ms) for _, ms in parts[-1]) + len(group[1]) <= HTML_COLUMNS:
+            parts[-1].append(group)
+        else:
+            parts.append([group])
+    return parts
 
 
 def to_html(t: Table) -> str:
-    """Grouped tables that fit a 1400 px page: accuracy, cost and speed in one; budget and TCA/TSA in a
-    second. Sticky method column, aligned numbers, units and directions in the headers."""
-    parts = [t.groups[:HTML_PARTS], t.groups[HTML_PARTS:]]
+    """Grouped tables that fit a 1400 px page (accuracy, cost and speed; training; TCA/TSA). Sticky
+    method column, aligned numbers, units and directions in the headers."""
     tables, first = [], 3
-    for groups in (p for p in parts if p):
+    for groups in html_parts([g for g in t.groups if g[1]]):
         count = sum(len(ms) for _, ms in groups)
         tables.append(_html_table(t, groups, range(first, first + count)))
         first += count

@@ -207,12 +207,16 @@ def _seed_rows(n: int, top1, macs_effective, macs=1000):
 
 
 def test_bounds_from_eight_seeds_hand_computed():
-    """top-1 80..87: mean 83.5, s = 2.44949; t(0.99, 7) = 2.997952; half-width = t s sqrt(1 + 1/8) = 7.789."""
+    """top-1 80..87: mean 83.5, s = 2.44949. Two bounds move with training (top-1, effective MACs), so each is
+    at q = 1 - 0.01 / 2 = 0.995 (99 % for the run): t(0.995, 7) = 3.499483; half-width = t s sqrt(1 + 1/8)."""
     from benchmarks.check import derive_bounds
 
     seeds = _seed_rows(8, [80.0 + i for i in range(8)], [500.0 + i for i in range(8)])
     rows = derive_bounds(seeds.iloc[:1], seeds, None).iloc[0]
-    half = 2.997951566 * 2.449489743 * (1 + 1 / 8) ** 0.5
+    half = 3.499483297 * 2.449489743 * (1 + 1 / 8) ** 0.5
+    assert derive_bounds(seeds.iloc[:1], seeds, None, family=1).iloc[0]["top1_bound"] == pytest.approx(
+        83.5 - 2.997951566 * 2.449489743 * (1 + 1 / 8) ** 0.5, abs=1e-6
+    )  # one bound alone: t(0.99, 7) = 2.997952
     assert rows["top1"] == pytest.approx(83.5) and rows["top1_bound"] == pytest.approx(83.5 - half, abs=1e-6)
     assert rows["top1_rule"] == "pi99" and rows["n_seeds"] == 8
     assert rows["macs_effective_rule"] == "pi99" and rows["macs_effective_bound"] == pytest.approx(503.5 + half)

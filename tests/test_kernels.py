@@ -43,6 +43,7 @@ def _extension(isa):
     return ext
 
 
+@pytest.mark.timeout(900)  # the first call compiles the kernel: about 45 s quiet, minutes on a busy machine
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("units", ["2-2-2", "2-4-2", "2-8-2", "2-4-4", "2-6-2", "2-16-2"])
 @pytest.mark.parametrize("channels,size", [(16, 9), (32, 7), (10, 6), (34, 5)])

@@ -172,7 +172,7 @@ def test_statistics_mark_what_the_seeds_do_not_support(results, report):
 def test_readers_labels_units_and_groups(report):
     _, out = report
     html = (out / "index.html").read_text()
-    for group in ("Accuracy", "Cost", "Speed", "Training budget", "Trade-off (TCA / TSA)"):
+    for group in ("Accuracy", "Cost", "Speed", "Training: budget and speed", "Trade-off (TCA / TSA)"):
         assert f'class="group">{group.replace("/", "/")}' in html.replace("&amp;", "&") or group in html
     assert "Top-1 (%) ↑" in html and "FLOPs, effective (M) ↓" in html and "Params, nonzero (M) ↓" in html
     assert "prune_l1 @ -50 % MACs" in html and 'class="sticky"' in html
@@ -312,8 +312,8 @@ def test_page_renders_in_chromium_without_overflow(report, tmp_path):
     assert "data-result" in dom, proc.stderr[-2000:]
     result = json.loads(dom.split('data-result="')[1].split('"')[0].replace("&quot;", '"'))
     assert result["page"] <= result["view"], result  # nothing cut off at the right
-    # one (dataset, model): its results in two tables (accuracy-cost-speed, budget-trade-off), both fully visible
-    assert result["sticky"] == "sticky" and result["tables"] == 2 and result["tablesFit"], result
+    # one (dataset, model): its results in three tables (accuracy-cost-speed, training, TCA/TSA), all fully visible
+    assert result["sticky"] == "sticky" and result["tables"] == 3 and result["tablesFit"], result
     assert result["images"] == len(FIGURES), result
     shot = tmp_path / "page.png"
     subprocess.run(

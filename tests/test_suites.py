@@ -66,12 +66,17 @@ def test_dry_run_plans_what_the_suite_says(name, data_root, tmp_path, capsys):
     assert planned - references == _named_jobs(name)
     suite = load_suite(name)
     budgets = suite.budgets
+    dense_macs = {(p["dataset"], p["model"]): p["macs"] for p in plan if p["method"] == "dense"}
     for p, job in zip(plan, suite.jobs(), strict=True):
         assert p["job_id"] == job.job_id
         phase = get_method(p["method"]).phase
         expected = job.epochs_override or budgets.epochs(phase)
         if p["method"] == "scratch_b":  # Liu et al.: the dense budget x dense MACs / pruned MACs (estimated)
             expected = round(budgets.dense_epochs / (1 - job.target.value))
+        if p["method"] == "tissuenet_matched":  # dense epochs x dense MACs / its MACs + the fine-tune epochs
+            ratio = dense_macs[p["dataset"], p["model"]] / p["macs"]
+            expected = max(1, round(budgets.dense_epochs * ratio)) + budgets.finetune_epochs
+            assert expected > budgets.finetune_epochs + budgets.dense_epochs, p  # a compact net: more epochs
         assert p["epochs"] == expected, p
         assert p["macs"] > 0 and p["params"] > 0
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
@@ -92,9 +97,12 @@ def test_quick_pass_of_every_suite_on_its_real_layout(name, data_root, tmp_path,
     ran = {(r["dataset"], r["model"], r["label"].split("@")[0]) for r in records}
     named = {(d, m, label.split("@")[0]) for d, m, _, label in _named_jobs(name)}
     assert named <= ran  # every dataset x model x method of the suite trained and was measured
+    dense_macs = {(r["dataset"], r["model"]): r["macs"] for r in records if r["method"] == "dense"}
     for r in records:
         info = get_dataset(r["dataset"])
         epochs = 2 if r["method"] == "scratch_b" else 1  # Scratch-B: dense epochs x dense / pruned MACs
+        if r["method"] == "tissuenet_matched":  # 1 dense epoch x dense MACs / its MACs + 1 fine-tune epoch
+            epochs = max(1, round(dense_macs[r["dataset"], r["model"]] / r["macs"])) + 1
         assert r["overrides"] and r["epochs"] <= epochs and r["train_images"] <= 16, r["job_id"]
         assert r["macs"] > 0 and info.name == r["dataset"]
 
