@@ -88,3 +88,15 @@ def test_each_night_measures_its_own_commit(tmp_path):
     trend = (runs / "tiny-nightly" / "trend" / "index.html").read_text()
     assert all(sha[:7] in trend or sha[:10] in trend for sha in (sha1, sha2)) and "tissue-all" in trend
     assert len(list((runs / "tiny-nightly" / "trend").glob("*.png"))) == 2
+
+
+def test_asv_measures_head_alone_on_a_machine_without_results(tmp_path):
+    """asv's NEW on a machine that has measured nothing walks the whole history (minutes per commit)."""
+    from tissuebench.nightly import asv_range
+
+    assert asv_range("box", tmp_path) == "HEAD^!"
+    (tmp_path / "box").mkdir()
+    (tmp_path / "box" / "machine.json").write_text("{}")
+    assert asv_range("box", tmp_path) == "HEAD^!"  # the machine file alone is no measurement
+    (tmp_path / "box" / "6dd5a684-virtualenv-py3.11.json").write_text("{}")
+    assert asv_range("box", tmp_path) == "NEW"

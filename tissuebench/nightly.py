@@ -11,9 +11,9 @@ Each night measures the code it runs on. For each suite:
 3. the night's report, the history table across nights (``ROOT/<suite>/history.parquet``) and the
    trend page (``ROOT/<suite>/trend/index.html``).
 
-Then asv: benchmark the commits not yet measured (``asv run NEW``; ``--asv same`` measures the
-current environment instead) and publish the asv site. Prints one summary; exits 1 if any job
-failed, any check regressed, a report failed or asv failed.
+Then asv: benchmark the commits not yet measured (``asv run NEW``; HEAD alone on a machine without
+asv results; ``--asv same`` measures the current environment instead) and publish the asv site.
+Prints one summary; exits 1 if any job failed, any check regressed, a report failed or asv failed.
 """
 
 from __future__ import annotations
@@ -32,6 +32,15 @@ from benchmarks.suite import load_suite
 from results import reference as shipped_reference
 
 
+def asv_range(machine: str, results: Path | None = None) -> str:
+    """The commits asv measures tonight: those after the newest one measured on this machine (``NEW``), or,
+    on a machine with no results yet, HEAD alone: asv's NEW would otherwise walk the whole history, about
+    five minutes a commit."""
+    folder = (results or REPO / ".asv" / "results") / machine
+    measured = any(p.name != "machine.json" for p in folder.glob("*.json")) if folder.is_dir() else False
+    return "NEW" if measured else "HEAD^!"
+
+
 def run_asv(mode: str, machine: str, profile: str, log) -> tuple[bool, str]:
     env = os.environ | {"TISSUEBENCH_ASV_PROFILE": profile}
     asv = [sys.executable, "-m", "asv"]
@@ -40,7 +49,7 @@ def run_asv(mode: str, machine: str, profile: str, log) -> tuple[bool, str]:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
         steps.append(asv + ["run", "--python=same", "--machine", machine, "--set-commit-hash", sha])
     else:
-        steps.append(asv + ["run", "NEW", "--machine", machine, "--skip-existing-commits"])
+        steps.append(asv + ["run", asv_range(machine), "--machine", machine, "--skip-existing-commits"])
     steps.append(asv + ["publish"])
     for cmd in steps:
         log("$ " + " ".join(cmd[2:]))
