@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.files import DamagedFileError, read_json, write_text_atomic
+from benchmarks.files import HASH_SUFFIX, DamagedFileError, read_json, write_text_atomic
 
 NIGHT_FILE = "night.json"
 HISTORY = "history.parquet"
@@ -62,13 +62,15 @@ def reuse_dense(suite_root: Path, folder: Path, fingerprint: str) -> list[str]:
         target = folder / "checkpoints" / "dense"
         reused = []
         for ckpt in sorted(source.glob("*.pt")) if source.is_dir() else []:
-            if ckpt.name.endswith(".partial.pt") or (target / ckpt.name).exists():
+            digest = ckpt.with_name(ckpt.name + HASH_SUFFIX)  # without it the checkpoint cannot be verified
+            if ckpt.name.endswith(".partial.pt") or (target / ckpt.name).exists() or not digest.is_file():
                 continue
             target.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(ckpt, target / ckpt.name)
-            except OSError:  # another file system: copy
-                shutil.copy2(ckpt, target / ckpt.name)
+            for path in (digest, ckpt):  # the digest first: a checkpoint is never there without it
+                try:
+                    os.link(path, target / path.name)
+                except OSError:  # another file system: copy
+                    shutil.copy2(path, target / path.name)
             reused.append(ckpt.name)
         return reused
     return []

@@ -80,6 +80,7 @@ def test_each_night_measures_its_own_commit(tmp_path):
     _git(repo, "commit", "-qam", "night 3: documentation only")
     third = night()
     assert "1 dense checkpoint(s) reused (same code fingerprint)" in third.stdout
+    assert "[dense] training" not in third.stdout and "damaged" not in third.stdout + third.stderr  # used as is
 
     history = pd.read_parquet(runs / "tiny-nightly" / "history.parquet")
     assert history["commit"].nunique() == 3 and len(history) == 6
