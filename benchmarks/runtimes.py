@@ -94,6 +94,9 @@ def _ort(onnx: bytes, threads: int):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    # ONNX Runtime's workers spin after each run by default: timed A/B against the dense model's session, the
+    # idle session's spinning threads took the cores from the timed one (paired-ratio IQR up to 0.5)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
     return lambda array: session.run(None, {"x": array})[0]
 

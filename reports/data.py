@@ -110,6 +110,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
             "speedup_suspect": bool(ok.get("speedup_suspect", pd.Series(dtype=bool)).fillna(False).astype(bool).any()),
             "speedup_reliable": _speedup_reliable(ok),
             "runtime_speedups": runtime_speedups(ok),
+            "runtime_cells": runtime_cells(ok),
             "latency_reliable": _latency_reliable(ok),
             "speedup_by_definition": bool(ok.get("speedup_by_definition", pd.Series(dtype=bool)).fillna(False).any())
             or first["method"] == "dense",
@@ -289,6 +290,35 @@ def provenance(rows: pd.DataFrame) -> dict:
         "versions": [json.loads(v) for v in versions],
         "jobs": len(rows),
         "failed": int((rows["status"] != "ok").sum()),
+    }
+
+
+def runtime_cells(ok: pd.DataFrame) -> dict:
+    """{runtime: {batch: {"speedup", "ms", "reliable"}}} over seeds (means; reliable only if every seed's is),
+    or {runtime: {"unavailable": why}}: what the report's runtime table shows, unreliable cells marked."""
+    out: dict = {}
+    for raw in ok.get("runtimes", pd.Series(dtype=object)).dropna():
+        table = json.loads(raw) if isinstance(raw, str) else raw
+        for runtime, batches in (table or {}).items():
+            if "unavailable" in batches:
+                out.setdefault(runtime, {"unavailable": batches["unavailable"]})
+                continue
+            slot = out.setdefault(runtime, {})
+            for batch, cell in batches.items():
+                if batch.isdigit():
+                    slot.setdefault(batch, []).append(cell)
+    return {
+        r: v
+        if "unavailable" in v
+        else {
+            b: {
+                "speedup": float(np.mean([c["speedup"] for c in cells])),
+                "ms": float(np.mean([c["median_ms"] for c in cells])),
+                "reliable": all(c.get("reliable", True) for c in cells),
+            }
+            for b, cells in sorted(v.items(), key=lambda i: int(i[0]))
+        }
+        for r, v in out.items()
     }
 
 

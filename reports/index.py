@@ -220,8 +220,9 @@ def write_index(path: Path, manifest: dict) -> None:
         parts.append("<h3>Paper vs measured</h3>" + _paper_vs_measured(s))
         if s.get("runtimes_html"):
             parts.append(
-                "<h3>Speed-up by runtime</h3><p>Each row over the dense model, timed paired on the same runtime "
-                "(mean over seeds; – where a timing was unreliable); theory: dense MACs / effective MACs.</p>"
+                "<h3>Speed-up by runtime</h3><p>Each row's speed-up over the dense model, timed paired on the same "
+                "runtime, and its median latency (means over seeds; the dense row: its own latency, the reference); "
+                "‡ an unreliable timing, by the rule of the results table; theory: dense MACs / effective MACs.</p>"
                 + s["runtimes_html"]
             )
         parts.append("<h3>Figures</h3>")

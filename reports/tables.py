@@ -327,33 +327,38 @@ __all__ = ["TRADEOFFS", "Table", "build", "caption", "tex_escape", "to_csv", "to
 
 
 def runtime_table(agg: pd.DataFrame) -> str:
-    """Speed-up over dense per runtime and batch (HTML), the theoretical one beside it; '' without timings."""
-    rows = agg[(agg["seeds"] > 0) & (agg["method"] != "dense")]
-    if "runtime_speedups" not in rows:
+    """Per runtime and batch: each row's speed-up over dense on that runtime and its latency (the dense row:
+    its latency, the reference), ‡ where a timing was unreliable; the theoretical speed-up beside it."""
+    rows = agg[agg["seeds"] > 0]
+    if "runtime_cells" not in rows:
         return ""
-    cells = {}
-    for _, r in rows.iterrows():
-        for runtime, batches in (r["runtime_speedups"] or {}).items():
-            if "unavailable" not in batches:
-                for batch, value in batches.items():
-                    cells[(r["label"], runtime, int(batch))] = value
+    cells = {
+        (r["label"], runtime, int(batch)): cell
+        for _, r in rows.iterrows()
+        for runtime, batches in (r["runtime_cells"] or {}).items()
+        if "unavailable" not in batches
+        for batch, cell in batches.items()
+    }
     if not cells:
         return ""
     columns = sorted({(rt, b) for _, rt, b in cells}, key=lambda c: (c[1], c[0]))
     head = "".join(f"<th>{html.escape(rt)}<br>batch {b}</th>" for rt, b in columns)
+
+    def cell(r, rt, b) -> str:
+        c = cells.get((r["label"], rt, b))
+        if c is None:
+            return "<td>–</td>"
+        mark = "" if c["reliable"] else '<sup class="mark">‡</sup>'
+        if r["method"] == "dense":
+            return f"<td class='num'>1 (ref.), {c['ms']:.2f} ms{mark}</td>"
+        return f"<td class='num'>{c['speedup']:.2f}x{mark}, {c['ms']:.2f} ms</td>"
+
     body = []
     for _, r in rows.iterrows():
-        values = "".join(
-            f"<td>{cells[(r['label'], rt, b)]:.2f}x</td>" if not math.isnan(cells.get((r["label"], rt, b), math.nan))
-            else "<td>–</td>"
-            for rt, b in columns
-        )  # fmt: skip
         theory = r.get("speedup_theoretical")
-        body.append(
-            f"<tr><td>{html.escape(r['label'])}</td>{values}<td>{theory:.2f}x</td></tr>"
-            if theory == theory
-            else f"<tr><td>{html.escape(r['label'])}</td>{values}<td>–</td></tr>"
-        )
+        theory = f"{theory:.2f}x" if theory == theory and theory is not None else "–"
+        values = "".join(cell(r, rt, b) for rt, b in columns)
+        body.append(f"<tr><td>{html.escape(r['label'])}</td>{values}<td class='num'>{theory}</td></tr>")
     return (
         "<div class='scroll'><table class='results'><thead><tr><th>row</th>"
         f"{head}<th>theory</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>"

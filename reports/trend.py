@@ -88,8 +88,9 @@ def write_trend(history: pd.DataFrame, reference: pd.DataFrame | None, out: Path
         f"<h1>Nightly trend: {html.escape(suite)}</h1><p>Each job's final top-1, effective MACs and measured speed-up,"
         " night by night (a night is one commit; * marks uncommitted code). Solid line: the reference value; dashed:"
         " its bound (the shaded side is allowed); a red cross: a night outside the bound. Bounds are the committed"
-        " reference's (one-sided 99 % prediction intervals from its seeds; costs fixed by the architecture may not"
-        f" rise).</p><table><tr><th>night</th><th>date</th><th>commit</th><th>dirty</th></tr>{nights}</table>"
+        " reference's (one-sided prediction intervals from its seeds, 99 % for a whole run; costs fixed by"
+        " the architecture may not rise).</p>"
+        f"<table><tr><th>night</th><th>date</th><th>commit</th><th>dirty</th></tr>{nights}</table>"
         + "".join(sections)
         + "</body></html>\n"
     )

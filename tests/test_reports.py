@@ -329,3 +329,29 @@ def test_page_renders_in_chromium_without_overflow(report, tmp_path):
         timeout=150,
     )
     assert shot.exists() and shot.stat().st_size > 50_000
+
+
+def test_runtime_table_shows_dense_latency_and_marks_unreliable_timings():
+    """The dense row gives each runtime's reference latency; a row's cell is the mean over seeds, marked ‡
+    when any seed's timing was unreliable; a runtime that was not installed gets no column."""
+    import pandas as pd
+
+    from reports.data import runtime_cells
+    from reports.tables import runtime_table
+
+    def timed(speedup, ms, reliable=True):
+        return {"1": {"speedup": speedup, "median_ms": ms, "reliable": reliable}}
+
+    dense = pd.DataFrame([{"runtimes": {"eager": timed(1.0, 2.0), "openvino": {"unavailable": "not installed"}}}])
+    tissue = pd.DataFrame([{"runtimes": {"eager": timed(3.0, 0.5)}}, {"runtimes": {"eager": timed(5.0, 0.3, False)}}])
+    agg = pd.DataFrame(
+        [
+            {"label": "dense", "method": "dense", "seeds": 1, "speedup_theoretical": 1.0},
+            {"label": "tissuenet-all", "method": "tissuenet", "seeds": 2, "speedup_theoretical": 6.35},
+        ]
+    )
+    agg["runtime_cells"] = [runtime_cells(dense), runtime_cells(tissue)]
+    table = runtime_table(agg)
+    assert "<td class='num'>1 (ref.), 2.00 ms</td>" in table
+    assert "<td class='num'>4.00x<sup class=\"mark\">‡</sup>, 0.40 ms</td>" in table
+    assert "openvino" not in table and "eager<br>batch 1" in table and "6.35x" in table
