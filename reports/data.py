@@ -323,22 +323,11 @@ def runtime_cells(ok: pd.DataFrame) -> dict:
 
 
 def runtime_speedups(ok: pd.DataFrame) -> dict:
-    """{runtime: {batch: mean paired speed-up over seeds, or None when a seed's timing was unreliable}} and
-    {runtime: {"unavailable": why}}: the speed-up of this row on every runtime it was timed on."""
-    out: dict = {}
-    for raw in ok.get("runtimes", pd.Series(dtype=object)).dropna():
-        table = json.loads(raw) if isinstance(raw, str) else raw
-        for runtime, batches in (table or {}).items():
-            if "unavailable" in batches:
-                out.setdefault(runtime, {"unavailable": batches["unavailable"]})
-                continue
-            slot = out.setdefault(runtime, {})
-            for batch, cell in batches.items():
-                if batch.isdigit():
-                    slot.setdefault(batch, []).append(cell["speedup"] if cell.get("reliable", True) else math.nan)
+    """{runtime: {batch: mean paired speed-up over seeds, or NaN when a seed's timing was unreliable}} and
+    {runtime: {"unavailable": why}}: what the runtime figure draws."""
     return {
-        r: v if "unavailable" in v else {b: float(np.mean(xs)) for b, xs in sorted(v.items(), key=lambda i: int(i[0]))}
-        for r, v in out.items()
+        r: v if "unavailable" in v else {b: c["speedup"] if c["reliable"] else math.nan for b, c in v.items()}
+        for r, v in runtime_cells(ok).items()
     }
 
 
