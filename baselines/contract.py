@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from tissuenet import plugins
-from tissuenet.registry import check_name, create_model_for_input, did_you_mean
+from tissuenet.names import check_name, did_you_mean
+from tissuenet.registry import create_model_for_input
 
 TARGET_KINDS = ("macs_reduction", "params_reduction", "sparsity")
 PHASES = ("dense", "finetune", "scratch")

@@ -13,10 +13,12 @@ import json
 
 from baselines.contract import BaseMethod, Estimate, MethodError, Prepared, register_method
 from baselines.presets import preset_labels, resolve_preset
+from tissuenet.algorithm1 import seed_free
 from tissuenet.counting import count_macs, count_params
-from tissuenet.registry import tissue_name
+from tissuenet.registry import get_entry, tissue_name
 
 TISSUE_OPTIONS = {"units", "replace", "seed", "plan", "keep_first", "layout", "preset"}
+_COSTS: dict[tuple, tuple[int, int]] = {}  # (registry name, options, dataset, input shape) -> (MACs, params)
 
 
 @register_method
@@ -76,11 +78,21 @@ class TissueNet(BaseMethod):
         name, options = self.resolve(plan.dataset, plan.model_name, plan.options, plan.seed)
         return plan.build(name, options)
 
+    def cost(self, plan) -> tuple[int, int]:
+        """(MACs, params) of the job's architecture, counted once per architecture: a dry run over 10,000 seeds
+        builds one model, not 10,000 (the seed changes the architecture only where Algorithm 1 draws units)."""
+        name, options = self.resolve(plan.dataset, plan.model_name, plan.options, plan.seed)
+        default = get_entry(name).options().get("units", "2-4-2")
+        shape = {k: v for k, v in options.items() if k != "seed" or not seed_free(options, default)}
+        key = (name, json.dumps(shape, sort_keys=True), plan.dataset, plan.in_channels, plan.input_size)
+        if key not in _COSTS:
+            model = plan.build(name, options)
+            _COSTS[key] = (count_macs(model, plan.in_channels, plan.input_size), count_params(model))
+        return _COSTS[key]
+
     def estimate(self, plan):
-        model = self._build(plan)
-        epochs = plan.epochs("scratch")
-        macs = count_macs(model, plan.in_channels, plan.input_size)
-        return Estimate(epochs, macs, count_params(model), self.reference_epochs(plan.budgets, plan.epochs_override))
+        macs, params = self.cost(plan)
+        return Estimate(plan.epochs("scratch"), macs, params, self.reference_epochs(plan.budgets, plan.epochs_override))
 
     def architecture_key(self, plan):
         model = self._build(plan)
@@ -113,10 +125,9 @@ class TissueNetMatched(TissueNet):
         return max(1, round(budgets.dense_epochs * dense_macs / macs)) + budgets.epochs("finetune")
 
     def estimate(self, plan):
-        model = self._build(plan)
-        macs = count_macs(model, plan.in_channels, plan.input_size)
+        macs, params = self.cost(plan)
         epochs = self.matched_epochs(plan.budgets, plan.dense_macs, macs)
-        return Estimate(epochs, macs, count_params(model), plan.budgets.dense_epochs)
+        return Estimate(epochs, macs, params, plan.budgets.dense_epochs)
 
     def prepare(self, ctx):
         prepared = super().prepare(ctx)

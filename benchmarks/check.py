@@ -25,6 +25,7 @@ line and judges by the bounds all the same. ``--update`` rewrites the reference,
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import math
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ MIN_SEEDS = 8  # a prediction interval from fewer seeds is too wide to catch any
 CONFIDENCE = 0.99  # for one new run, all its prediction-interval bounds together (Bonferroni over them)
 CONTEXT = ("threads", "executor", "device_name", "cpu_isa", "torch", "device")
 RULES = ("exact", "pi99", "tolerance")
+EXTRA = ("n_seeds", "top1_std", "tolerance_top1")  # informative columns a reference may have
+KNOWN_COLUMNS = {*IDENTITY, *VALUES, *EXTRA, *(f"{m}_{part}" for m in VALUES for part in ("bound", "rule"))}
+# the widest band a bound may set: a real reference's top-1 band is 0.5 to a few points, its costs' a few percent
+MAX_TOP1_BAND = 20.0  # points
+MAX_COST_BAND = 0.5  # of the value
 
 
 class CheckError(ValueError):
@@ -69,7 +75,7 @@ class Difference:
 def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
     """The reference rows and header, validated (CheckError names what is wrong)."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = Path(path).read_bytes().decode("utf-8-sig")  # spreadsheet programs save CSV with a BOM
     except FileNotFoundError:
         raise CheckError(f"no reference file {path} (create one with --update)") from None
     except UnicodeDecodeError:
@@ -90,6 +96,9 @@ def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise CheckError(f"{path}: required column(s) {missing} missing; a reference has {list(REQUIRED)}")
+    unknown = [c for c in table.columns if c not in KNOWN_COLUMNS]
+    if unknown:
+        raise CheckError(f"{path}: unknown column(s) {unknown[:5]}; a reference's columns: {sorted(KNOWN_COLUMNS)}")
     if table.empty:
         raise CheckError(f"{path}: no reference rows")
     numeric = [*VALUES, *(f"{m}_bound" for m in VALUES if f"{m}_bound" in table), "tolerance_top1"]
@@ -112,7 +121,36 @@ def read_reference(path: Path) -> tuple[pd.DataFrame, dict]:
         meta_tol = _number(meta["tolerance_top1"])
         if meta_tol is None or meta_tol < 0:
             raise CheckError(f"{path}: header tolerance_top1 must be a number >= 0, got {meta['tolerance_top1']!r}")
+    for row in table.to_dict("records"):
+        for metric in VALUES:
+            why = implausible(row, metric)
+            if why:
+                raise CheckError(f"{path}: job {row['job_id']}: {why}")
     return table, meta
+
+
+def implausible(row: dict, metric: str) -> str | None:
+    """What is wrong with one reference cell's value and bound (None: plausible): a value outside its range, a
+    bound on the wrong side of the value, or a band wider than any real reference has."""
+    value = float(row[metric])
+    if metric == "top1" and not 0 <= value <= 100:
+        return f"top1 = {value:g} is not a percentage"
+    if metric != "top1" and value < 0:
+        return f"{metric} = {value:g} is negative"
+    bound = row.get(f"{metric}_bound")
+    if bound is None or pd.isna(bound):
+        return None
+    rule = row.get(f"{metric}_rule")
+    higher = BY_NAME[metric].better == "higher"
+    band = (value - bound) if higher else (bound - value)
+    widest = MAX_TOP1_BAND if metric == "top1" else MAX_COST_BAND * value
+    if band < 0:
+        return f"{metric}_bound = {bound:g} lies on the wrong side of the value {value:g}"
+    if rule == "exact" and band != 0:
+        return f"{metric}_rule exact needs {metric}_bound = {metric} ({value:g}), got {bound:g}"
+    if band > widest:
+        return f"{metric}_bound = {bound:g} is {band:g} from the value {value:g} (at most {widest:g}): implausibly wide"
+    return None
 
 
 def _number(text) -> float | None:
@@ -298,12 +336,63 @@ def context_of(table: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def _matches(rec: dict, patterns) -> bool:
+    return any(fnmatch.fnmatch(str(rec.get(key)), p) for p in patterns for key in ("job_id", "label"))
+
+
+def rows_for_update(
+    measured: pd.DataFrame, path: Path, suite: str, expected: set[str] | None, leave_out=()
+) -> pd.DataFrame:
+    """The results a new reference of ``suite`` is made from, after the refusals that keep ``--update`` from
+    losing anything: the file at ``path`` must be this suite's (or absent); every job of the suite's plan
+    (``expected``) must be there and ok; no row of the old reference may vanish. ``leave_out`` (globs over job
+    ids and labels) names jobs to leave out deliberately. CheckError (one line) otherwise."""
+    leave_out = tuple(leave_out or ())
+    records = measured.to_dict("records") if len(measured) else []
+    kept = measured[[not _matches(r, leave_out) for r in records]] if records else measured
+    failed = sorted(kept.loc[kept["status"] != "ok", "job_id"]) if len(kept) else []
+    have = {r["job_id"] for r in records}
+    absent = sorted(j for j in (expected or set()) if j not in have and not _matches({"job_id": j}, leave_out))
+    if failed or absent:
+        named = [f"{j} (failed)" for j in failed] + [f"{j} (missing)" for j in absent]
+        raise CheckError(
+            f"--update refused: {len(named)} job(s) of {suite} are not ok: {', '.join(named[:4])}"
+            f"{' ...' if len(named) > 4 else ''}; rerun them, or leave them out deliberately with --leave-out PATTERN"
+        )
+    if not len(kept):
+        raise CheckError(f"--update refused: no ok job of {suite} to make a reference from")
+    if Path(path).exists():
+        try:
+            old, meta = read_reference(path)
+        except CheckError as exc:
+            raise CheckError(f"--update refused: the existing {exc} (fix it, or move it away first)") from None
+        if meta.get("suite") and meta["suite"] != suite:
+            raise CheckError(
+                f"--update refused: {path} is the reference of suite {meta['suite']!r}, not {suite!r}; "
+                f"write {suite}'s elsewhere (--against FILE)"
+            )
+        keys = ("dataset", "model", "label", "seed")
+        have = {tuple(str(r.get(k)) for k in keys) for r in kept.to_dict("records")}
+        dropped = [
+            r["job_id"]
+            for r in old.to_dict("records")
+            if tuple(str(r.get(k)) for k in keys) not in have and not _matches(r, leave_out)
+        ]
+        if dropped:
+            raise CheckError(
+                f"--update refused: it would drop {len(dropped)} row(s) of {path}: {', '.join(dropped[:4])}"
+                f"{' ...' if len(dropped) > 4 else ''}; drop them deliberately with --leave-out PATTERN"
+            )
+    return kept
+
+
 def write_reference(
     results: pd.DataFrame,
     path: Path,
     seeds: pd.DataFrame | None = None,
     tolerance: float | None = None,
     seeds_from: str = "",
+    suite: str | None = None,
 ) -> pd.DataFrame:
     rows = derive_bounds(results, seeds, tolerance)
     ok = results[results["status"] == "ok"]
@@ -327,8 +416,11 @@ def write_reference(
         **{f"context_{k}": v for k, v in context.items()},
         "git_sha": ", ".join(sorted({str(v) for v in ok.get("git_sha", pd.Series()).dropna()})),
         "runs_finished_utc": str(ok["finished_utc"].max()) if "finished_utc" in ok else "",
-        "suite": ", ".join(sorted({str(v) for v in ok.get("suite", pd.Series()).dropna()})),
+        "suite": suite or ", ".join(sorted({str(v) for v in ok.get("suite", pd.Series()).dropna()})),
     }
+    if seeds is not None:
+        used = seeds[seeds["status"] == "ok"]["seed"].dropna().astype(int)
+        header["reference_seeds"] = ", ".join(str(v) for v in sorted(set(used)))
     text = "".join(f"# {k}: {v}\n" for k, v in header.items()) + rows.to_csv(index=False)
     write_text_atomic(Path(path), text)  # full precision: exact costs are compared exactly
     return rows

@@ -60,6 +60,11 @@ class DataConfig(Section):
     workers: int = setting(
         4, min=0, max=256, doc="DataLoader worker processes for streamed image folders (0: read in the main process)"
     )
+    skip_unreadable: bool = setting(
+        False,
+        doc="image folders: leave out images that do not decode (each record counts them) instead of stopping "
+        "before training with their list",
+    )
 
     def size_of(self, info) -> int:
         """The resolution a dataset is trained and evaluated at under these settings."""

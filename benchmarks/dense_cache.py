@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.files import DamagedFileError, load_torch, remove_verified, save_torch_atomic
 from benchmarks.measure import measure_cost
-from benchmarks.train import evaluate, train
+from benchmarks.train import check_finite, evaluate, train
 
 DENSE_FORMAT = "tissuebench.dense/1"
 
@@ -48,6 +48,7 @@ def train_dense(model, info: dict, loaders, cfg, *, checkpoint=None, progress=No
     """Train and evaluate one dense model; returns (CPU state dict, meta). Writes nothing but its resume state."""
     train_loader, test_loader = loaders
     result = train(model, train_loader, test_loader, cfg, checkpoint=checkpoint, progress=progress, set_aside=set_aside)
+    check_finite(model, "after dense training")
     final = evaluate(model, test_loader)
     cost = measure_cost(model, info["in_channels"], info["input_size"])
     meta = info | {

@@ -18,12 +18,14 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks.text import clean_text
 from tissuenet.registry import create_model_for_input
 
 MODEL_FORMAT = "tissuebench.model/1"
@@ -98,6 +100,13 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
 
 
 TMP_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp$")
+
+
+def temporary_pid(name: str) -> str | None:
+    """The pid in a temporary file name this module gives (``.NAME.PID.tmp``), or None for any other name."""
+    match = _TEMPORARY.match(name)
+    return match["pid"] if match else None
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
@@ -186,6 +195,8 @@ def read_json(path: Path) -> dict:
         raise DamagedFileError(path, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise DamagedFileError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise DamagedFileError(path, "JSON nested too deeply") from None
     except OSError as exc:
         raise DamagedFileError(path, f"cannot be read ({_why(exc)})") from None
     if not isinstance(obj, dict):
@@ -244,30 +255,6 @@ def read_reason(why: Path) -> str:
     except (DamagedFileError, OSError) as exc:
         return f"(reason unreadable: {exc.reason if isinstance(exc, DamagedFileError) else exc.strerror})"
     return clean_text(raw.decode("utf-8", errors="replace")).strip() or "(no reason given)"
-
-
-def clean_text(text: str) -> str:
-    """Text safe for a terminal and any file: control characters (NUL, ESC, BEL, ...) become '?'."""
-    return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in str(text))
-
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(frame):
-    """A copy of a table for CSV: text cells that a spreadsheet would run as a formula get a leading
-    apostrophe (OWASP's CSV-injection advice); control characters become '?'. Numbers are untouched."""
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].map(
-                lambda v: (
-                    ("'" + clean_text(v) if v.startswith(FORMULA_PREFIXES) else clean_text(v))
-                    if isinstance(v, str)
-                    else v
-                )
-            )
-    return out
 
 
 def sha256_file(path: Path) -> str:

@@ -26,7 +26,7 @@ from benchmarks.measure import deploy_form, eager_form, measure_cost
 from benchmarks.metrics import derive
 from benchmarks.provenance import device_info, static_provenance, utc_now
 from benchmarks.suite import Job, Suite
-from benchmarks.train import evaluate, train
+from benchmarks.train import check_finite, evaluate, train
 from tissuenet.registry import create_model_for_input
 
 EVAL_BATCH = 256  # test-set batch size (evaluation only; never changes a result)
@@ -75,6 +75,7 @@ def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
             test_limit=suite.data.test_limit,
             input_size=suite.data.input_size,
             workers=suite.data.workers,
+            skip_unreadable=suite.data.skip_unreadable,
         )
         return train_loader, test_loader
 
@@ -269,8 +270,10 @@ def train_phases(prepared: Prepared, start: DenseRef, macs: int) -> list[dict]:
 def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: Env) -> tuple[dict, bytes]:
     shape = shape_of(suite, job)
     prepared = prepare(suite, job, start, shape, env)  # 1. prepare
+    check_finite(prepared.model, "after the method prepared the model")
     trained = train_step(suite, job, prepared, start, reference, env)  # 2. train
     model = prepared.model
+    check_finite(model, "after training")
     _, test_loader = env.loaders(job, EVAL_BATCH, False)
     accuracy = evaluate_step(model, test_loader, trained["history"])  # 3. evaluate
     cost = measure_cost(model, shape["in_channels"], shape["input_size"])  # 4. measure

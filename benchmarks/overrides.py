@@ -27,6 +27,23 @@ _BARE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]*$")
 _PATH = re.compile(r"^[A-Za-z_*][A-Za-z0-9_*@.+-]*$")
 
 
+MAX_DEPTH = 16  # of nested lists and tables in one value: a suite setting needs 3 at most
+
+
+def nesting(value) -> int:
+    """How deeply lists and tables nest in ``value`` (iteratively: no recursion on hostile input)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                break
+            todo += [(v, depth) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
 class OverrideError(ValueError):
     """A ``--set`` that is not ``PATH=VALUE`` or names no suite field."""
 
@@ -34,11 +51,19 @@ class OverrideError(ValueError):
 def parse_value(text: str):
     """A TOML value (``3``, ``[0, 1]``, ``true``, ``"x"``), or a bare word as a string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
+    except RecursionError:
+        value = None
+        depth = MAX_DEPTH + 1
     except tomllib.TOMLDecodeError:
         if _BARE.match(text):
             return text
         raise OverrideError(f"--set value {text!r} is not a TOML value (quote strings: '\"...\"')") from None
+    else:
+        depth = nesting(value)
+    if depth > MAX_DEPTH:
+        raise OverrideError(f"--set value {text[:40]!r}... nests deeper than {MAX_DEPTH} levels: not a suite setting")
+    return value
 
 
 def parse(pairs: list[str] | None) -> dict[str, object]:

@@ -12,6 +12,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from benchmarks.text import clean_text
+
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
@@ -43,7 +45,10 @@ class SuiteProgress:
         if self.tty:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc="suite", file=sys.stderr, dynamic_ncols=True, leave=True)
+            # the bar needs carriage returns: it writes to the raw stream (the command line's stream escapes
+            # control characters) and cleans every message itself
+            self._raw = getattr(sys.stderr, "raw", sys.stderr)
+            self._bar = tqdm(total=self.total, desc="suite", file=self._raw, dynamic_ncols=True, leave=True)
 
     def eta(self) -> float | None:
         left = self.total - self.done - self.failed - self.skipped
@@ -58,8 +63,9 @@ class SuiteProgress:
         )
 
     def line(self, msg: str) -> None:
+        msg = clean_text(msg)  # a job's error comes from a plugin: it may hold escape sequences
         if self._bar is not None:
-            self._bar.write(msg, file=sys.stderr)
+            self._bar.write(msg, file=self._raw)
         else:
             self.log(msg)
 

@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import record as schema
 from benchmarks.files import (
     ALREADY_MOVED,
     QUARANTINE,
-    TMP_SUFFIX,
     DamagedFileError,
     PathError,
     StorageError,
@@ -44,112 +44,10 @@ from benchmarks.files import (
     read_json,
     read_reason,
     remove_verified,
-    spreadsheet_safe,
+    temporary_pid,
     write_text_atomic,
 )
-from benchmarks.metrics import names as metric_names
-
-SCHEMA_VERSION = 2
-IDENTITY = [
-    "schema_version",
-    "suite",
-    "job_id",
-    "dataset",
-    "model",
-    "method",
-    "label",
-    "method_options",
-    "target_kind",
-    "target_value",
-    "seed",
-    "config_hash",
-    "group_hash",
-    "suite_variant",
-    "overrides",
-    "plugins",
-    "status",
-    "error",
-    "superseded",
-]
-DETAILS = [
-    "latency_iqr_ms",
-    "latency_samples",
-    "latency_batch",
-    "latency_reliable",
-    "speedup_iqr",
-    "speedup_distinguishable",
-    "speedup_reliable",
-    "speedup_by_definition",
-    "base_latency_ms",
-    "throughput_latency_ms",
-    "throughput_batch",
-    "latency_graph_ms",
-    "latency_eager_ms",
-    "latency_dtype",
-    "latency_device",
-    "latency_mode",
-    "latency_threads",
-    "latency_allocator",
-    "latency_kernels",
-    "runtimes",
-    "speedup_eager",
-    "speedup_suspect",
-    "throughput_speedup",
-    "base_params",
-    "base_macs",
-    "base_epochs",
-    "base_img_per_s",
-    "sparsity",
-    "best_epoch",
-    "phase",
-    "epochs",
-    "dense_epochs",
-    "reference_epochs",
-    "reference_job",
-    "train_images",
-    "train_wall_s",
-    "img_per_s",
-    "peak_mem_mb",
-    "peak_mem_kind",
-    "dense_checkpoint",
-    "dense_weights_sha256",
-    "model_file",
-    "model_sha256",
-    "data_source",
-    "tissue_options",
-    "method_info",
-    "train_phases",
-    "executor",
-    "git_sha",
-    "git_dirty",
-    "versions",
-    "device",
-    "device_name",
-    "cuda",
-    "driver",
-    "threads",
-    "cpu_isa",
-    "host",
-    "started_utc",
-    "finished_utc",
-    "command",
-]
-# column order of the consolidated table (records may carry more; they follow in sorted order)
-COLUMNS = IDENTITY + metric_names() + DETAILS
-JSON_COLUMNS = (
-    "runtimes",
-    "plugins",
-    "overrides",
-    "data_source",
-    "method_options",
-    "tissue_options",
-    "method_info",
-    "versions",
-    "train_phases",
-    "latency_kernels",
-)
-STATUSES = ("ok", "failed")
-REQUIRED = {"job_id": str, "dataset": str, "model": str, "label": str, "status": str}
+from benchmarks.text import spreadsheet_safe
 
 
 @dataclass
@@ -176,7 +74,7 @@ class ResultStore:
         """The record of a job, or None (absent or damaged: a damaged one is set aside)."""
         path = self.path(job_id)
         try:
-            return validate_record(read_json(path), path)
+            return read_record(path)
         except FileNotFoundError:  # absent, or set aside by another process a moment ago
             return None
         except DamagedFileError as exc:
@@ -188,8 +86,12 @@ class ResultStore:
         return rec is not None and rec.get("status") == "ok"
 
     def write(self, record: dict) -> Path:
-        record = {"schema_version": SCHEMA_VERSION} | record
-        return write_text_atomic(self.path(record["job_id"]), json.dumps(_finite(record), indent=1, sort_keys=True))
+        """Store a job's record; one that does not fit the schema (``record.py``) is a bug, never written."""
+        record = _finite({"schema_version": schema.SCHEMA_VERSION} | record)
+        text = json.dumps(schema.check(record), indent=1, sort_keys=True)
+        if len(text.encode()) > schema.MAX_BYTES:
+            raise schema.RecordError(f"record of {record['job_id']} is {len(text.encode()):,} bytes, over the limit")
+        return write_text_atomic(self.path(record["job_id"]), text)
 
     def scan(self) -> Scan:
         """Every readable record; damaged ones are moved to quarantine and reported."""
@@ -197,7 +99,7 @@ class ResultStore:
         no_links(self.root, self.records_dir)
         for path in sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []:
             try:
-                scan.records.append(validate_record(read_json(path), path))
+                scan.records.append(read_record(path))
             except FileNotFoundError:  # another process set it aside meanwhile
                 continue
             except DamagedFileError as exc:
@@ -237,19 +139,25 @@ class ResultStore:
         return {"file": str(exc.path), "reason": exc.reason, "moved_to": str(moved) if moved else None}
 
     # -- leftovers of killed runs ------------------------------------------------------------------
+    # the folders this store's writer writes temporaries in (``files.write_bytes_atomic``); nowhere else
+    WRITES_IN = ("", "records", "plans", "models", "checkpoints/dense", "checkpoints/jobs")
+
     def clean_stale(self) -> list[str]:
-        """Remove what a killed run left and nothing needs: temporaries of dead processes, resume state of
-        jobs that finished, partial dense checkpoints whose final one exists. Returns what was removed."""
+        """Remove what a killed run left and nothing needs: the writer's temporaries of dead processes (only
+        names it gives, ``.NAME.PID.tmp``, only in the folders it writes), resume state of jobs that finished,
+        partial dense checkpoints whose final one exists. Returns what was removed."""
         removed = []
         if not self.root.is_dir():
             return removed
-        for parent, dirs, files in os.walk(self.root):  # never into a linked folder
-            dirs[:] = [d for d in dirs if d != QUARANTINE and not d.endswith((".building", ".old"))]
-            for name in files:
-                pid = name.rsplit(".", 2)[-2] if name.startswith(".") and name.endswith(TMP_SUFFIX) else None
-                if pid is not None and not process_alive(pid):
-                    (Path(parent) / name).unlink(missing_ok=True)
-                    removed.append(str((Path(parent) / name).relative_to(self.root)))
+        for sub in self.WRITES_IN:
+            folder = self.root / sub
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                pid = temporary_pid(path.name)
+                if pid is not None and path.is_file() and not path.is_symlink() and not process_alive(pid):
+                    path.unlink(missing_ok=True)
+                    removed.append(str(path.relative_to(self.root)))
         jobs = self.checkpoints / "jobs"
         for state in sorted(jobs.glob("*.pt")) if jobs.is_dir() and not jobs.is_symlink() else []:
             if self.is_done(state.stem):
@@ -292,9 +200,8 @@ class ResultStore:
         for rec in records:
             row = {k: v for k, v in rec.items() if k != "history"}
             for key, value in row.items():  # nested values (options, versions, data source) as JSON text
-                if key in JSON_COLUMNS or isinstance(value, (dict, list)):
-                    if not isinstance(value, str):
-                        row[key] = json.dumps(value, sort_keys=True)
+                if key in schema.JSON_COLUMNS and value is not None:
+                    row[key] = json.dumps(value, sort_keys=True)
             rows.append(row)
             for h in rec.get("history") or []:
                 if isinstance(h, dict):
@@ -312,8 +219,7 @@ class ResultStore:
                     )
         table = pd.DataFrame(rows)
         if len(table):
-            ordered = [c for c in COLUMNS if c in table.columns]
-            table = table[ordered + sorted(set(table.columns) - set(ordered))]
+            table = table[[c for c in schema.COLUMNS if c in table.columns]]
             table = table.sort_values(["dataset", "model", "seed", "label", "job_id"], kind="stable")
             table = table.reset_index(drop=True)
         history = pd.DataFrame(history)
@@ -354,24 +260,24 @@ class ResultStore:
 
 def plan_name(record: dict) -> str:
     """The plan a record belongs to: its suite, or ``suite+variant`` for a run with ``--set`` overrides."""
-    variant = record.get("suite_variant") or ""
-    return f"{record.get('suite')}+{variant}" if variant else str(record.get("suite"))
+    variant = record.get("suite_variant")
+    return f"{record.get('suite')}+{variant}" if isinstance(variant, str) and variant else str(record.get("suite"))
 
 
-def validate_record(obj: dict, path: Path) -> dict:
-    """A record as stored, or :class:`DamagedFileError` naming what is wrong with it."""
-    for key, typ in REQUIRED.items():
-        if not isinstance(obj.get(key), typ):
-            raise DamagedFileError(path, f"not a result record ('{key}' missing or not a {typ.__name__})")
-    if obj["status"] not in STATUSES:
-        raise DamagedFileError(path, f"status {obj['status']!r} is not one of {STATUSES}")
-    if obj["job_id"] != path.stem:
-        raise DamagedFileError(path, f"holds job {obj['job_id']!r}: a copy under another name")
-    if obj["status"] == "ok":
-        for key in ("top1", "params", "macs"):
-            if not isinstance(obj.get(key), (int, float)) or isinstance(obj.get(key), bool):
-                raise DamagedFileError(path, f"an ok record without a numeric '{key}'")
-    return obj
+def read_record(path: Path) -> dict:
+    """A stored record that fits the schema, or :class:`DamagedFileError` naming what is wrong with it."""
+    try:
+        size = os.lstat(path).st_size
+    except FileNotFoundError:
+        raise
+    except OSError:
+        size = 0
+    if size > schema.MAX_BYTES:
+        raise DamagedFileError(path, f"{size:,} bytes, over the {schema.MAX_BYTES:,}-byte limit of a record")
+    try:
+        return schema.check(read_json(path), path)
+    except schema.RecordError as exc:
+        raise DamagedFileError(path, str(exc)) from None
 
 
 def _write_frame(frame, path: Path, kind: str) -> None:

@@ -12,6 +12,7 @@ reference job at its budget (label ``dense@eN``), so drops are always against an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from baselines.contract import Target
 from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
-from benchmarks.overrides import OverrideError, apply, describe, digest, identity_overrides
+from benchmarks.overrides import MAX_DEPTH, OverrideError, apply, describe, digest, identity_overrides, nesting
 from benchmarks.settings import SettingsError
 from tissuenet import plugins
 
@@ -81,16 +82,16 @@ class Job:
         }
         return out | ({"seed": self.seed} if with_seed else {})
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         return stable_hash(self.identity())
 
-    @property
+    @functools.cached_property
     def group_hash(self) -> str:
         """The configuration without the seed: rows with equal group hashes are seeds of one configuration."""
         return stable_hash(self.identity(with_seed=False))
 
-    @property
+    @functools.cached_property
     def job_id(self) -> str:
         """Readable and file-name safe; the hash makes it unique and stable."""
         readable = JOB_ID_SAFE.sub("-", f"{self.dataset}.{self.model}.{self.label}.s{self.seed}")[:READABLE_MAX]
@@ -114,6 +115,7 @@ class Suite:
     path: Path | None = None
     overrides: dict = field(default_factory=dict)  # ``--set`` on the command line (``overrides.py``)
     plugins: tuple = ()  # modules the suite file names (``plugins = [...]``), imported before validation
+    _dense_configs: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def variant(self) -> str:
@@ -178,9 +180,11 @@ class Suite:
         """The dense reference job of a group at a budget (default: the dense budget)."""
         epochs = self.budgets.dense_epochs if epochs is None else epochs
         label = "dense" if epochs == self.budgets.dense_epochs else f"dense@e{epochs}"
-        config = {"dense": self.dense_config(epochs)}
-        origins = self.origins(dataset, model, "dense")
-        config |= {"plugins": origins} if origins else {}
+        key = (dataset, model, epochs)
+        if key not in self._dense_configs:  # the same for every seed: computed once (dry runs over 10,000 seeds)
+            origins = self.origins(dataset, model, "dense")
+            self._dense_configs[key] = {"dense": self.dense_config(epochs)} | ({"plugins": origins} if origins else {})
+        config = self._dense_configs[key]
         override = None if epochs == self.budgets.dense_epochs else epochs
         return Job(
             self.name, dataset, model, "dense", label, {}, Target("none"), seed, override, config, {}, self.overrides
@@ -189,35 +193,43 @@ class Suite:
     def jobs(self) -> list[Job]:
         from baselines.contract import get_method
 
+        dense_hash = stable_hash(self.dense_config(self.budgets.dense_epochs))
+        budgets = self.budgets.to_dict()
+        # per method: (spec, method, reference epochs, the job config without its plugins); the same for every seed
+        specs = []
+        for spec in self.methods:
+            if spec.name == "dense":
+                specs.append((spec, None, spec.epochs, None))
+                continue
+            method = get_method(spec.name)
+            reference = method.reference_epochs(self.budgets, spec.epochs)
+            config = {"dense": dense_hash, "budgets": budgets, "reference": reference}
+            specs.append(
+                (
+                    spec,
+                    method,
+                    reference,
+                    self._with_overrides(config | {"phase": self.phase_settings(method.phase, spec.train)}),
+                )
+            )
         out: list[Job] = []
         for dataset in self.datasets:
             for model in self.models:
+                origins = {spec.name: self.origins(dataset, model, spec.name) for spec, *_ in specs}
                 for seed in self.seeds:
                     group = [self.dense_job(dataset, model, seed)]
-                    for spec in self.methods:
+                    for spec, method, reference, config in specs:
                         if spec.models is not None and model not in spec.models:
                             continue
-                        if spec.name == "dense":  # the group's dense job is always there; epochs: another budget
+                        if method is None:  # the group's dense job is always there; epochs: another budget
                             if spec.epochs is not None:
                                 group.append(self.dense_job(dataset, model, seed, spec.epochs))
                             continue
-                        method = get_method(spec.name)
-                        reference = method.reference_epochs(self.budgets, spec.epochs)
                         if reference != self.budgets.dense_epochs:
                             group.append(self.dense_job(dataset, model, seed, reference))
-                        dense_hash = stable_hash(self.dense_config(self.budgets.dense_epochs))
+                        job_config = config | ({"plugins": origins[spec.name]} if origins[spec.name] else {})
                         for target in spec.targets:
                             label = spec.label + (f"@{target.slug()}" if target.kind != "none" else "")
-                            config = self._with_overrides(
-                                {
-                                    "dense": dense_hash,
-                                    "budgets": self.budgets.to_dict(),
-                                    "reference": reference,
-                                    "phase": self.phase_settings(method.phase, spec.train),
-                                }
-                            )
-                            origins = self.origins(dataset, model, spec.name)
-                            config |= {"plugins": origins} if origins else {}
                             group.append(
                                 Job(
                                     self.name,
@@ -229,7 +241,7 @@ class Suite:
                                     target,
                                     seed,
                                     spec.epochs,
-                                    config,
+                                    job_config,
                                     spec.train,
                                     self.overrides,
                                 )
@@ -260,12 +272,18 @@ def suite_path(name_or_path: str) -> Path:
 
 
 def read_suite_toml(path: Path) -> dict:
+    """The suite file's table (errors name what is wrong; the caller names the file)."""
     try:
-        return tomllib.loads(path.read_bytes().decode("utf-8"))
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
-        raise SuiteError(f"{path}: not UTF-8 text") from None
+        raise SuiteError("not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
+        raise SuiteError(f"not valid TOML: {exc}") from exc
+    except RecursionError:
+        raw = None
+    if raw is None or nesting(raw) > MAX_DEPTH:
+        raise SuiteError(f"a value nests deeper than {MAX_DEPTH} levels: not a suite setting")
+    return raw
 
 
 def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
@@ -274,7 +292,8 @@ def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
 
     path = suite_path(name_or_path)
     overrides = dict(overrides or {})
-    where = f"{path} with --set {describe(overrides)}" if overrides else str(path)
+    shown = describe(overrides)
+    where = f"{path} with --set {shown if len(shown) <= 200 else shown[:200] + '...'}" if overrides else str(path)
     try:
         raw = apply(read_suite_toml(path), overrides)
         named = raw.get("plugins", [])

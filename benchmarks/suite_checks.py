@@ -9,12 +9,14 @@ preflight, also before anything trains.
 
 from __future__ import annotations
 
+import collections
+
 from baselines.contract import TARGET_KINDS, MethodError, PlanContext, Target, check_target, get_method
 from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
-from benchmarks.files import clean_text
 from benchmarks.settings import SettingsError
 from benchmarks.suite import MethodSpec, Suite, SuiteError
-from tissuenet.registry import check_name
+from benchmarks.text import clean_text
+from tissuenet.names import check_name
 
 TOP_KEYS = {
     "plugins",
@@ -205,9 +207,8 @@ def check_jobs(suite: Suite) -> None:
                     suite.phase_config(method.phase, epochs, spec.train)
                 except SettingsError as exc:
                     raise SuiteError(f"[[method]] #{i} ({spec.label}): {exc}") from exc
-    jobs = suite.jobs()
-    ids = [j.job_id for j in jobs]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
+    counts = collections.Counter(j.job_id for j in suite.jobs())
+    dup = sorted(i for i, n in counts.items() if n > 1)
     if dup:
         raise SuiteError(f"suite {suite.name!r} expands to duplicate jobs {dup}: give them distinct labels")
     _same_architecture(suite)

@@ -33,6 +33,14 @@ class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def check_finite(model: nn.Module, when: str) -> None:
+    """Every weight and buffer finite, or :class:`DivergedError` naming the first that is not (a method or a
+    plugin that hands back NaN weights fails its job; it is never stored as ok with chance-level accuracy)."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DivergedError(f"{name} holds NaN or infinite values {when}")
+
+
 class NoStepsError(RuntimeError):
     """An epoch ran no optimizer step (the training set is smaller than one batch)."""
 
@@ -85,6 +93,8 @@ def evaluate(model: nn.Module, loader) -> dict:
     n = 0
     for x, y in loader:
         logits = model(x).float()
+        if not bool(torch.isfinite(logits).all()):
+            raise DivergedError("the model's outputs are NaN or infinite")
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         correct1 += (top[:, 0] == y).sum().item()

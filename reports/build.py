@@ -21,10 +21,20 @@ from reports.data import safe_name
 from reports.index import write_index
 
 STORE_FOLDERS = ("records", "checkpoints", "models", "plans", "locks", "quarantine")
+# Written into every report folder: only a folder holding it is ever replaced (a user's folder never is)
+MARKER = ".tissuebench-report"
+MARKER_TEXT = "written by `tissuebench report`; the next report replaces this whole folder\n"
+
+
+def is_report_folder(folder: Path) -> bool:
+    """A folder this tool wrote as a report (its marker is a regular file, not a planted link)."""
+    marker = folder / MARKER
+    return marker.is_file() and not marker.is_symlink()
 
 
 def check_out_folder(results: Path, out: Path) -> None:
-    """The report folder may not overlap the result store (it is rewritten on every report), nor be a link."""
+    """The report folder may not overlap the result store (it is rewritten on every report), nor be a link,
+    nor hold anything this tool did not write: only an empty folder or an earlier report is replaced."""
     res, dst = results.resolve(), out.resolve()
     inside_store = any(dst == res / f or (res / f) in dst.parents for f in STORE_FOLDERS)
     if dst == res or dst in res.parents or inside_store:
@@ -38,6 +48,13 @@ def check_out_folder(results: Path, out: Path) -> None:
         )
     if out.is_relative_to(results):  # a planted link below the results folder must not redirect the report
         no_links(results, out)
+    if out.exists() and not out.is_dir():
+        raise PathError(f"--out {out} is a file, not a folder: give the report a folder of its own")
+    if out.is_dir() and any(out.iterdir()) and not is_report_folder(out):
+        raise PathError(
+            f"--out {out} holds files that no report wrote (no {MARKER} marker): the report replaces its folder "
+            "whole, so give it an empty or new folder"
+        )
 
 
 def _writable(out: Path) -> None:
@@ -53,13 +70,14 @@ def _writable(out: Path) -> None:
 def build_report(results: Path, out: Path, include_superseded: bool = False, paper_costs: bool = True) -> dict:
     """Write the report into a new folder beside ``out``, then swap it in: a report killed half-way
     leaves the previous report whole, never new tables beside an old page."""
-    results, out = Path(results), Path(out)
+    results, out = Path(results), Path(os.path.abspath(out))  # absolute: `--out .` has a parent and a name
     if not (results / "records").is_dir():
         raise FileNotFoundError(f"no results folder at {results} (expected {results}/records/)")
     check_out_folder(results, out)
     _remove_stale(out)
     building = out.with_name(f".{out.name}.{os.getpid()}.building")
     _writable(building)
+    write_text_atomic(building / MARKER, MARKER_TEXT)
     try:
         summary = _build(results, building, include_superseded, paper_costs)
         _swap(building, out)
@@ -80,13 +98,14 @@ def _swap(new: Path, out: Path) -> None:
 
 
 def _remove_stale(out: Path) -> None:
-    """Folders a killed report left beside ``out`` (another pid's ``.building`` / ``.old``)."""
-    for stale in out.parent.glob(f".{out.name}.*.building") if out.parent.is_dir() else []:
-        if not stale.is_symlink() and not process_alive(stale.name.split(".")[-2]):
-            shutil.rmtree(stale, ignore_errors=True)
-    for stale in out.parent.glob(f".{out.name}.*.old") if out.parent.is_dir() else []:
-        if not stale.is_symlink() and not process_alive(stale.name.split(".")[-2]):
-            shutil.rmtree(stale, ignore_errors=True)
+    """Report folders a killed report left beside ``out`` (a dead pid's ``.building`` / ``.old``, with the marker)."""
+    if not out.parent.is_dir():
+        return
+    for suffix in ("building", "old"):
+        for stale in out.parent.glob(f".{out.name}.*.{suffix}"):
+            pid = stale.name.split(".")[-2]
+            if pid.isdigit() and not stale.is_symlink() and is_report_folder(stale) and not process_alive(pid):
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def _build(results: Path, out: Path, include_superseded: bool, paper_costs: bool) -> dict:

@@ -14,6 +14,7 @@ if WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ("tests.fault_harness",)  # its `finished` fixture serves every fault table
 
 
 @pytest.fixture(autouse=True)

@@ -109,10 +109,17 @@ def test_check_needs_existing_files(tmp_path, capsys):
 
 def test_row_bounds_decide(baseline, tmp_path, capsys):
     """A reference row's own bound wins: the same measurement passes a wide band and fails a narrow one."""
-    _, results, ref = baseline
+    import json
+
+    _, measured, ref = baseline
     table, meta = read_reference(ref)
     header = [line for line in ref.read_text().splitlines() if line.startswith("#")]
-    table.loc[0, "top1"] += 2.0  # the reference claims 2 points more for the first job
+    results = tmp_path / "results"
+    shutil.copytree(measured, results)
+    path = results / "records" / f"{table.loc[0, 'job_id']}.json"
+    rec = json.loads(path.read_text())
+    rec["top1"] = table.loc[0, "top1"] - 2.0  # measured 2 points below the reference
+    path.write_text(json.dumps(rec))
     for band, expected in ((3.0, 0), (1.0, 1)):
         table["top1_bound"] = table["top1"] - band
         path = tmp_path / f"ref{band}.csv"

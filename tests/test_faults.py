@@ -1,126 +1,23 @@
-"""Fault injection: damaged, hostile and wrong inputs, full and read-only disks, interrupts.
+"""Fault injection, rounds 1 and 2: damaged, hostile and wrong inputs, full and read-only disks, interrupts.
 
-Every case runs one command against a copy of a finished tiny results folder and asserts three
-things: the exit code, the message (one line for the project's own errors), and that every stored
-file is byte-for-byte unchanged, apart from the files the command moved to ``quarantine/`` (which
-must arrive there unchanged) and files it wrote anew (a redone job). The derived tables
-(``table.*``, ``history.parquet``) are rebuilt from the records and are not compared.
+Each case runs through ``tests/fault_harness.py`` (exit code, message, nothing stored damaged).
 """
 
 from __future__ import annotations
 
-import builtins
 import errno
-import hashlib
-import os
 import pickle
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import write_suite
+from tests.fault_harness import GOOD_REF, PWNED, Case, Ctx, Planted, plant, run_case
 from tissuebench.cli import main
-
-PWNED = "tissuebench-fault-test-pwned"
-DERIVED = ("table.parquet", "table.csv", "history.parquet")
-
-
-class Planted:
-    """A pickle that, if ever unpickled, creates a marker file: loading it must never run it."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def plant(path: Path, marker: Path) -> None:
-    """A planted pickle with a matching recorded SHA-256 (whoever can write one can write both):
-    the hash check passes, so this exercises the loader's refusal to unpickle code."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = pickle.dumps({"state_dict": Planted(marker)})
-    path.write_bytes(data)
-    path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    methods = '[[method]]\nname = "dense"\n\n[[method]]\nname = "tissuenet"\nlabel = "tissue-all"\n'
-    suite = write_suite(root / "tiny.toml", methods=methods + 'options = { replace = "all" }\n')
-    assert main(["run", str(suite), "--results", str(root / "results"), "--device", "cpu"]) == 0
-    return suite, root / "results"
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    out = {}
-    for p in root.rglob("*"):
-        rel = p.relative_to(root)
-        if p.is_file() and rel.parts[0] not in ("locks", "quarantine") and p.name not in DERIVED:
-            out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
-def quarantined(root: Path) -> dict[str, str]:
-    folder = root / "quarantine"
-    return (
-        {
-            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in folder.rglob("*")
-            if p.is_file() and not p.name.endswith(".why.txt")
-        }
-        if folder.is_dir()
-        else {}
-    )
-
-
-@dataclass
-class Case:
-    args: list[str]  # the command; {results}, {suite}, {tmp} are filled in
-    code: int
-    message: str  # in stderr (or stdout where said)
-    setup: object = None  # f(ctx) -> None: inject the fault
-    in_stdout: bool = False
-    one_line: bool = True  # the project's own errors: one line
-    quarantines: int = 0  # files it must move to quarantine
-    after: object = None  # f(ctx) -> None: further checks
-    marks: list = field(default_factory=list)
-    may_remove: tuple = ()  # stored files (path prefixes) the command may delete: leftovers nothing needs
-
-
-@dataclass
-class Ctx:
-    tmp: Path
-    results: Path
-    suite: Path
-    marker: Path
-
-    def suite_with(self, *, extra="", **kwargs) -> Path:
-        return write_suite(self.tmp / "bad.toml", extra=extra, **kwargs)
-
-    def replace_in_suite(self, old: str, new: str) -> Path:
-        text = self.suite.read_text()
-        assert old in text, old
-        path = self.tmp / "bad.toml"
-        path.write_text(text.replace(old, new, 1))
-        return path
-
-    def record(self, method: str = "dense") -> Path:
-        import json
-
-        return next(
-            p
-            for p in sorted((self.results / "records").glob("*.json"))
-            if json.loads(p.read_text())["method"] == method
-        )
 
 
 def _bad_suite(old: str, new: str, message: str) -> Case:
@@ -177,100 +74,12 @@ def _reference(c: Ctx, text: str) -> Path:
     return path
 
 
-GOOD_REF = "job_id,label,top1,params,params_nonzero,macs,macs_effective\n{job},dense,1.0,1,1,1,1\n"
-
-
 def _ref(text: str):
     def setup(c: Ctx):
         job = c.record().stem
         _reference(c, text.format(job=job))
 
     return setup
-
-
-@contextmanager
-def refuse_writes(root: Path, code: int):
-    """Every write under ``root`` fails with ``code`` (EROFS: a read-only folder; ENOSPC: a full disk).
-
-    A full disk lets the file be created and half written first, as a real one does. Simulated
-    (tests run as root, for whom permissions do not stop writes).
-    """
-    root = str(root.resolve())
-    real_open, real_replace, real_mkdir, real_unlink, real_move, real_os_open, real_rename = (
-        builtins.open,
-        os.replace,
-        os.mkdir,
-        os.unlink,
-        shutil.move,
-        os.open,
-        os.rename,
-    )
-
-    def under(path) -> bool:
-        try:
-            return str(Path(path).resolve()).startswith(root)
-        except (TypeError, ValueError):
-            return False
-
-    def fail(path):
-        raise OSError(code, os.strerror(code), str(path))
-
-    class HalfWritten:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            fail(self.f.name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-    def guarded_open(file, mode="r", *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+") and under(file):
-            if code == errno.ENOSPC:
-                return HalfWritten(real_open(file, mode, *args, **kwargs))
-            fail(file)
-        return real_open(file, mode, *args, **kwargs)
-
-    def guard(real):
-        def wrapped(*args, **kwargs):
-            if any(under(a) for a in args[:2] if isinstance(a, (str, os.PathLike))):
-                fail(args[0])
-            return real(*args, **kwargs)
-
-        return wrapped
-
-    def guarded_os_open(path, flags, *args, **kwargs):  # O_EXCL / O_NOFOLLOW writes go through os.open
-        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND)
-        if writes and under(path):
-            if code == errno.ENOSPC and flags & os.O_CREAT:
-                real_os_open(path, flags, *args, **kwargs)  # created, then the disk is full
-            fail(path)
-        return real_os_open(path, flags, *args, **kwargs)
-
-    builtins.open, os.replace, os.mkdir = guarded_open, guard(real_replace), guard(real_mkdir)
-    os.open = guarded_os_open
-    if code == errno.EROFS:
-        os.unlink, shutil.move, os.rename = guard(real_unlink), guard(real_move), guard(real_rename)
-    try:
-        yield
-    finally:
-        builtins.open, os.replace, os.mkdir, os.unlink, shutil.move, os.open, os.rename = (
-            real_open,
-            real_replace,
-            real_mkdir,
-            real_unlink,
-            real_move,
-            real_os_open,
-            real_rename,
-        )
 
 
 def _no_tmp_left(c: Ctx) -> None:
@@ -738,8 +547,11 @@ CASES = {
         setup=lambda c: c.suite_with(dataset="fashion-mnist"),
     ),
 }
-READ_ONLY = {"read-only: show", "read-only: check", "read-only: report elsewhere", "read-only: report in place"}
-FULL = {"disk full during run", "disk full while quarantining"}
+for _name, _case in CASES.items():  # these run with every write under the results folder refused
+    if _name.startswith("read-only:"):
+        _case.disk = errno.EROFS
+    elif _name in ("disk full during run", "disk full while quarantining"):
+        _case.disk = errno.ENOSPC
 
 
 def _more_jobs(c: Ctx) -> None:
@@ -766,45 +578,7 @@ SLOW_CASES = {name for name, case in CASES.items() if case.args[0] == "report"}
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in CASES])
 def test_fault(name, finished, tmp_path, capsys):
-    case = CASES[name]
-    suite, results = finished
-    shutil.copytree(results, tmp_path / "results")
-    ctx = Ctx(tmp_path, tmp_path / "results", suite, tmp_path / PWNED)
-    if case.setup is not None:
-        case.setup(ctx)
-    before = snapshot(ctx.results)
-    fill = {"results": str(ctx.results), "suite": str(suite), "tmp": str(tmp_path)}
-    args = [a.format(**fill) for a in case.args]
-    if args[0] in ("run", "show", "report", "check") and "--results" not in args:
-        args += ["--results", str(ctx.results)]
-    if args[0] == "run" and "--device" not in args:
-        args += ["--device", "cpu"]
-    capsys.readouterr()
-    if name in READ_ONLY:
-        with refuse_writes(ctx.results, errno.EROFS):
-            code = main(args)
-    elif name in FULL:
-        with refuse_writes(ctx.results, errno.ENOSPC):
-            code = main(args)
-    else:
-        code = main(args)
-    out, err = capsys.readouterr()
-    text = out if case.in_stdout else err
-    assert code == case.code, (out, err)
-    assert case.message in text, (out, err)
-    if case.one_line and code == 2:
-        assert err.strip().count("\n") == 0 and "Traceback" not in err, err
-    moved = quarantined(ctx.results)
-    assert len([m for m in moved if not m.endswith(".sha256")]) == case.quarantines, moved  # hashes go along
-    after = snapshot(ctx.results)
-    moved_hashes = set(moved.values())
-    for path, digest in before.items():
-        if path in after and after[path] == digest or path.startswith(case.may_remove or ("\0",)):
-            continue
-        assert digest in moved_hashes, f"{path} changed or vanished without being quarantined"
-    assert not ctx.marker.exists()
-    if case.after is not None:
-        case.after(ctx)
+    run_case(CASES[name], finished, tmp_path, capsys)
 
 
 def test_model_file_planted_pickle_is_refused(tmp_path):
@@ -817,14 +591,21 @@ def test_model_file_planted_pickle_is_refused(tmp_path):
 
 
 def test_interrupt_exits_130(monkeypatch, capsys):
+    """Ctrl-C is one line and exit 130; only a run (not a dry run, not a reading command) says it resumes."""
     from tissuebench.commands import list as list_command
+    from tissuebench.commands import run as run_command
 
     def interrupted(args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(list_command, "run", interrupted)
+    monkeypatch.setattr(run_command, "run", interrupted)
     assert main(["list"]) == 130
-    assert capsys.readouterr().err.strip() == "tissuebench list: interrupted; rerunning resumes"
+    assert capsys.readouterr().err.strip() == "tissuebench list: interrupted"
+    assert main(["run", "smoke"]) == 130
+    assert capsys.readouterr().err.strip() == "tissuebench run: interrupted; rerunning resumes"
+    assert main(["run", "smoke", "--dry-run"]) == 130
+    assert capsys.readouterr().err.strip() == "tissuebench run: interrupted"
 
 
 def test_a_bug_exits_3_with_its_traceback(monkeypatch, capsys):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from benchmarks.store import ResultStore
 from tests.helpers import record, write_suite
 from tissuebench.cli import main
-from tissuenet.registry import NAME_RE
+from tissuenet.names import NAME_RE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import pytest
 
 from benchmarks import metrics
 from benchmarks.metrics import BY_NAME, METRICS, derive, names
-from benchmarks.store import COLUMNS
+from benchmarks.record import COLUMNS
 from tissuenet.metrics import WEIGHTINGS, tca, tsa
 
 

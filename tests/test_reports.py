@@ -140,7 +140,7 @@ def test_report_is_byte_identical(results, report, tmp_path):
     _, first = report
     build_report(results, tmp_path / "b", paper_costs=False)
     a, b = _hashes(first), _hashes(tmp_path / "b")
-    assert a == b and len(a) == len(FIGURES) * 3 + 3 + 2  # figures x 3 formats, md/csv/tex, index, manifest
+    assert a == b and len(a) == len(FIGURES) * 3 + 3 + 3  # figures x 3 formats, md/csv/tex, index, manifest, marker
 
 
 def test_csv_equals_the_records_and_keeps_exact_counts(results, report):

@@ -115,21 +115,27 @@ def main(argv=None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: leave signals to whoever owns them
         previous = None
+    from tissuebench.terminal import safe_output
+
     try:
-        return _handle(args)
+        with safe_output():
+            return _handle(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
 def _handle(args) -> int:
+    # only a run keeps finished jobs and the running job's last epoch; a dry run or a reading command has none
+    resumes = args.command in ("run", "nightly") and not getattr(args, "dry_run", False)
+    after = "; rerunning resumes" if resumes else ""
     try:
         return args.handler(args)
     except Terminated:
-        print(f"tissuebench {args.command}: terminated (SIGTERM); rerunning resumes", file=sys.stderr)
+        print(f"tissuebench {args.command}: terminated (SIGTERM){after}", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print(f"tissuebench {args.command}: interrupted; rerunning resumes", file=sys.stderr)
+        print(f"tissuebench {args.command}: interrupted{after}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `tissuebench show | head`: the reader left; say nothing
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -142,7 +148,7 @@ def _handle(args) -> int:
             print(f"tissuebench {args.command}: error: {exc.strerror}; nothing stored was damaged", file=sys.stderr)
             return 1
         if isinstance(exc, _user_errors()):
-            from benchmarks.files import clean_text
+            from benchmarks.text import clean_text
 
             print(f"tissuebench {args.command}: error: {clean_text(exc)}", file=sys.stderr)  # input may hold ESC, NUL
             return 2

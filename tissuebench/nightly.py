@@ -70,10 +70,17 @@ def make_runner(suite, store, execution, device, data_root):
     return Runner(suite, store, device=device, data_root=data_root)
 
 
-def _check(store: ResultStore, reference: Path, history, log) -> tuple[str, bool]:
-    """(verdict line, regressed?) of tonight's folder against the reference, with commit ranges."""
+def _check(store: ResultStore, reference: Path, history, log, suite) -> tuple[str, bool]:
+    """(verdict line, regressed?) of tonight's folder against the reference of its suite or ``--set`` variant
+    (a quick pass is never judged against the full suite's bounds), with commit ranges."""
     if not reference.exists():
-        return "no reference", False
+        if suite.variant:
+            return (
+                f"no reference for the --set variant {suite.plan_name} ({reference.name}): not judged "
+                f"(the bounds of {suite.name} are for its own settings)",
+                False,
+            )
+        return f"no reference ({reference.name})", False
     table, _ = store.consolidate()
     table = table[~table["superseded"].astype(bool)] if len(table) else table
     try:
@@ -113,8 +120,8 @@ def nightly_suite(name, *, root: Path, state: dict, device, data_root, execution
     runner.preflight(runner.plan())
     summary = runner.run()
     history = build_history(suite_root)
-    reference = (Path(references) if references else shipped_reference(suite.name).parent) / f"{suite.name}.csv"
-    verdict, regressed = _check(store, reference, history, log)
+    reference = (Path(references) if references else shipped_reference(suite.name).parent) / f"{suite.plan_name}.csv"
+    verdict, regressed = _check(store, reference, history, log, suite)
     failed = regressed or bool(summary.failed)
     report_note = ""
     try:

@@ -47,17 +47,45 @@ def float_in(lo: float, hi: float | None = None):
     return parse
 
 
+def suite_name(text: str) -> str:
+    """An argparse type: a suite's name (``smoke``, ``smoke+e810ee19`` for a ``--set`` variant), never a path."""
+    from tissuenet.names import check_name
+
+    try:
+        return check_name(text, "--suite")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_results(p: argparse.ArgumentParser, *, with_suite: bool = True) -> None:
     """``--results DIR`` (default runs/SUITE) and, for commands without a suite argument, ``--suite``."""
     if with_suite:
         p.add_argument(
-            "--suite", default=DEFAULT_SUITE, help="the suite whose results to read (sets the default --results)"
+            "--suite",
+            type=suite_name,
+            default=None,
+            help=f"the suite whose results to read, SUITE or SUITE+VARIANT (default: the results folder's, "
+            f"else {DEFAULT_SUITE}; sets the default --results)",
         )
     p.add_argument("--results", default=None, metavar="DIR", help="results folder (default: runs/SUITE)")
 
 
 def results_dir(args, suite: str | None = None) -> Path:
-    return Path(args.results) if args.results else Path(RESULTS_ROOT) / (suite or args.suite)
+    return Path(args.results) if args.results else Path(RESULTS_ROOT) / (suite or args.suite or DEFAULT_SUITE)
+
+
+def existing_results(args) -> Path:
+    """The results folder a reading command was pointed at; a missing one is one line naming the folders that
+    exist for that suite (``--set`` runs land in ``runs/SUITE+DIGEST``)."""
+    root = results_dir(args)
+    if (root / "records").is_dir():
+        return root
+    hint = "run a suite first, or give --results DIR"
+    if not args.results:
+        variants = sorted(p.name for p in root.parent.glob(f"{root.name}+*") if (p / "records").is_dir())
+        if variants:
+            hint = f"this suite's runs with --set overrides are in: {', '.join(variants)} (--suite NAME+VARIANT)"
+    raise UserError(f"no results folder at {root} (expected {root}/records/); {hint}")
 
 
 def add_suite_overrides(p: argparse.ArgumentParser) -> None:

@@ -2,45 +2,52 @@
 
 Follows "Compact Neural Networks via Stacking Designed Basic Units" (arXiv 2205.01508) and its
 journal version BUnit-Net (IEEE TPAMI 2024), as docs/method.md describes it; each module cites its section.
+
+Names load on first use (``tissuenet.create_model`` imports torch then), so the standard-library
+modules of this package (``tissuenet.names``, ``tissuenet.plugins``) stay cheap to import.
 """
 
-from tissuenet.algorithm1 import TissueBuilder, draw_counts, draw_to_width, resolve_replacement
-from tissuenet.counting import count_macs, count_macs_effective, count_params, profile
-from tissuenet.metrics import tca, tca_ratio, tsa, tsa_ratio
-from tissuenet.registry import (
-    ModelOptionError,
-    UnknownModelError,
-    create_model,
-    get_entry,
-    list_models,
-    register_model,
-)
-from tissuenet.stacked import PerUnitStack, StackedLayer
-from tissuenet.units import PAPER_UNITS, BasicUnit, UnitSpec, parse_units
+from __future__ import annotations
 
-__all__ = [
-    "PAPER_UNITS",
-    "BasicUnit",
-    "ModelOptionError",
-    "PerUnitStack",
-    "StackedLayer",
-    "TissueBuilder",
-    "UnitSpec",
-    "UnknownModelError",
-    "count_macs",
-    "count_macs_effective",
-    "count_params",
-    "create_model",
-    "draw_counts",
-    "draw_to_width",
-    "get_entry",
-    "list_models",
-    "parse_units",
-    "profile",
-    "register_model",
-    "resolve_replacement",
-    "tca",
-    "tca_ratio",
-    "tsa",
-    "tsa_ratio",
-]
+import importlib
+
+# public name -> the module that defines it
+_API = {
+    "TissueBuilder": "tissuenet.algorithm1",
+    "draw_counts": "tissuenet.algorithm1",
+    "draw_to_width": "tissuenet.algorithm1",
+    "resolve_replacement": "tissuenet.algorithm1",
+    "count_macs": "tissuenet.counting",
+    "count_macs_effective": "tissuenet.counting",
+    "count_params": "tissuenet.counting",
+    "profile": "tissuenet.counting",
+    "tca": "tissuenet.metrics",
+    "tca_ratio": "tissuenet.metrics",
+    "tsa": "tissuenet.metrics",
+    "tsa_ratio": "tissuenet.metrics",
+    "ModelOptionError": "tissuenet.registry",
+    "UnknownModelError": "tissuenet.registry",
+    "create_model": "tissuenet.registry",
+    "get_entry": "tissuenet.registry",
+    "list_models": "tissuenet.registry",
+    "register_model": "tissuenet.registry",
+    "PerUnitStack": "tissuenet.stacked",
+    "StackedLayer": "tissuenet.stacked",
+    "PAPER_UNITS": "tissuenet.units",
+    "BasicUnit": "tissuenet.units",
+    "UnitSpec": "tissuenet.units",
+    "parse_units": "tissuenet.units",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'tissuenet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -94,6 +94,15 @@ def _parse_stages(replace) -> tuple[int, ...]:
     return tuple(int(v) for v in replace)
 
 
+def seed_free(options: dict, default_units="2-4-2") -> bool:
+    """True when the seed cannot change the architecture (only its weights): a fixed ``plan``, or one unit
+    spec in every design set (Algorithm 1 draws units at random only from a set of several)."""
+    if options.get("plan") is not None:
+        return True
+    sets = [options.get("units", default_units), *(options.get("convs") or {}).values()]
+    return all(len(parse_units(u)) == 1 for u in sets)
+
+
 @dataclass
 class TissueBuilder:
     """Decides which blocks become stacked layers, draws their units, and records everything."""

@@ -6,16 +6,15 @@ Names with a prefix reach other libraries lazily: ``torchvision:resnet18``, ``ti
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from tissuenet import plugins
+from tissuenet.names import check_name, did_you_mean
 
 
 class UnknownModelError(KeyError):
@@ -50,29 +49,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 _ORIGINS: dict[str, object] = {}  # name -> plugins.Origin (None: built-in)
 
 
-def did_you_mean(name: str, choices) -> str:
-    """' Did you mean: a, b?' for the closest names (shared by every registry's error)."""
-    close = difflib.get_close_matches(name, list(choices), n=4, cutoff=0.6)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
-
-
 _PREFIXES = ("torchvision:", "timm:")
-
-# The one alphabet for every name that travels into file names, CSV cells, figure legends and terminals:
-# registered models, methods and datasets, and the labels of a suite. A letter or digit first (no formula
-# prefix such as = + - @ in a spreadsheet), then letters, digits and _ . + - ; no $ (mathtext), no #
-# (a comment in CSV), no control characters; at most NAME_MAX characters (file names stay short).
-NAME_MAX = 48
-NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.+-]{{0,{NAME_MAX - 1}}}")
-NAME_RULE = f"a letter or digit, then letters, digits, '_', '.', '+', '-'; at most {NAME_MAX} characters"
-
-
-def check_name(name, what: str) -> str:
-    """``name`` if it follows the name alphabet, else ValueError saying the rule."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        shown = repr(name) if not isinstance(name, str) or len(name) <= 60 else repr(name[:60]) + "..."
-        raise ValueError(f"{what} {shown}: a name is {NAME_RULE}")
-    return name
 
 
 def register_model(

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.data.epochs import EpochLoader
+from benchmarks.data.images import check_images
 
 ANNOTATIONS = "val_annotations.txt"
 
@@ -91,6 +92,7 @@ class StreamLoader(EpochLoader):
         limit: int | None = None,
         channels_last: bool = False,
         size: int | None = None,
+        skip_unreadable: bool = False,
     ) -> None:
         import torchvision.transforms as T
 
@@ -110,8 +112,14 @@ class StreamLoader(EpochLoader):
             raise info.missing(
                 f"{root}/{split} has {max(self.dataset.targets) + 1} classes, more than {info.num_classes}"
             )
-        if limit and limit < len(self.dataset):
-            self.dataset = torch.utils.data.Subset(self.dataset, stratified(self.dataset.targets, limit))
+        chosen = stratified(self.dataset.targets, limit) if limit and limit < len(self.dataset) else None
+        indices = chosen if chosen is not None else range(len(self.dataset))
+        samples = self.dataset.samples
+        left_out = check_images(root, split, [samples[i][0] for i in indices], skip_unreadable, info.missing)
+        if left_out:
+            chosen = [i for i in indices if samples[i][0] not in left_out]
+        if chosen is not None:
+            self.dataset = torch.utils.data.Subset(self.dataset, chosen)
         self.train, self.batch_size, self.seed, self.epoch = train, batch_size, seed, 0
         self.drop_last = train
         self.device, self.workers, self.channels_last = torch.device(device), workers, channels_last

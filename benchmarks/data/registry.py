@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from benchmarks.data import sources
+from benchmarks.data.images import SKIPPED
 from benchmarks.files import sha256_file
 from tissuenet import plugins
-from tissuenet.registry import check_name, did_you_mean
+from tissuenet.names import check_name, did_you_mean
 
 
 class DataError(RuntimeError):
@@ -288,7 +289,9 @@ def source_of(name: str, data_root=None) -> dict:
                         h.update(f"{p.relative_to(folder)}:{p.stat().st_size}\n".encode())
                         count += 1
             _SOURCES[key] = {"path": str(folder), "files": {"listing": h.hexdigest()}, "file_count": count}
-    return _SOURCES[key]
+    path = _SOURCES[key]["path"]
+    skipped = SKIPPED.get(str(Path(path).resolve())) if path else None
+    return _SOURCES[key] | ({"unreadable_skipped": len(skipped), "unreadable_files": skipped[:20]} if skipped else {})
 
 
 def load_arrays(name: str, data_root=None, download: bool = False) -> tuple[np.ndarray, ...]:
@@ -339,6 +342,7 @@ def make_loaders(
     eval_batch_size=None,
     workers=4,
     input_size=None,
+    skip_unreadable=False,
 ):
     """(train, test) loaders: device-resident for small sets, streaming for ImageFolder sets."""
     from benchmarks.data.device_loader import DeviceLoader
@@ -357,7 +361,14 @@ def make_loaders(
         test = DeviceLoader(vx, vy, batch_size=eval_bs, train=False, **common)
         return info, train, test
     path = find(name, data_root)
-    common = dict(seed=seed, device=device, workers=workers, channels_last=channels_last, size=input_size)
+    common = dict(
+        seed=seed,
+        device=device,
+        workers=workers,
+        channels_last=channels_last,
+        size=input_size,
+        skip_unreadable=skip_unreadable,
+    )
     train = StreamLoader(path, "train", info, train=True, batch_size=batch_size, limit=train_limit, **common)
     test = StreamLoader(path, "val", info, train=False, batch_size=eval_bs, limit=test_limit, **common)
     return info, train, test

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tissuebench.options import UserError, add_results, float_in, results_dir
+from tissuebench.options import UserError, add_results, existing_results, float_in
 
 NAME = "check"
 HELP = "compare results with a committed reference (exit 1 when something got worse)"
@@ -36,6 +36,14 @@ def add_arguments(p) -> None:
         metavar="FILE",
         help="nightly history (default: history.parquet beside a nightly folder): the commits where a metric moved",
     )
+    p.add_argument(
+        "--leave-out",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="with --update: leave these jobs (glob over job ids and labels) out of the new reference deliberately: "
+        "failed or missing ones, or rows of the old reference to drop",
+    )
     p.add_argument("--include-superseded", action="store_true", help="also compare rows of older suite definitions")
 
 
@@ -47,13 +55,29 @@ def _measured(root: Path, include_superseded: bool):
     table, _ = store.consolidate(scan.records)
     if len(table) and not include_superseded:
         table = table[~table["superseded"].astype(bool)]
-    return table, scan
+    return table, scan, store
 
 
-def _update(args, measured, against: Path) -> int:
+def suite_of(args, measured, root: Path) -> str:
+    """The suite (``SUITE`` or ``SUITE+VARIANT``) whose results are checked: ``--suite``, else the folder's own."""
+    from benchmarks.store import plan_name
+
+    found = sorted({plan_name(r) for r in measured.to_dict("records")}) if len(measured) else []
+    if args.suite:
+        if found and args.suite not in found:
+            raise UserError(f"{root} holds results of {', '.join(found)}, not of --suite {args.suite}")
+        return args.suite
+    if not found:
+        raise UserError(f"{root} holds no results to check")
+    if len(found) > 1:
+        raise UserError(f"{root} holds results of several suites ({', '.join(found)}): name one with --suite")
+    return found[0]
+
+
+def _update(args, measured, against: Path, suite: str, store) -> int:
     import pandas as pd
 
-    from benchmarks.check import CheckError, write_reference
+    from benchmarks.check import CheckError, rows_for_update, write_reference
 
     seeds = None
     if args.tolerance_from:
@@ -64,8 +88,10 @@ def _update(args, measured, against: Path) -> int:
             tables.append(_measured(Path(folder), False)[0])
         seeds = pd.concat(tables, ignore_index=True)
     names = ", ".join(Path(f).name for f in args.tolerance_from or [])
+    expected = store.current_plans().get(suite)
     try:
-        rows = write_reference(measured, against, seeds, args.tolerance, names)
+        kept = rows_for_update(measured, against, suite, expected, args.leave_out)
+        rows = write_reference(kept, against, seeds, args.tolerance, names, suite=suite)
     except CheckError as exc:
         raise UserError(str(exc)) from exc
     how = f"bounds from {int(rows['n_seeds'].min())}+ runs" if seeds is not None else "fixed bounds (no seeds)"
@@ -73,7 +99,7 @@ def _update(args, measured, against: Path) -> int:
     if seeds is not None:
         from benchmarks.check import leave_one_out
 
-        flagged, runs, reasons = leave_one_out(seeds, measured)
+        flagged, runs, reasons = leave_one_out(seeds, kept)
         print(
             f"leave-one-out: {flagged} of {runs} runs (seed, thread count) would fail this gate against bounds from "
             f"the other runs: an estimate of its false-alarm rate{': ' + '; '.join(reasons) if reasons else ''}"
@@ -97,18 +123,25 @@ def _history(args, root: Path):
 
 
 def run(args) -> int:
+    root = existing_results(args)  # before any heavy import: a missing folder is answered at once
     from benchmarks.check import CheckError, check, context_differences, format_differences, moved_between
+    from benchmarks.store import plan_name
     from results import in_checkout, reference
 
-    root = results_dir(args)
-    if not (root / "records").is_dir():
-        raise UserError(f"no results folder at {root} (expected {root}/records/)")
-    measured, scan = _measured(root, args.include_superseded)
-    against = Path(args.against) if args.against else reference(args.suite)
+    measured, scan, store = _measured(root, args.include_superseded)
+    suite = suite_of(args, measured, root)
+    if len(measured):
+        measured = measured[[plan_name(r) == suite for r in measured.to_dict("records")]]
+    against = Path(args.against) if args.against else reference(suite)
     if args.update and not args.against and not in_checkout():
         raise UserError(f"--update would rewrite the installed copy {against}; name the file to write with --against")
     if args.update:
-        return _update(args, measured, against)
+        return _update(args, measured, against, suite, store)
+    if not args.against and not against.exists():
+        raise UserError(
+            f"no reference for suite {suite} ({against}); make one from >= 8 seeds: tissuebench check --results "
+            f"{root} --update --tolerance-from SEEDS_DIR (README, 'Regression checks')"
+        )
     try:
         diffs, meta, compared = check(measured, against, args.tolerance)
     except CheckError as exc:

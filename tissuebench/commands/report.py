@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tissuebench.options import UserError, add_results, results_dir
+from tissuebench.options import add_results, existing_results
 
 NAME = "report"
 HELP = "tables (Markdown, CSV, LaTeX), figures (PNG, SVG, PDF) and index.html from a results folder"
@@ -19,9 +19,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from reports.build import build_report
 
-    results = results_dir(args)
-    if not (results / "records").is_dir():
-        raise UserError(f"no results folder at {results} (expected {results}/records/)")
+    results = existing_results(args)
     out = Path(args.out) if args.out else results / "report"
     manifest = build_report(results, out, include_superseded=args.include_superseded)
     n_files = sum(len(f["files"]) for f in manifest["figures"]) + 3 * len(manifest["tables"]) + 2

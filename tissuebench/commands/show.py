@@ -9,7 +9,7 @@ import re
 import shutil
 import sys
 
-from tissuebench.options import UserError, add_results, results_dir
+from tissuebench.options import UserError, add_results, existing_results
 
 NAME = "show"
 HELP = "print the results table (or one job's full record): sort, filter, choose columns and format"
@@ -48,7 +48,7 @@ def _columns(spec: str | None) -> list[str]:
         c
         for c in out
         if c not in BY_NAME
-        and c not in IDENTITY + ["job_id", "method", "phase", "epochs", "target_kind", "target_value", "error"]
+        and c not in IDENTITY + ["job_id", "run", "method", "phase", "epochs", "target_kind", "target_value", "error"]
     ]
     if unknown:
         raise UserError(f"unknown column(s) {unknown}; metrics: {', '.join(m.name for m in METRICS)}")
@@ -121,6 +121,18 @@ def overrides_in(table) -> list[tuple[str, bool]]:
     return sorted(out)
 
 
+def _with_variants(table, cols: list[str]):
+    """A folder holding several ``--set`` variants of a suite (or several suites): a ``run`` column,
+    ``SUITE`` or ``SUITE+VARIANT`` (the folder name ``--set`` gives), so their rows can be told apart."""
+    from benchmarks.store import plan_name
+
+    runs = [plan_name(r) for r in table.to_dict("records")]
+    if len(set(runs)) > 1 and "run" not in cols:
+        table = table.assign(run=runs)
+        cols.insert(cols.index("label") + 1 if "label" in cols else 0, "run")
+    return table
+
+
 def load_table(store, include_superseded: bool):
     scan = store.scan()
     table, _ = store.consolidate(scan.records)
@@ -142,11 +154,12 @@ def print_table(store, *, fmt="table", include_superseded=False, columns=None, s
                 raise UserError(f"--sort: no column {key!r}")
             table = table.sort_values(key, ascending=not sort.startswith("-"), kind="stable")
         cols = _columns(columns)
+        table = _with_variants(table, cols)
         if fmt == "json":
             for row in table.to_dict("records"):
                 print(json.dumps({c: row.get(c) for c in cols}, default=str))
         elif fmt == "csv":
-            from benchmarks.files import spreadsheet_safe
+            from benchmarks.text import spreadsheet_safe
 
             print(spreadsheet_safe(view(table, cols, scaled=False)).to_csv(index=False), end="")
         elif fmt == "markdown":
@@ -232,11 +245,9 @@ def show_record(store, job_id: str) -> None:
 
 
 def run(args) -> int:
+    root = existing_results(args)  # before any heavy import: a missing folder is answered at once
     from benchmarks.store import ResultStore
 
-    root = results_dir(args)
-    if not (root / "records").is_dir():
-        raise UserError(f"no results folder at {root} (expected {root}/records/; run a suite first, or --results DIR)")
     store = ResultStore(root)
     if args.job_id:
         show_record(store, args.job_id)
