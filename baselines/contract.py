@@ -89,18 +89,80 @@ class JobContext:
         return self.epochs_override if self.epochs_override is not None else self.budgets.epochs(phase)
 
 
+class TrainingHook:
+    """What a method may do while the harness trains its model (every method is free to ignore it).
+
+    ``after_backward`` sees the gradients of each step before the optimizer uses them (Taylor's scores);
+    ``after_step`` follows the optimizer (masked channels set back to zero); ``end_epoch`` follows each
+    epoch (FPGM's soft pruning). ``state_dict``/``load_state_dict`` travel in the resume checkpoint, so a
+    killed phase resumes with its masks and scores.
+    """
+
+    def start(self, model: nn.Module, steps: int, epochs: int) -> None:  # the phase's optimizer steps and epochs
+        return None
+
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        return None
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        return None
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> None:
+        return None
+
+    def end(self, model: nn.Module) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+@dataclass
+class TrainPhase:
+    """One training phase of a method's own (``Prepared.phases``); the harness runs them in order."""
+
+    name: str  # as records and dry runs name it: "taylor-pruning", "soft-pruning", "finetune"
+    epochs: int
+    settings: str = "finetune"  # which settings it trains under: [train] over "dense", "finetune" or "scratch"
+    dense_cost: bool = False  # it runs at the dense model's cost (masked channels are still computed)
+    hook: TrainingHook | None = None
+    finalize: Callable | None = None  # model -> model after the phase (masked channels removed for good)
+    overrides: dict = field(default_factory=dict)  # settings over its section (a constant learning rate)
+
+
 @dataclass
 class Prepared:
     model: nn.Module
     phase: str  # which training settings apply: "dense" | "finetune" | "scratch"
     epochs: int  # epochs the harness trains it for (0: nothing to train)
     info: dict = field(default_factory=dict)
-    extra_loss: Callable | None = None  # added to the training loss (e.g. BN-slimming sparsity)
+    extra_loss: Callable | None = None  # added to the training loss
     finalize: Callable | None = None  # applied after training (e.g. make pruning masks permanent)
     arch: dict | None = None  # {"model": registry name, "options": {...}} if not the dense backbone
     reference_epochs: int | None = None  # budget of the dense model it is compared with (None: dense_epochs)
-    extra_epochs_at_dense_cost: int = 0  # training the method did itself at the dense model's cost (slimming)
+    extra_epochs_at_dense_cost: int = 0  # training the method did itself at the dense model's cost
     extra_forward_images: int = 0  # forward passes (images) at the dense cost outside training (PFEC's sensitivity)
+    phases: list[TrainPhase] | None = None  # several phases of its own (Taylor: prune while training, fine-tune)
+
+    def training_phases(self) -> list[TrainPhase]:
+        """The phases the harness trains, in order (one, ``phase`` for ``epochs``, unless ``phases`` says more)."""
+        if self.phases is not None:
+            return self.phases
+        return [TrainPhase(self.phase, self.epochs, settings=self.phase, finalize=self.finalize)]
+
+    def without_training(self) -> nn.Module:
+        """The model as its phases leave it with nothing trained (a row of 0 epochs, asv, notebooks): every hook
+        sees a phase of no steps, every finalizer runs."""
+        for phase in self.training_phases():
+            if phase.hook is not None:
+                phase.hook.start(self.model, 0, 0)
+                phase.hook.end(self.model)
+            if phase.finalize is not None:
+                self.model = phase.finalize(self.model)
+        return self.model
 
 
 @dataclass(frozen=True)
@@ -120,6 +182,9 @@ class Estimate:
     extra_epochs_at_dense_cost: int = 0  # a method's own training at the dense model's cost (slimming)
     train_macs: float | None = None  # MACs per image while training (None: ``macs``)
     extra_forward_images: int = 0  # forward passes at the dense cost outside training (PFEC's sensitivity analysis)
+    # the method's own training phases, (name, epochs, at the dense cost?), when there are several: they replace
+    # ``epochs`` and ``extra_epochs_at_dense_cost`` (Taylor: ("taylor-pruning", 2, True), ("finetune", 3, False))
+    phases: tuple[tuple[str, int, bool], ...] | None = None
 
 
 @dataclass(kw_only=True)
@@ -165,6 +230,8 @@ class Method(Protocol):
 
     def architecture_key(self, plan: PlanContext) -> object: ...  # equal keys: the same network
 
+    def start(self, options: dict, model_name: str) -> dict | None: ...  # its own shared start checkpoint
+
     def prepare(self, ctx: JobContext) -> Prepared: ...
 
 
@@ -201,6 +268,12 @@ class BaseMethod:
 
     def architecture_key(self, plan: PlanContext) -> object:
         return (self.name, repr(sorted(plan.options.items())), plan.target)
+
+    def start(self, options: dict, model_name: str) -> dict | None:
+        """The shared checkpoint its rows start from when it is not the dense one: a dense training with a
+        regularizer, ``{"name": ..., "regularizer": ..., "weight": ...}`` (Network Slimming's sparsity
+        training); trained once per (dataset, model, seed, settings) and shared, like the dense checkpoint."""
+        return None
 
 
 _METHODS: dict[str, Method] = {}

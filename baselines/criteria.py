@@ -2,22 +2,21 @@
 
 Each entry says which paper it implements and how; where Torch-Pruning 1.6.1's criterion is not
 the paper's, ours is (``baselines/importance.py``, each tested against a hand-computed score), or
-the name says it is an adaptation. The ``global_pruning`` method option can switch the ranking.
+the name says it is an adaptation. The ``global_pruning`` method option can switch the ranking. Taylor
+and FPGM prune while the model trains and are methods of their own (``taylor.py``, ``fpgm.py``).
 
 * ``l1``: **L1, uniform** (not PFEC): each filter's own L1 norm, every prunable group (stem and
   residual-coupled block outputs included) at one rate: ``MagnitudeImportance(p=1,
-  group_reduction="first", normalizer=None)``, ranked within each layer. PFEC itself (block-first
+  group_reduction="first", normalizer=None)``, ranked within each layer; a group that a residual couples
+  is ranked by its first conv (Torch-Pruning's ``first`` reduction: the 1x1 shortcut in ResNet-20's
+  stages 2-3, the stem in stage 1). PFEC itself (block-first
   convs only, per-layer rates from a sensitivity analysis) is ``prune_pfec`` (``baselines/pfec.py``).
 * ``l2``: the same with the L2 norm (uniform).
 * ``group``: DepGraph (Fang et al. 2023), L2 over every coupled layer, group mean, mean-normalised:
   ``GroupMagnitudeImportance(p=2)``, global.
-* ``taylor``: Molchanov et al. 2019, ``(sum of w x g)^2`` over the channel's parameters with BN,
-  summed over ``calibration_batches`` (10) mini-batches before every step: ``importance.Taylor``, global.
-* ``slimming``: Network Slimming (Liu et al. 2017), raw BN |gamma| after the L1 sparsity phase, one
-  global threshold: ``importance.BNScale``.
+* ``slimming``: Network Slimming (Liu et al. 2017), raw BN |gamma| of the sparsity-trained checkpoint,
+  one global threshold: ``importance.BNScale``.
 * ``bnscale``: the same raw |gamma| without the sparsity phase (not Network Slimming).
-* ``fpgm``: FPGM (He et al. 2019), distance to the geometric median between filter weights, every
-  layer at one rate: ``importance.GeometricMedian``, within each layer.
 * ``lamp_channel``: LAMP's score adapted to channels (Torch-Pruning's ``LAMPImportance``), global.
   LAMP itself (Lee et al. 2021) scores weights: ``sparse_lamp`` (unstructured).
 * ``random``: random channels (a sanity baseline): ``RandomImportance()``, global.
@@ -51,13 +50,13 @@ CRITERIA = {
         Criterion(
             "l1",
             lambda: tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None),
-            "L1, uniform: each filter's L1 norm, every group at one rate (not PFEC: see prune_pfec)",
+            "L1, uniform: each filter's L1 norm (a coupled group ranked by its first conv), every group at one rate",
             global_pruning=False,
         ),
         Criterion(
             "l2",
             lambda: tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
-            "L2, uniform: each filter's L2 norm, every group at one rate",
+            "L2, uniform: each filter's L2 norm (a coupled group ranked by its first conv), every group at one rate",
             global_pruning=False,
         ),
         Criterion(
@@ -66,15 +65,9 @@ CRITERIA = {
             "group L2 over coupled layers (DepGraph, Fang et al. 2023)",
         ),
         Criterion(
-            "taylor",
-            importance.Taylor,
-            "(sum of w x g)^2 with BN, over several mini-batches (Molchanov et al. 2019)",
-            batches=10,
-        ),
-        Criterion(
             "slimming",
             importance.BNScale,
-            "raw BN |gamma|, one global threshold, after an L1 sparsity phase (Network Slimming, Liu et al. 2017)",
+            "raw BN |gamma| of its L1-sparsity-trained checkpoint, one global threshold (Network Slimming, Liu 2017)",
             needs_bn=True,
         ),
         Criterion(
@@ -82,12 +75,6 @@ CRITERIA = {
             importance.BNScale,
             "raw BN |gamma|, one global threshold, no sparsity phase (not Network Slimming)",
             needs_bn=True,
-        ),
-        Criterion(
-            "fpgm",
-            importance.GeometricMedian,
-            "distance to the layer's geometric median, every layer at one rate (FPGM, He et al. 2019)",
-            global_pruning=False,
         ),
         Criterion(
             "lamp_channel",

@@ -23,6 +23,8 @@ from tissuenet.counting import count_macs
 from tissuenet.models._common import init_weights
 
 SCRATCH_OPTIONS = {"criterion": str} | OPTIONS
+# Liu et al. 2019 cap Scratch-B on ImageNet at twice the dense epochs ("at most 2x"); elsewhere no cap
+BUDGET_CAP = {"imagenet": 2.0}
 BISECTION_STEPS = 16  # on the channel ratio: 2^-16 resolution, far below one channel
 MAX_THINNING = 0.95
 
@@ -41,19 +43,30 @@ class ScratchE(StructuredPruning):
     compute_matched = False  # Scratch-B: epochs x dense MACs / pruned MACs
 
     def check(self, options, target):
-        check_options(self.name, options, SCRATCH_OPTIONS)
+        allowed = SCRATCH_OPTIONS | ({"max_budget_factor": float} if self.compute_matched else {})
+        check_options(self.name, options, allowed)
+        if options.get("max_budget_factor", 1.0) < 1.0:
+            raise MethodError(f"option max_budget_factor of {self.name!r} must be >= 1 (the dense budget at least)")
 
-    def _epochs(self, budgets, override, macs_ratio: float) -> int:
+    def _epochs(self, budgets, override, macs_ratio: float, cap: float | None = None) -> int:
+        """Scratch-E: the dense epochs; Scratch-B: dense epochs x dense MACs / pruned MACs, at most ``cap`` x the
+        dense epochs (``max_budget_factor``, default 2 on ImageNet as Liu et al. 2019)."""
         if override is not None:
             return override
-        return round(budgets.dense_epochs * macs_ratio) if self.compute_matched else budgets.dense_epochs
+        if not self.compute_matched:
+            return budgets.dense_epochs
+        return round(budgets.dense_epochs * (macs_ratio if cap is None else min(macs_ratio, cap)))
+
+    @staticmethod
+    def cap(options: dict, dataset: str) -> float | None:
+        return options.get("max_budget_factor", BUDGET_CAP.get(dataset))
 
     def reference_epochs(self, budgets, epochs_override):
         return budgets.dense_epochs if self.compute_matched else self._epochs(budgets, epochs_override, 1.0)
 
     def estimate(self, plan):
         keep = 1 - plan.target.value if plan.target.kind == "macs_reduction" else 1.0
-        epochs = self._epochs(plan.budgets, plan.epochs_override, 1 / keep)
+        epochs = self._epochs(plan.budgets, plan.epochs_override, 1 / keep, self.cap(plan.options, plan.dataset))
         return Estimate(
             epochs,
             plan.dense_macs * keep,
@@ -65,9 +78,13 @@ class ScratchE(StructuredPruning):
         model = ctx.dense_model()
         dense_macs = count_macs(model, ctx.in_channels, ctx.input_size)
         criterion = ctx.options.get("criterion", "l1")
-        info = prune_to_target(model, ctx, criterion, {k: v for k, v in ctx.options.items() if k != "criterion"})
+        own = ("criterion", "max_budget_factor")
+        info = prune_to_target(model, ctx, criterion, {k: v for k, v in ctx.options.items() if k not in own})
         ratio = dense_macs / count_macs(model, ctx.in_channels, ctx.input_size)
-        epochs = self._epochs(ctx.budgets, ctx.epochs_override, ratio)
+        cap = self.cap(ctx.options, ctx.dataset)
+        epochs = self._epochs(ctx.budgets, ctx.epochs_override, ratio, cap)
+        if self.compute_matched:
+            info["budget_cap"] = cap
         reference = self.reference_epochs(ctx.budgets, ctx.epochs_override)
         return Prepared(
             reinitialise(model), "scratch", epochs, info | {"macs_ratio": ratio}, reference_epochs=reference

@@ -6,10 +6,11 @@ at the last step) and stops at the first step whose measured reduction reaches t
 achieved value must lie within ``tolerance`` (1 percentage point) of it, or the job fails
 saying so. The classifier is never pruned. Fine-tuning follows under the suite's budget.
 
-Network Slimming (``prune_slimming``) first trains ``slimming_epochs`` epochs from the dense
-checkpoint with an L1 penalty ``slimming_reg`` on every BN scale (Liu et al. 2017; their lambda:
-1e-4 for VGG, 1e-5 for ResNets), then ranks channels by BN scale. Its suites state the epochs;
-without that phase the method is ``prune_bnscale``.
+Network Slimming (``prune_slimming``, Liu et al. 2017) starts from its own shared checkpoint: the dense
+training itself, with the same epochs, schedule and augmentation, run with an L1 penalty ``slimming_reg``
+on every BN scale (``Method.start``; their lambda: 1e-4 for VGG, 1e-5 for ResNets), then one global
+threshold on the raw |gamma|, then fine-tuning. Without that training the method is ``prune_bnscale``.
+Taylor (``taylor.py``) and FPGM (``fpgm.py``) prune while the model trains: they have files of their own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from baselines.contract import BaseMethod, Estimate, MethodError, Prepared, register_method
+from baselines.contract import BaseMethod, MethodError, Prepared, register_method
 from baselines.criteria import CRITERIA, get_criterion
 from tissuenet.counting import ShapeCounter, count_params
 
@@ -32,8 +33,8 @@ OPTIONS = {
     "ignore": list,
     "tolerance": float,
 }
-CALIBRATION_OPTIONS = {"calibration_batches": int}  # criteria that look at data before each step (Taylor)
-SLIMMING_OPTIONS = {"slimming_epochs": int, "slimming_reg": float}
+CALIBRATION_OPTIONS = {"calibration_batches": int}  # criteria that look at data before each step (a plugin's)
+SLIMMING_OPTIONS = {"slimming_reg": float}
 DEFAULT_STEPS = 200  # pruning steps from 0 to max_ratio: small steps land within the tolerance
 DEFAULT_MAX_RATIO = 0.9  # of any group's channels, at most
 DEFAULT_TOLERANCE = 0.01  # achieved reduction within 1 point of the target
@@ -195,7 +196,6 @@ RANGES = {
     "round_to": (1, None, False),
     "max_ratio": (0, 1, True),
     "tolerance": (0, 1, False),
-    "slimming_epochs": (1, None, False),
     "calibration_batches": (1, None, False),
     "slimming_reg": (0, None, True),
 }
@@ -222,56 +222,39 @@ def check_options(method: str, options: dict, allowed: dict) -> None:
         raise MethodError(f"option ignore of {method!r} must be a list of module names")
 
 
-def bn_l1(reg: float):
-    """Network slimming's sparsity term: reg x sum |gamma| over the BN layers."""
-
-    def loss(model: nn.Module) -> torch.Tensor:
-        gammas = [m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        return reg * torch.stack(gammas).sum()
-
-    return loss
-
-
 class StructuredPruning(BaseMethod):
     phase = "finetune"
     targets = ("macs_reduction", "params_reduction")
     criterion = "l1"
 
     @property
-    def sparsity_phase(self) -> bool:
+    def sparsity_training(self) -> bool:
         return self.criterion == "slimming"
-
-    @property
-    def example_options(self) -> dict:
-        return {"slimming_epochs": 1} if self.sparsity_phase else {}
 
     def check(self, options, target):
         calibrates = get_criterion(self.criterion).batches > 0
-        own = (SLIMMING_OPTIONS if self.sparsity_phase else {}) | (CALIBRATION_OPTIONS if calibrates else {})
+        own = (SLIMMING_OPTIONS if self.sparsity_training else {}) | (CALIBRATION_OPTIONS if calibrates else {})
         check_options(self.name, options, OPTIONS | own)
-        if self.sparsity_phase and "slimming_epochs" not in options:
-            raise MethodError(
-                "prune_slimming needs options.slimming_epochs (its L1 sparsity phase, >= 1); "
-                "without that phase use prune_bnscale"
-            )
 
-    def estimate(self, plan):
-        est = super().estimate(plan)
-        return Estimate(est.epochs, est.macs, est.params, est.reference_epochs, plan.options.get("slimming_epochs", 0))
+    def start(self, options, model_name):
+        """Network Slimming starts from the dense training run with its L1 penalty on the BN scales."""
+        if not self.sparsity_training:
+            return None
+        return {
+            "name": "sparsity",
+            "regularizer": "bn_l1",
+            "weight": options.get("slimming_reg", slimming_reg(model_name)),
+        }
 
     def prepare(self, ctx):
-        model = ctx.dense_model()
+        model = ctx.dense_model()  # Network Slimming: its sparsity-trained checkpoint
         crit = get_criterion(self.criterion)
         if crit.needs_bn and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             raise MethodError(f"{self.name} ranks channels by BN scales; {ctx.model_name} has no BatchNorm")
-        info, extra = {}, 0
-        if self.sparsity_phase:  # Network Slimming's sparsity-regularised training
-            extra = ctx.options["slimming_epochs"]
-            reg = ctx.options.get("slimming_reg", slimming_reg(ctx.model_name))
-            ctx.train(model, extra, bn_l1(reg))
-            info |= {"slimming_epochs": extra, "slimming_reg": reg}
-        info |= prune_to_target(model, ctx, self.criterion, ctx.options)
-        return Prepared(model, "finetune", ctx.epochs("finetune"), info, extra_epochs_at_dense_cost=extra)
+        info = prune_to_target(model, ctx, self.criterion, ctx.options)
+        if self.sparsity_training:
+            info["slimming_reg"] = self.start(ctx.options, ctx.model_name)["weight"]
+        return Prepared(model, "finetune", ctx.epochs("finetune"), info)
 
 
 for _name, _crit in CRITERIA.items():

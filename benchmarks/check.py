@@ -39,7 +39,7 @@ from benchmarks.student import t_quantile
 
 VALUES = tuple(names(check="tolerance") + names(check="exact"))  # top1, params, params_nonzero, macs, macs_effective
 REQUIRED = ("job_id", "label", *VALUES)
-IDENTITY = ["job_id", "suite", "dataset", "model", "label", "seed", "group_hash"]
+IDENTITY = ["job_id", "suite", "dataset", "model", "label", "seed", "group_hash", "train_hash"]
 MIN_TOLERANCE = 0.5  # top-1 points: the narrowest band, so that a reference of identical seeds is not a knife edge
 MIN_SEEDS = 8  # a prediction interval from fewer seeds is too wide to catch anything, or too unsure to trust
 CONFIDENCE = 0.99  # for one new run, all its prediction-interval bounds together (Bonferroni over them)
@@ -309,9 +309,32 @@ def derive_bounds(
     return pd.DataFrame(rows).sort_values("job_id").reset_index(drop=True)
 
 
+def same_training(table: pd.DataFrame, rec: dict) -> pd.Series:
+    """Rows of ``table`` that are seeds of ``rec``'s training: equal train hashes (the settings without the seed
+    and without ``--set measure.*``), or equal group hashes for records from before train hashes."""
+    key = "train_hash" if _has(rec, "train_hash") and "train_hash" in table else "group_hash"
+    return table[key] == rec[key]
+
+
+def _has(rec: dict, key: str) -> bool:
+    return isinstance(rec.get(key), str) and bool(rec[key])
+
+
 def _seeds_of(seeds: pd.DataFrame, rec: dict) -> pd.DataFrame:
-    """The ok runs of ``rec``'s configuration (same group hash: same settings, any seed), at least MIN_SEEDS."""
-    same = seeds[(seeds["group_hash"] == rec["group_hash"]) & (seeds["status"] == "ok")]
+    """The ok runs of ``rec``'s training (any seed but its own), at least MIN_SEEDS, each seed once: reference
+    runs are independent draws (thread counts may vary across them; a seed twice is a twin, not a draw)."""
+    same = seeds[same_training(seeds, rec) & (seeds["status"] == "ok")]
+    twins = sorted(int(v) for v in same["seed"][same["seed"].duplicated()].unique())
+    if twins:
+        raise CheckError(
+            f"{rec['label']}: seed(s) {twins[:5]} appear more than once among the reference runs (another thread "
+            "count?): reference runs must be independent draws; give every run its own seed"
+        )
+    if int(rec["seed"]) in set(same["seed"].astype(int)):
+        raise CheckError(
+            f"{rec['label']}: the run being judged (seed {int(rec['seed'])}) is among the reference runs; derive "
+            "the bounds from other seeds (--set seeds=[100,...,119] into the seeds folder)"
+        )
     if len(same) < MIN_SEEDS:
         raise CheckError(
             f"{rec['label']}: {len(same)} seed(s) of its configuration in the seeds folder; the bounds need at "
@@ -438,27 +461,42 @@ def context_differences(meta: dict, measured: pd.DataFrame) -> list[str]:
 
 
 def leave_one_out(seeds: pd.DataFrame, jobs: pd.DataFrame) -> tuple[int, int, list[str]]:
-    """The gate's false alarms on the reference's own runs: each run (a seed in one execution context) is
-    judged against bounds derived from all the other runs of its configuration; returns (runs flagged on
-    any job or metric, runs, what flagged them). Every run is a legitimate one, so each flag is false."""
-    ok = seeds[seeds["status"] == "ok"].copy()
-    ok["_run"] = ok["seed"].astype(str) + "/" + ok.get("threads", pd.Series("?", index=ok.index)).astype(str)
+    """The gate's false alarms on the reference's own runs: each run (a seed) is judged against bounds derived
+    from all the other seeds of its training; returns (runs flagged on any job or metric, runs, what flagged
+    them). Every run is a legitimate one, so each flag is false."""
+    ok = seeds[seeds["status"] == "ok"]
     reference = derive_bounds(jobs, ok, None)
     family = int(sum((reference[f"{m}_rule"] == "pi99").sum() for m in VALUES))  # as the gate judges a run
     flagged, reasons = set(), []
     for rec in jobs[jobs["status"] == "ok"].to_dict("records"):
-        group = ok[ok["group_hash"] == rec["group_hash"]]
-        for run, row in group.groupby("_run"):
-            others = group[group["_run"] != run]
+        group = ok[same_training(ok, rec)]
+        for seed, row in group.groupby("seed"):
+            others = group[group["seed"] != seed]
             if len(others) < MIN_SEEDS:
                 continue
             bounds = derive_bounds(pd.DataFrame([rec]), others, None, family).iloc[0].to_dict()
             for metric in VALUES:
                 got = row.iloc[0][metric]
                 if judge(metric, got, float(bounds[metric]), *rule_of(bounds, metric, None)) == "regressed":
-                    flagged.add(run)
-                    reasons.append(f"{rec['label']} {metric} {got:g} (seed/threads {run})")
-    return len(flagged), ok["_run"].nunique(), reasons
+                    flagged.add(seed)
+                    reasons.append(f"{rec['label']} {metric} {got:g} (seed {seed})")
+    return len(flagged), ok["seed"].nunique(), reasons
+
+
+def held_out(reference: pd.DataFrame, runs: pd.DataFrame) -> tuple[int, int, list[str]]:
+    """The gate's measured false-alarm rate: every run in ``runs`` (new seeds, none of them the reference's) is
+    judged against the reference's bounds, as a night is; returns (runs that would fail, runs, why)."""
+    ok = runs[runs["status"] == "ok"]
+    flagged, reasons = set(), []
+    for ref in reference.to_dict("records"):
+        for seed, row in ok[same_training(ok, ref)].groupby("seed"):
+            got = row.iloc[0]
+            for metric in VALUES:
+                verdict = judge(metric, got[metric], float(ref[metric]), *rule_of(ref, metric, None))
+                if verdict == "regressed":
+                    flagged.add(seed)
+                    reasons.append(f"{ref['label']} {metric} {got[metric]:g} (seed {seed})")
+    return len(flagged), ok["seed"].nunique(), reasons
 
 
 # -- the commit range of a move (nightly history) ----------------------------------------------------------

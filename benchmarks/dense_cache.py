@@ -44,10 +44,22 @@ def weights_sha256(state_dict: dict) -> str:
     return h.hexdigest()
 
 
-def train_dense(model, info: dict, loaders, cfg, *, checkpoint=None, progress=None, set_aside=None):
-    """Train and evaluate one dense model; returns (CPU state dict, meta). Writes nothing but its resume state."""
+def train_dense(model, info: dict, loaders, cfg, *, checkpoint=None, progress=None, set_aside=None, extra_loss=None):
+    """Train and evaluate one dense model (``extra_loss``: a start checkpoint's regularizer); returns (CPU state
+    dict, meta). Writes nothing but its resume state."""
+    from baselines.regularizers import bn_statistics
+
     train_loader, test_loader = loaders
-    result = train(model, train_loader, test_loader, cfg, checkpoint=checkpoint, progress=progress, set_aside=set_aside)
+    result = train(
+        model,
+        train_loader,
+        test_loader,
+        cfg,
+        checkpoint=checkpoint,
+        progress=progress,
+        set_aside=set_aside,
+        extra_loss=extra_loss,
+    )
     check_finite(model, "after dense training")
     final = evaluate(model, test_loader)
     cost = measure_cost(model, info["in_channels"], info["input_size"])
@@ -60,6 +72,7 @@ def train_dense(model, info: dict, loaders, cfg, *, checkpoint=None, progress=No
         "macs": cost["macs"],
         "history": result.history,
         "train_images": train_loader.num_items,
+        "bn": bn_statistics(model),  # how many BN scales are near zero (sparsity training drives them there)
         "train": {
             "epochs": cfg.epochs,
             "wall_s": result.wall_s,

@@ -24,6 +24,7 @@ from benchmarks.files import StorageError, model_bytes
 from benchmarks.latency import measure_pair, suspect
 from benchmarks.measure import deploy_form, eager_form, measure_cost
 from benchmarks.metrics import derive
+from benchmarks.phases import own_phases, phases_of, with_macs
 from benchmarks.provenance import device_info, static_provenance, utc_now
 from benchmarks.suite import Job, Suite
 from benchmarks.train import check_finite, evaluate, train
@@ -84,6 +85,7 @@ def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
 
 def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
     """Train one dense job's checkpoint: returns (CPU state dict, meta). Writes only its resume state."""
+    from baselines.regularizers import regularizer
     from benchmarks.dense_cache import train_dense
 
     shape = shape_of(suite, dense_job)
@@ -100,6 +102,7 @@ def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
         checkpoint=checkpoint,
         progress=env.epoch_progress(dense_job.job_id, epochs),
         set_aside=env.set_aside,
+        extra_loss=regularizer(dense_job.options) if dense_job.options else None,  # a method's own start
     )
 
 
@@ -134,6 +137,7 @@ def identity(job: Job) -> dict:
         "seed": job.seed,
         "config_hash": job.config_hash,
         "group_hash": job.group_hash,
+        "train_hash": job.train_hash,
         "suite_variant": job.variant,  # '' unless --set changed what the job computes
         "overrides": job.overrides,  # every --set of the run (provenance)
         "plugins": job.config.get("plugins", {}),  # where the job's dataset, model and method come from
@@ -169,7 +173,7 @@ def prepare(suite: Suite, job: Job, start: DenseRef, shape: dict, env: Env) -> P
     """Step 1: the method turns the job into a model to train (from the dense checkpoint, or built)."""
     train_loader, _ = env.loaders(job, suite.train.batch_size, suite.train.channels_last)
 
-    def train_phase(model, epochs, extra_loss=None):  # a method's own training (slimming's sparsity phase)
+    def train_phase(model, epochs, extra_loss=None):  # a method's own training (a plugin's extra phase)
         cfg = suite.phase_config("finetune", epochs, job.train_overrides)
         train(model, *env.loaders(job, cfg.batch_size, cfg.channels_last), cfg, extra_loss=extra_loss)
 
@@ -195,39 +199,49 @@ def prepare(suite: Suite, job: Job, start: DenseRef, shape: dict, env: Env) -> P
     return prepared
 
 
-def train_step(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, reference: DenseRef, env: Env) -> dict:
-    """Step 2: train for the method's budget (the dense row reports its checkpoint's own training)."""
-    if prepared.epochs == 0:
-        dense = reference.meta["train"] if prepared.phase == "dense" else {}
+def train_step(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, env: Env) -> dict:
+    """Step 2: train through the method's phases (a dense row reports its checkpoint's own training)."""
+    phases = [p for p in prepared.training_phases() if p.epochs > 0 or p.hook or p.finalize]
+    if not any(p.epochs for p in phases):
+        own = start.meta["train"] if prepared.phase == "dense" else {}
+        prepared.without_training()
         return {
-            "history": reference.meta["history"] if prepared.phase == "dense" else [],
-            "train_wall_s": dense.get("wall_s", 0.0),
-            "img_per_s": dense.get("img_per_s"),
-            "peak_mem_mb": dense.get("peak_mem_mb"),
-            "peak_mem_kind": dense.get("peak_mem_kind"),
-            "train_images": reference.meta.get("train_images"),
+            "history": start.meta["history"] if prepared.phase == "dense" else [],
+            "train_wall_s": own.get("wall_s", 0.0),
+            "img_per_s": own.get("img_per_s"),
+            "peak_mem_mb": own.get("peak_mem_mb"),
+            "peak_mem_kind": own.get("peak_mem_kind"),
+            "train_images": start.meta.get("train_images"),
         }
-    cfg = suite.phase_config(prepared.phase, prepared.epochs, job.train_overrides)
-    train_loader, test_loader = env.loaders(job, cfg.batch_size, cfg.channels_last)
-    state = env.state_dir / f"{job.job_id}.pt" if env.state_dir is not None else None
-    result = train(
-        prepared.model,
-        train_loader,
-        test_loader,
-        cfg,
-        checkpoint=state,
-        extra_loss=prepared.extra_loss,
-        progress=env.epoch_progress(job.job_id, cfg.epochs),
-        set_aside=env.set_aside,
-    )
-    if prepared.finalize is not None:
-        prepared.model = prepared.finalize(prepared.model)
+    history, wall, seen, peak = [], 0.0, 0, (0.0, "")
+    for i, phase in enumerate(phases):
+        cfg = suite.phase_config(phase.settings, phase.epochs, job.train_overrides | phase.overrides)
+        train_loader, test_loader = env.loaders(job, cfg.batch_size, cfg.channels_last)
+        state = None  # per-phase resume state: a later phase may train a pruned model
+        if env.state_dir is not None:
+            state = env.state_dir / (f"{job.job_id}.pt" if i == 0 else f"{job.job_id}.phase{i}.pt")
+        result = train(
+            prepared.model,
+            train_loader,
+            test_loader,
+            cfg,
+            checkpoint=state,
+            extra_loss=prepared.extra_loss,
+            progress=env.epoch_progress(job.job_id, cfg.epochs),
+            set_aside=env.set_aside,
+            hook=phase.hook,
+        )
+        if phase.finalize is not None:
+            prepared.model = phase.finalize(prepared.model)
+        history += [row | {"train_phase": phase.name, "epoch": len(history) + 1} for row in result.history]
+        wall, seen = wall + result.wall_s, seen + result.train_samples
+        peak = max(peak, (result.peak_mem_mb, result.peak_mem_kind))
     return {
-        "history": result.history,
-        "train_wall_s": result.wall_s,
-        "img_per_s": result.img_per_s,
-        "peak_mem_mb": result.peak_mem_mb,
-        "peak_mem_kind": result.peak_mem_kind,
+        "history": history,
+        "train_wall_s": wall,
+        "img_per_s": seen / wall if wall else 0.0,
+        "peak_mem_mb": peak[0],
+        "peak_mem_kind": peak[1],
         "train_images": train_loader.num_items,
     }
 
@@ -245,33 +259,26 @@ def evaluate_step(model, test_loader, history: list[dict]) -> dict:
     }
 
 
-def train_phases(prepared: Prepared, start: DenseRef, macs: int) -> list[dict]:
-    """The epochs this row's model saw, phase by phase, each at the MACs it ran at (for the budget columns)."""
-    if prepared.phase == "dense":
-        return [{"phase": "dense", "epochs": start.meta["train"]["epochs"], "macs": start.meta["macs"]}]
-    phases = []
-    if prepared.phase == "finetune":  # it starts from the dense checkpoint: that training is part of its budget
-        phases.append({"phase": "dense", "epochs": start.meta["train"]["epochs"], "macs": start.meta["macs"]})
-    if prepared.extra_epochs_at_dense_cost:
-        phases.append({"phase": "method", "epochs": prepared.extra_epochs_at_dense_cost, "macs": start.meta["macs"]})
-    if prepared.extra_forward_images:  # forward passes only (PFEC's sensitivity analysis), counted as such
-        phases.append(
-            {
-                "phase": "sensitivity",
-                "epochs": 0,
-                "macs": start.meta["macs"],
-                "forward_images": prepared.extra_forward_images,
-            }
-        )
-    phases.append({"phase": prepared.phase, "epochs": prepared.epochs, "macs": macs})
-    return phases
+def train_phases(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, macs: int) -> list[dict]:
+    """The phases this row's model trained through, each at the MACs it ran at (``benchmarks/phases.py``)."""
+    declared = None if prepared.phases is None else [(p.name, p.epochs, p.dense_cost) for p in prepared.phases]
+    own = own_phases(prepared.phase, prepared.epochs, prepared.extra_epochs_at_dense_cost, declared)
+    phases = phases_of(
+        suite,
+        job,
+        get_method(job.method),
+        own,
+        start_epochs=start.meta["train"]["epochs"],
+        forward_images=prepared.extra_forward_images,
+    )
+    return with_macs(phases, start.meta["macs"], macs)
 
 
 def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: Env) -> tuple[dict, bytes]:
     shape = shape_of(suite, job)
     prepared = prepare(suite, job, start, shape, env)  # 1. prepare
     check_finite(prepared.model, "after the method prepared the model")
-    trained = train_step(suite, job, prepared, start, reference, env)  # 2. train
+    trained = train_step(suite, job, prepared, start, env)  # 2. train
     model = prepared.model
     check_finite(model, "after training")
     _, test_loader = env.loaders(job, EVAL_BATCH, False)
@@ -300,7 +307,7 @@ def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: En
             "base_macs": ref["macs"],
             "base_epochs": ref["train"]["epochs"],
             "base_img_per_s": ref["train"].get("img_per_s"),
-            "train_phases": train_phases(prepared, start, cost["macs"]),
+            "train_phases": train_phases(suite, job, prepared, start, cost["macs"]),
             "train_images": trained["train_images"],
         }
     )
@@ -317,6 +324,7 @@ def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: En
         "dense_epochs": start.meta["train"]["epochs"],
         "reference_job": reference.job_id,
         "reference_epochs": reference.meta["train"]["epochs"],
+        "checkpoint_bn": {"start": start.meta.get("bn"), "dense": reference.meta.get("bn")},
         "model_file": f"models/{job.job_id}.pt",
     }
     arch = shape | {"options": {}} | (prepared.arch or {})

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from benchmarks.phases import compute
 from tissuenet.metrics import WEIGHTINGS, tca, tca_ratio, tsa, tsa_ratio
 
 GROUPS = {
@@ -27,8 +28,6 @@ GROUPS = {
     "tradeoff": "Trade-off (TCA / TSA)",
     "budget": "Training: budget and speed",
 }
-# forward + backward of one image costs about 3 forward passes (the usual estimate)
-TRAIN_PASSES_PER_IMAGE = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,16 +133,13 @@ def _tradeoff_metrics() -> list[Metric]:
 
 
 def _train_compute(v: dict) -> float:
-    """Multiply-accumulates spent training this row, all phases: epochs x images x 3 x MACs, plus forward
-    passes outside training (a phase's ``forward_images`` x MACs: PFEC's sensitivity analysis)."""
-    phases = v["train_phases"]
-    training = sum(p["epochs"] * p["macs"] for p in phases) * v["train_images"] * TRAIN_PASSES_PER_IMAGE
-    return float(training + sum(p.get("forward_images", 0) * p["macs"] for p in phases))
+    """Multiply-accumulates spent training this row, all phases (``benchmarks/phases.py``)."""
+    return compute(v["train_phases"], v["train_images"])
 
 
 def _compute_vs_dense(v: dict) -> float | None:
-    """This row's training compute over its equal-budget dense reference's (epochs x images x 3 x MACs)."""
-    dense = v["base_epochs"] * v["train_images"] * TRAIN_PASSES_PER_IMAGE * v["base_macs"]
+    """This row's training compute over its equal-budget dense reference's."""
+    dense = compute([{"epochs": v["base_epochs"], "macs": v["base_macs"]}], v["train_images"])
     return _train_compute(v) / dense if dense else None
 
 

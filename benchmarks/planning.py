@@ -10,10 +10,10 @@ counts once, in its dense job).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from baselines.contract import PlanContext, get_method
-from benchmarks.metrics import TRAIN_PASSES_PER_IMAGE
+from benchmarks.phases import compute, own_phases, phases_of, with_macs
 from benchmarks.suite import Job, Suite
 from tissuenet import count_macs, count_params
 from tissuenet.registry import create_model_for_input
@@ -29,14 +29,17 @@ class PlannedJob:
     reference_epochs: int
     done: bool = False
     train_macs: float = 0.0  # per image while training (masked models: dense)
-    extra_epochs_at_dense_cost: int = 0  # a method's own phase at the dense cost (Network Slimming)
     dense_macs: float = 0.0
-    extra_forward_images: int = 0  # forward passes outside training at the dense cost (PFEC's sensitivity)
+    phases: list[dict] = field(default_factory=list)  # ``benchmarks/phases.py``, each with its MACs
+
+    @property
+    def extra_epochs_at_dense_cost(self) -> int:
+        """Epochs of its own phases that run at the dense model's cost (a masked model, a method's own phase)."""
+        return sum(p["epochs"] for p in self.phases if p["at"] == "dense" and not p.get("shared"))
 
     def train_compute(self, train_images: int) -> float:
-        """Every phase this job trains itself (the shared dense checkpoint counts once, in its dense job)."""
-        macs_epochs = self.epochs * self.train_macs + self.extra_epochs_at_dense_cost * self.dense_macs
-        return macs_epochs * train_images * TRAIN_PASSES_PER_IMAGE + self.extra_forward_images * self.dense_macs
+        """Every phase this job trains itself (a shared checkpoint counts once, in its own row)."""
+        return compute(self.phases, train_images, shared=False)
 
     def as_json(self) -> dict:
         j = self.job
@@ -54,6 +57,12 @@ class PlannedJob:
             "params": round(self.params),
             "train_macs": round(self.train_macs),
             "extra_epochs_at_dense_cost": self.extra_epochs_at_dense_cost,
+            "phases": [
+                {"name": p["phase"], "epochs": p["epochs"], "start": p["start"]}
+                | ({"shared": True} if p.get("shared") else {})
+                | ({"forward_images": p["forward_images"]} if p.get("forward_images") else {})
+                for p in self.phases
+            ],
         }
 
 
@@ -99,19 +108,23 @@ def plan(suite: Suite, jobs: list[Job], is_done=lambda job_id: False) -> list[Pl
         method = get_method(job.method)
         context = plan_context(suite, job.dataset, job.model, job.seed, job, job.target)
         est = method.estimate(context)
+        own = own_phases(method.phase, est.epochs, est.extra_epochs_at_dense_cost, est.phases)
+        start_epochs = est.epochs if job.method == "dense" else suite.budgets.dense_epochs
+        phases = phases_of(suite, job, method, own, start_epochs=start_epochs, forward_images=est.extra_forward_images)
+        train_macs = est.macs if est.train_macs is None else est.train_macs
+        epochs = est.epochs if est.phases is None else sum(p[1] for p in est.phases)
         out.append(
             PlannedJob(
                 job,
                 method.phase,
-                est.epochs,
+                epochs,
                 est.macs,
                 est.params,
                 est.reference_epochs,
                 is_done(job.job_id),
-                est.macs if est.train_macs is None else est.train_macs,
-                est.extra_epochs_at_dense_cost,
+                train_macs,
                 context.dense_macs,
-                est.extra_forward_images,
+                with_macs(phases, context.dense_macs, train_macs),
             )
         )
     return out

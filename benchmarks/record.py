@@ -64,7 +64,8 @@ def _fields(part: str, spec: str) -> list[Field]:
 IDENTITY = _fields(
     "identity",
     "schema_version:int suite:str job_id:str! dataset:str! model:str! method:str label:str! method_options:dict "
-    "target_kind:str target_value:number seed:int config_hash:str group_hash:str suite_variant:str overrides:dict "
+    "target_kind:str target_value:number seed:int config_hash:str group_hash:str train_hash:str suite_variant:str "
+    "overrides:dict "
     "plugins:dict",
 )
 OUTCOME = _fields("outcome", "status:str! error:str traceback:str superseded:bool")
@@ -84,7 +85,7 @@ TRAINING = _fields(
     "phase:str epochs:int dense_epochs:int reference_epochs:int reference_job:str train_images:int "
     "train_wall_s:number img_per_s:number peak_mem_mb:number peak_mem_kind:str train_phases:list history:list "
     "dense_checkpoint:str dense_weights_sha256:str model_file:str model_sha256:str data_source:dict "
-    "tissue_options:dict method_info:dict",
+    "tissue_options:dict method_info:dict checkpoint_bn:dict",
 )
 PROVENANCE = _fields(
     "provenance",

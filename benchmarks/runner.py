@@ -124,9 +124,8 @@ class Runner:
     def loaders(self, job: Job, batch_size: int, channels_last: bool):
         return job_loaders(self.suite, self.device, self.data_root, self.download)(job, batch_size, channels_last)
 
-    def dense_ref(self, job: Job, epochs: int | None = None) -> dense_cache.DenseRef:
-        """The dense checkpoint of a job's group at a budget: loaded, or trained now (once, under a lock)."""
-        dense_job = self.suite.dense_job(job.dataset, job.model, job.seed, epochs)
+    def dense_ref(self, dense_job: Job) -> dense_cache.DenseRef:
+        """A dense job's checkpoint: loaded, or trained now (once, under a lock)."""
         key = dense_job.job_id
         if key in self._dense_failed:
             raise RuntimeError(f"its dense checkpoint {key} could not be trained: {self._dense_failed[key]}")
@@ -147,13 +146,8 @@ class Runner:
 
     def refs(self, job: Job) -> tuple[dense_cache.DenseRef, dense_cache.DenseRef]:
         """(the checkpoint the job starts from, the equal-budget dense reference it is compared with)."""
-        from baselines.contract import get_method
-
-        method = get_method(job.method)
-        reference_epochs = method.reference_epochs(self.suite.budgets, job.epochs_override)
-        reference = self.dense_ref(job, reference_epochs)
-        start = reference if job.method == "dense" else self.dense_ref(job)
-        return start, reference
+        start, reference = self.suite.checkpoints(job)
+        return self.dense_ref(start), self.dense_ref(reference)
 
     # -- running ---------------------------------------------------------------------------------------
     def env(self) -> Env:
@@ -247,7 +241,9 @@ class Runner:
             write_verified(inside(self.store.root, "models", f"{rec['job_id']}.pt"), outcome.model_file)
             rec["model_sha256"] = hashlib.sha256(outcome.model_file).hexdigest()
         self.store.write(rec)
-        remove_verified(self.store.checkpoints / "jobs" / f"{rec['job_id']}.pt")
+        jobs = self.store.checkpoints / "jobs"
+        for state in [jobs / f"{rec['job_id']}.pt", *jobs.glob(f"{rec['job_id']}.phase*.pt")]:
+            remove_verified(state)  # its resume state, phase by phase
 
 
 def _failed(job: Job, exc: Exception) -> dict:

@@ -55,6 +55,5 @@ def prepare_standalone(
     )
     torch.manual_seed(seed)
     prepared = get_method(method).prepare(ctx)
-    if prepared.finalize is not None:
-        prepared.model = prepared.finalize(prepared.model)
+    prepared.without_training()
     return prepared

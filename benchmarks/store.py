@@ -24,6 +24,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,7 +161,7 @@ class ResultStore:
                     removed.append(str(path.relative_to(self.root)))
         jobs = self.checkpoints / "jobs"
         for state in sorted(jobs.glob("*.pt")) if jobs.is_dir() and not jobs.is_symlink() else []:
-            if self.is_done(state.stem):
+            if self.is_done(re.sub(r"\.phase[0-9]+$", "", state.stem)):  # a later phase's state is named .phaseN
                 remove_verified(state)
                 removed.append(str(state.relative_to(self.root)))
         dense = self.checkpoints / "dense"

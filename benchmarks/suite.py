@@ -30,6 +30,7 @@ SUITES_DIR = Path(__file__).parent / "suites"
 JOB_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@+-]+")
 HASH_CHARS = 10  # of the config hash in a job id
 READABLE_MAX = 120  # characters of a job id's readable part: ids name files (lock, record, model, .sha256)
+MEASURE_PREFIX = "measure."  # --set overrides of what is measured after training, not of what trains
 
 
 class SuiteError(ValueError):
@@ -69,7 +70,13 @@ class Job:
         """'' for the suite as written; else the digest of the ``--set`` overrides that change results."""
         return digest(self.overrides)
 
-    def identity(self, *, with_seed: bool = True) -> dict:
+    def identity(self, *, with_seed: bool = True, with_measure: bool = True) -> dict:
+        config = self.config
+        if not with_measure and "overrides" in config:  # what training computes, whatever is measured after it
+            training = {k: v for k, v in config["overrides"].items() if not k.startswith(MEASURE_PREFIX)}
+            config = {k: v for k, v in config.items() if k != "overrides"} | (
+                {"overrides": training} if training else {}
+            )
         out = {
             "dataset": self.dataset,
             "model": self.model,
@@ -77,7 +84,7 @@ class Job:
             "options": self.options,
             "target": [self.target.kind, self.target.value],
             "epochs": self.epochs_override,
-            "config": self.config,
+            "config": config,
             "train": self.train_overrides,
         }
         return out | ({"seed": self.seed} if with_seed else {})
@@ -90,6 +97,12 @@ class Job:
     def group_hash(self) -> str:
         """The configuration without the seed: rows with equal group hashes are seeds of one configuration."""
         return stable_hash(self.identity(with_seed=False))
+
+    @functools.cached_property
+    def train_hash(self) -> str:
+        """The training configuration without the seed and without ``--set measure.*``: runs with equal train
+        hashes are seeds of one training (the gate pools them, latency measured or not)."""
+        return stable_hash(self.identity(with_seed=False, with_measure=False))
 
     @functools.cached_property
     def job_id(self) -> str:
@@ -176,8 +189,11 @@ class Suite:
             ]
         )
 
-    def dense_job(self, dataset: str, model: str, seed: int, epochs: int | None = None) -> Job:
-        """The dense reference job of a group at a budget (default: the dense budget)."""
+    def dense_job(
+        self, dataset: str, model: str, seed: int, epochs: int | None = None, start: dict | None = None
+    ) -> Job:
+        """The dense job of a group at a budget (default: the dense budget); with ``start`` (a method's own
+        start, ``Method.start``), the dense training with that regularizer (Network Slimming's sparsity run)."""
         epochs = self.budgets.dense_epochs if epochs is None else epochs
         label = "dense" if epochs == self.budgets.dense_epochs else f"dense@e{epochs}"
         key = (dataset, model, epochs)
@@ -185,10 +201,38 @@ class Suite:
             origins = self.origins(dataset, model, "dense")
             self._dense_configs[key] = {"dense": self.dense_config(epochs)} | ({"plugins": origins} if origins else {})
         config = self._dense_configs[key]
+        if start is not None:
+            label += f"+{start['name']}-{start['weight']:g}"
+            config = config | {"start": start}
         override = None if epochs == self.budgets.dense_epochs else epochs
         return Job(
-            self.name, dataset, model, "dense", label, {}, Target("none"), seed, override, config, {}, self.overrides
+            self.name,
+            dataset,
+            model,
+            "dense",
+            label,
+            dict(start or {}),
+            Target("none"),
+            seed,
+            override,
+            config,
+            {},
+            self.overrides,
         )
+
+    def checkpoints(self, job: Job) -> tuple[Job, Job]:
+        """(the dense job whose checkpoint ``job`` starts from, the equal-budget dense job it is compared with).
+        A dense row starts from its own checkpoint; a method with its own start (``Method.start``) from that."""
+        from baselines.contract import get_method
+
+        method = get_method(job.method)
+        epochs = method.reference_epochs(self.budgets, job.epochs_override)
+        reference = self.dense_job(job.dataset, job.model, job.seed, epochs)
+        if job.method == "dense":
+            own = self.dense_job(job.dataset, job.model, job.seed, epochs, start=job.options or None)
+            return own, reference
+        start = self.dense_job(job.dataset, job.model, job.seed, start=method.start(job.options, job.model))
+        return start, reference
 
     def jobs(self) -> list[Job]:
         from baselines.contract import get_method
@@ -227,6 +271,9 @@ class Suite:
                             continue
                         if reference != self.budgets.dense_epochs:
                             group.append(self.dense_job(dataset, model, seed, reference))
+                        own_start = method.start(spec.options, model)
+                        if own_start is not None:  # a shared checkpoint of its own (Network Slimming's sparsity run)
+                            group.append(self.dense_job(dataset, model, seed, start=own_start))
                         job_config = config | ({"plugins": origins[spec.name]} if origins[spec.name] else {})
                         for target in spec.targets:
                             label = spec.label + (f"@{target.slug()}" if target.kind != "none" else "")

@@ -115,10 +115,13 @@ def train(
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: Callable[[int, dict], None] | None = None,
     set_aside: Callable[[DamagedFileError], None] | None = None,
+    hook=None,
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.epochs``; evaluate after every epoch.
 
-    ``set_aside`` is called with a damaged resume checkpoint (which is then ignored).
+    ``set_aside`` is called with a damaged resume checkpoint (which is then ignored). ``hook`` (a method's
+    ``TrainingHook``) sees every step's gradients, every step and every epoch's end; its state is saved with
+    the resume checkpoint.
     """
     device = next(model.parameters()).device
     if cfg.channels_last:
@@ -126,11 +129,13 @@ def train(
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(train_loader)))
     result, start_epoch = TrainResult(), 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        result = _resume(checkpoint, model, optimizer, scheduler, device, set_aside)
-        start_epoch = len(result.history)
     if len(train_loader) == 0:
         raise NoStepsError(f"batch size {cfg.batch_size} is larger than the training set: no optimizer step")
+    if hook is not None:
+        hook.start(model, cfg.epochs * len(train_loader), cfg.epochs)
+    if checkpoint is not None and Path(checkpoint).exists():
+        result = _resume(checkpoint, model, optimizer, scheduler, device, set_aside, hook)
+        start_epoch = len(result.history)
     step_fn = compiled(model, cfg.compile)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -141,6 +146,7 @@ def train(
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         seen = 0
+        step = epoch * len(train_loader)
         for x, y in train_loader:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 loss = F.cross_entropy(step_fn(x), y, label_smoothing=cfg.label_smoothing)
@@ -148,10 +154,15 @@ def train(
                     loss = loss + extra_loss(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if hook is not None:
+                hook.after_backward(model, step)
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
+            if hook is not None:
+                hook.after_step(model, step)
+            step += 1
             loss_sum += loss.detach() * len(y)
             seen += len(y)
         if device.type == "cuda":
@@ -161,6 +172,8 @@ def train(
         train_loss = (loss_sum / max(seen, 1)).item()  # one sync per epoch, not per step
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss became {train_loss} in epoch {epoch + 1} (lr {cfg.lr})")
+        if hook is not None:
+            hook.end_epoch(model, epoch)
         test = evaluate(model, test_loader)
         row = {
             "epoch": epoch + 1,
@@ -181,11 +194,14 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "result": asdict(result),
+                    "hook": hook.state_dict() if hook is not None else {},
                 },
                 Path(checkpoint),
             )
         if progress is not None:
             progress(epoch + 1, row)
+    if hook is not None:
+        hook.end(model)
     result.peak_mem_mb, result.peak_mem_kind = peak_memory_mb(device)
     return result
 
@@ -196,8 +212,8 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
 
 
-def _resume(path: Path, model, optimizer, scheduler, device, set_aside) -> TrainResult:
-    """Load a resume checkpoint; a damaged one is set aside and training starts over."""
+def _resume(path: Path, model, optimizer, scheduler, device, set_aside, hook=None) -> TrainResult:
+    """Load a resume checkpoint (and the hook's state); a damaged one is set aside and training starts over."""
     try:
         state = load_torch(path, map_location=device)
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -206,6 +222,8 @@ def _resume(path: Path, model, optimizer, scheduler, device, set_aside) -> Train
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if hook is not None:
+                hook.load_state_dict(state.get("hook") or {})
             return TrainResult(**state["result"])
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise DamagedFileError(path, f"does not match this model ({str(exc).splitlines()[0][:160]})") from exc

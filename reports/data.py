@@ -166,8 +166,10 @@ def _significance(frame: pd.DataFrame) -> pd.DataFrame:
         for i, row in group.iterrows():
             if row["seeds"] < 2:
                 continue
-            reference = dense.get(row.get("reference_label") or "dense")
-            reference = dense.get("dense") if reference is None else reference
+            wanted = row.get("reference_label") or "dense"
+            reference = dense.get(wanted)
+            if reference is None and row["method"] != "dense":  # never silently against another budget's row
+                frame.at[i, "vs_dense"] = f"{wanted} (missing)"
             if reference is not None and row["method"] != "dense":
                 frame.at[i, "vs_dense"] = reference["label"]
                 raw_dense[i] = stats.paired_t_test(row["top1_by_seed"], reference["top1_by_seed"]).p_value

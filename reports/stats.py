@@ -69,6 +69,9 @@ class Paired:
         return not math.isnan(self.p_value) and self.p_value < ALPHA
 
 
+DIFFERENCE_DIGITS = 9  # decimals a paired difference is rounded to before its spread is judged
+
+
 def paired_t_test(a: dict, b: dict) -> Paired:
     """Two-sided paired t-test of ``a`` against ``b``, both {seed: value}, on the seeds both have a number for."""
 
@@ -76,7 +79,8 @@ def paired_t_test(a: dict, b: dict) -> Paired:
         return v is not None and not math.isnan(v)
 
     seeds = sorted(s for s in set(a) & set(b) if ok(a[s]) and ok(b[s]))
-    d = np.asarray([a[s] - b[s] for s in seeds], dtype=float)
+    # rounded: accuracies are 100 c / n, so rows exactly k images apart differ by float noise, not spread
+    d = np.round(np.asarray([a[s] - b[s] for s in seeds], dtype=float), DIFFERENCE_DIGITS)
     if len(d) < 2:
         return Paired(len(d), float(d.mean()) if len(d) else math.nan, math.nan)
     sd = d.std(ddof=1)

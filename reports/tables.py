@@ -97,7 +97,14 @@ def _measured_cell(row, metric: str, notes: dict) -> Cell:
         )
     if metric == "acc_drop" and row["seeds"] > 1 and row["method"] != "dense":
         p = row.get("p_vs_dense")
-        if p is None or (isinstance(p, float) and math.isnan(p)):
+        missing = str(row.get("vs_dense") or "").endswith("(missing)")
+        if missing:
+            mark = "no ref."
+            notes["no ref."] = (
+                "no test: the equal-budget dense row this row must be compared with is missing from the results "
+                "(a gap, listed below); it is never compared with a dense row of another budget instead"
+            )
+        elif p is None or (isinstance(p, float) and math.isnan(p)):
             mark = "no test"
             notes["no test"] = "no paired test: fewer than two seeds in common, or differences without spread"
         elif p >= ALPHA:

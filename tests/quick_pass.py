@@ -2,9 +2,8 @@
 
 Derived from the suite file, so a new suite gets its quick pass the moment it is added: every
 budget to one epoch, no warm-up, 16 training images in batches of 8 (two steps an epoch), 16 test
-images, no latency, one epoch for every method's own phase (Network Slimming's sparsity run, a
-method's ``epochs``), image folders at 32 px read in the main process, 50 pruning steps instead of
-200 (each still lands within the target's tolerance), Taylor over 2 mini-batches, PFEC's
+images, no latency, one epoch for a method's own ``epochs``, image folders at 32 px read in the main
+process, 50 pruning steps instead of 200 (each still lands within the target's tolerance), PFEC's
 sensitivity on 16 images. ``one_target`` keeps one target per method: every dataset, model and
 method of the suite still runs, in a time CI affords.
 """
@@ -62,14 +61,11 @@ def quick_overrides(name: str, *, one_target: bool = False) -> list[str]:
         label = method.get("label", method["name"])
         if "epochs" in method:
             sets.append(f"method.{label}.epochs=1")
-        if "slimming_epochs" in method.get("options", {}):
-            sets.append(f"method.{label}.options.slimming_epochs=1")
         for key in ("warmup_epochs", "batch_size"):
             if key in method.get("train", {}):
                 sets.append(f"method.{label}.train.{key}={0 if key == 'warmup_epochs' else BATCH}")
         for option, value in (
             ("steps", PRUNING_STEPS),
-            ("calibration_batches", 2),
             ("sensitivity_images", TRAIN_IMAGES),
         ):
             if _accepts(method, option, value):

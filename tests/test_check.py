@@ -197,10 +197,10 @@ def _seed_rows(n: int, top1, macs_effective, macs=1000):
 
     return pd.DataFrame(
         {
-            "job_id": [f"j.s{i}" for i in range(n)],
+            "job_id": [f"j.s{i}" for i in range(1, n + 1)],
             "group_hash": "g",
             "status": "ok",
-            "seed": range(n),
+            "seed": range(1, n + 1),  # the reference's runs: never seed 0, the judged job's (``_job``)
             "dataset": "d",
             "model": "m",
             "label": "l",
@@ -213,15 +213,20 @@ def _seed_rows(n: int, top1, macs_effective, macs=1000):
     )
 
 
+def _job(seeds):
+    """The suite's own job (seed 0), judged against bounds from the other seeds."""
+    return seeds.iloc[:1].assign(seed=0, job_id="j.s0")
+
+
 def test_bounds_from_eight_seeds_hand_computed():
     """top-1 80..87: mean 83.5, s = 2.44949. Two bounds move with training (top-1, effective MACs), so each is
     at q = 1 - 0.01 / 2 = 0.995 (99 % for the run): t(0.995, 7) = 3.499483; half-width = t s sqrt(1 + 1/8)."""
     from benchmarks.check import derive_bounds
 
     seeds = _seed_rows(8, [80.0 + i for i in range(8)], [500.0 + i for i in range(8)])
-    rows = derive_bounds(seeds.iloc[:1], seeds, None).iloc[0]
+    rows = derive_bounds(_job(seeds), seeds, None).iloc[0]
     half = 3.499483297 * 2.449489743 * (1 + 1 / 8) ** 0.5
-    assert derive_bounds(seeds.iloc[:1], seeds, None, family=1).iloc[0]["top1_bound"] == pytest.approx(
+    assert derive_bounds(_job(seeds), seeds, None, family=1).iloc[0]["top1_bound"] == pytest.approx(
         83.5 - 2.997951566 * 2.449489743 * (1 + 1 / 8) ** 0.5, abs=1e-6
     )  # one bound alone: t(0.99, 7) = 2.997952
     assert rows["top1"] == pytest.approx(83.5) and rows["top1_bound"] == pytest.approx(83.5 - half, abs=1e-6)
@@ -234,7 +239,7 @@ def test_top1_band_has_a_floor_and_seeds_are_required():
     from benchmarks.check import CheckError, derive_bounds
 
     same = _seed_rows(8, [80.0] * 8, [500.0] * 8)
-    rows = derive_bounds(same.iloc[:1], same, None).iloc[0]
+    rows = derive_bounds(_job(same), same, None).iloc[0]
     assert rows["top1_bound"] == pytest.approx(79.5) and rows["macs_effective_rule"] == "exact"
     with pytest.raises(CheckError, match="7 seed\\(s\\).*at least 8"):
-        derive_bounds(same.iloc[:1], same.iloc[:7], None)
+        derive_bounds(_job(same), same.iloc[:7], None)

@@ -2,7 +2,6 @@
 
 import pytest
 
-from benchmarks import metrics
 from benchmarks.metrics import BY_NAME, METRICS, derive, names
 from benchmarks.record import COLUMNS
 from tissuenet.metrics import WEIGHTINGS, tca, tsa
@@ -61,9 +60,10 @@ def test_train_compute_sums_every_phase():
     ]
     got = derive({"train_phases": phases, "train_images": 1000})
     assert got["epochs_total"] == 17
-    assert got["train_compute"] == (10 * 100 + 2 * 100 + 5 * 40) * 1000 * 3
-    assert metrics.TRAIN_PASSES_PER_IMAGE == 3
+    assert got["train_compute"] == (10 * 100 + 2 * 100 + 5 * 40) * 1000 * 3  # forward + backward: 3 passes
     assert BY_NAME["train_compute"].display(got["train_compute"]) == "0.00"  # shown in T MACs
+    sensitivity = [{"phase": "sensitivity", "epochs": 0, "macs": 100, "forward_images": 50}]  # forward passes only
+    assert derive({"train_phases": sensitivity, "train_images": 1000})["train_compute"] == 50 * 100
 
 
 def test_display_uses_the_unit():

@@ -25,7 +25,7 @@ options = { replace = "all" }
 
 [[method]]
 name = "prune_slimming"
-options = { slimming_epochs = 1, steps = 40 }
+options = { steps = 40 }
 targets = [{ macs_reduction = 0.5 }]
 
 [[method]]
@@ -35,10 +35,8 @@ targets = [{ sparsity = 0.7 }]
 
 
 def own_compute(record: dict) -> float:
-    """The record's training compute without the shared dense checkpoint (counted once, in its dense job)."""
-    phases = record["train_phases"] if record["method"] == "dense" else [
-        p for p in record["train_phases"] if p["phase"] != "dense"
-    ]  # fmt: skip
+    """The record's training compute without the shared checkpoint it starts from (counted once, in its own row)."""
+    phases = [p for p in record["train_phases"] if not p.get("shared")]
     return sum(p["epochs"] * p["macs"] for p in phases) * record["train_images"] * 3
 
 
@@ -71,7 +69,8 @@ def test_plan_counts_every_phase(tmp_path, capsys):
     by_label = {p["label"]: p for p in plan.values()}
     sparse, slim = by_label["sparse_global@sparsity70"], by_label["prune_slimming@macs50"]
     assert sparse["train_macs"] > sparse["macs"]  # a masked model trains at its dense cost
-    assert slim["extra_epochs_at_dense_cost"] == 1  # Network Slimming's sparsity phase is counted
+    assert slim["extra_epochs_at_dense_cost"] == 0 and slim["phases"][0]["name"] == "sparsity"  # counted in its row
+    assert by_label["dense+sparsity-1e-05"]["train_compute"] == pytest.approx(by_label["dense"]["train_compute"])
     matched = by_label["tissue-all-matched"]
     dense = by_label["dense"]
     assert matched["epochs"] * matched["macs"] == pytest.approx(

@@ -104,7 +104,7 @@ def test_dry_run_json_has_the_plan_and_trains_nothing(tmp_path, capsys):
     assert _run(suite, tmp_path / "r", "--dry-run", "--json") == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     keys = {"job_id", "dataset", "model", "method", "label", "target", "seed", "phase", "epochs", "macs", "params"}
-    keys |= {"train_macs", "extra_epochs_at_dense_cost", "train_compute"}  # the training compute and its terms
+    keys |= {"train_macs", "extra_epochs_at_dense_cost", "train_compute", "phases"}  # the compute and its terms
     assert all(set(r) == keys for r in rows)
     by_label = {r["label"]: r for r in rows}
     assert set(by_label) == {"dense", "dense@e3", "tissue-all"}

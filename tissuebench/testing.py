@@ -118,6 +118,24 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
     if prepared.phase not in PHASES or not isinstance(prepared.epochs, int) or prepared.epochs < 0:
         raise _fail(name, "prepare", f"phase {prepared.phase!r} / epochs {prepared.epochs!r}: phases are {PHASES}")
 
+    # one epoch of each of its phases under the harness's own loop (hooks, finalizers), then the target
+    from benchmarks.config import TrainConfig
+
+    for phase in prepared.training_phases():
+        if phase.epochs:
+            cfg = TrainConfig.from_dict({"epochs": 1, "batch_size": 64, "lr": 0.01, "warmup_epochs": 0})
+            result = train(
+                prepared.model, train_loader, test_loader, cfg, extra_loss=prepared.extra_loss, hook=phase.hook
+            )
+            loss = result.history[-1]["train_loss"]
+            if not math.isfinite(loss):
+                raise _fail(name, "train", f"loss {loss} after one epoch of its {phase.name} phase")
+        elif phase.hook is not None:
+            phase.hook.start(prepared.model, 0, 0)
+            phase.hook.end(prepared.model)
+        if phase.finalize is not None:
+            prepared.model = phase.finalize(prepared.model)
+
     # the target, measured (never copied from what the method says)
     model_ = prepared.model
     achieved = None
@@ -132,18 +150,6 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
         raise _fail(name, "target", f"{target.kind} {achieved:.4f} for target {target.value} (tolerance {tolerance})")
     if target.kind == "sparsity" and achieved < target.value - TOLERANCE:  # biases and BN are never masked
         raise _fail(name, "target", f"sparsity {achieved:.4f} for target {target.value}")
-
-    # one epoch under the phase's settings (the harness's own loop)
-    if prepared.epochs:
-        from benchmarks.config import TrainConfig
-
-        cfg = TrainConfig.from_dict({"epochs": 1, "batch_size": 64, "lr": 0.01, "warmup_epochs": 0})
-        result = train(model_, train_loader, test_loader, cfg, extra_loss=prepared.extra_loss)
-        loss = result.history[-1]["train_loss"]
-        if not math.isfinite(loss):
-            raise _fail(name, "train", f"loss {loss} after one epoch")
-    if prepared.finalize is not None:
-        model_ = prepared.finalize(model_)
 
     # saved and reloaded with weights_only=True: the same network
     import tempfile

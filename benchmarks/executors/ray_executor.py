@@ -237,11 +237,7 @@ class RayRunner(Runner):
 
     def _dense_jobs(self, job: Job, pair: bool = False) -> list[Job]:
         """The dense jobs a job needs: (start, reference) with ``pair``, else the distinct ones."""
-        from baselines.contract import get_method
-
-        reference_epochs = get_method(job.method).reference_epochs(self.suite.budgets, job.epochs_override)
-        reference = self.suite.dense_job(job.dataset, job.model, job.seed, reference_epochs)
-        start = reference if job.method == "dense" else self.suite.dense_job(job.dataset, job.model, job.seed)
+        start, reference = self.suite.checkpoints(job)
         return [start, reference] if pair else list({j.job_id: j for j in (start, reference)}.values())
 
     def _store_dense(self, ray, ref, dense_job: Job, dense_refs: dict) -> None:

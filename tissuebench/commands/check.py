@@ -37,6 +37,14 @@ def add_arguments(p) -> None:
         help="nightly history (default: history.parquet beside a nightly folder): the commits where a metric moved",
     )
     p.add_argument(
+        "--held-out",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="with --update: runs of other new seeds (none of the reference's) judged against the new bounds, as a "
+        "night is: the gate's measured false-alarm rate; repeatable",
+    )
+    p.add_argument(
         "--leave-out",
         action="append",
         default=None,
@@ -83,9 +91,7 @@ def _update(args, measured, against: Path, suite: str, store) -> int:
     if args.tolerance_from:
         tables = []
         for folder in args.tolerance_from:
-            if not (Path(folder) / "records").is_dir():
-                raise UserError(f"--tolerance-from {folder}: no results folder there (expected records/)")
-            tables.append(_measured(Path(folder), False)[0])
+            tables.append(_measured(_folder(folder), False)[0])
         seeds = pd.concat(tables, ignore_index=True)
     names = ", ".join(Path(f).name for f in args.tolerance_from or [])
     expected = store.current_plans().get(suite)
@@ -101,10 +107,34 @@ def _update(args, measured, against: Path, suite: str, store) -> int:
 
         flagged, runs, reasons = leave_one_out(seeds, kept)
         print(
-            f"leave-one-out: {flagged} of {runs} runs (seed, thread count) would fail this gate against bounds from "
-            f"the other runs: an estimate of its false-alarm rate{': ' + '; '.join(reasons) if reasons else ''}"
+            f"leave-one-out: {flagged} of {runs} reference runs (seeds) would fail this gate against bounds from "
+            f"the other runs{': ' + '; '.join(reasons) if reasons else ''}"
+        )
+    if args.held_out:
+        from benchmarks.check import held_out
+
+        runs_table = pd.concat([_measured(_folder(f), False)[0] for f in args.held_out], ignore_index=True)
+        overlap = set(runs_table["seed"]) & set(seeds["seed"] if seeds is not None else [])
+        if overlap:
+            raise UserError(f"--held-out shares seed(s) {sorted(overlap)[:5]} with the reference runs: held-out runs "
+                            "must be new draws")  # fmt: skip
+        flagged, runs, reasons = held_out(rows, runs_table)
+        print(
+            f"held-out: {flagged} of {runs} new runs (seeds {_span(runs_table)}) would fail this gate (design: "
+            f"1 in 100){': ' + '; '.join(reasons) if reasons else ''}"
         )
     return 0
+
+
+def _folder(folder: str) -> Path:
+    if not (Path(folder) / "records").is_dir():
+        raise UserError(f"{folder}: no results folder there (expected records/)")
+    return Path(folder)
+
+
+def _span(table) -> str:
+    seeds = sorted(int(s) for s in table["seed"].dropna().unique())
+    return f"{seeds[0]}-{seeds[-1]}" if seeds else "none"
 
 
 def _history(args, root: Path):
@@ -135,6 +165,8 @@ def run(args) -> int:
     against = Path(args.against) if args.against else reference(suite)
     if args.update and not args.against and not in_checkout():
         raise UserError(f"--update would rewrite the installed copy {against}; name the file to write with --against")
+    if args.held_out and not args.update:
+        raise UserError("--held-out goes with --update (it measures the false alarms of the reference it writes)")
     if args.update:
         return _update(args, measured, against, suite, store)
     if not args.against and not against.exists():

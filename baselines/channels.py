@@ -1,0 +1,129 @@
+"""A model's prunable channel groups, masked in place while it trains and removed for good at the end.
+
+Torch-Pruning's dependency graph couples the channels that must go together: a conv's filters, its BN,
+the next layers' inputs, every layer a residual connection adds to them. Methods that prune while the
+model trains (Taylor's pruning schedule, FPGM's soft pruning) *mask* a group's channels instead of
+removing them: the filters, biases and BN scale and shift of every layer that produces them are set to
+zero, so the masked model computes exactly what the pruned one will (a zero channel contributes nothing
+downstream) and the optimizer's state stays valid. The MACs of the pruned network are counted from layer
+shapes without removing anything (:meth:`ChannelGroups.macs`); :meth:`ChannelGroups.remove` prunes the
+masked channels out at the end.
+
+Channels are addressed per group by their *root index* (Torch-Pruning's ``root_idxs``: the position in the
+group's first layer).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch_pruning.pruner import function as fn
+
+from tissuenet.counting import ShapeCounter
+
+OUT = (fn.prune_conv_out_channels, fn.prune_linear_out_channels, fn.prune_depthwise_conv_out_channels)
+IN = (fn.prune_conv_in_channels, fn.prune_linear_in_channels, fn.prune_depthwise_conv_in_channels)
+BN_OUT = (fn.prune_batchnorm_out_channels,)
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+class ChannelGroups:
+    """The prunable channel groups of ``model`` (the ``ignored`` layers, e.g. the classifier, kept whole)."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, ignored, in_channels: int, input_size: int) -> None:
+        self.model = model
+        self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        types = (nn.Conv1d, nn.Conv2d, nn.Linear)
+        self.groups = list(self.graph.get_all_groups(ignored_layers=list(ignored), root_module_types=types))
+        self.widths = [len(g[0][1]) for g in self.groups]
+        self.masked: list[set[int]] = [set() for _ in self.groups]
+        self._members: dict[tuple, list] = {}
+        self.counter = ShapeCounter(model, in_channels, input_size)
+        self.base = self.macs()
+
+    # -- what a group holds -------------------------------------------------------------------------------
+    def members(self, g: int, kinds) -> list[tuple[nn.Module, list[int], list[int]]]:
+        """(layer, its channel indices, their root indices) of group ``g``'s dependencies of ``kinds``."""
+        if (g, kinds) not in self._members:
+            group = self.groups[g]
+            self._members[(g, kinds)] = [
+                (dep.layer, list(idxs), list(group[i].root_idxs))
+                for i, (dep, idxs) in enumerate(group)
+                if dep.pruning_fn in kinds
+            ]
+        return self._members[(g, kinds)]
+
+    def gates(self, g: int) -> list[tuple[nn.Module, list[int], list[int]]]:
+        """Where group ``g``'s channels can be switched off: its BN layers (the gate after BN), or, in a group
+        without BN, the layers that produce the channels."""
+        bns = [m for m in self.members(g, BN_OUT) if isinstance(m[0], _BN) and m[0].affine]
+        return bns or self.members(g, OUT)
+
+    def alive(self, g: int) -> list[int]:
+        return [r for r in range(self.widths[g]) if r not in self.masked[g]]
+
+    # -- cost --------------------------------------------------------------------------------------------
+    def macs(self, masked: list[set[int]] | None = None) -> int:
+        """MACs of the network with the ``masked`` channels (default: the current masks) removed."""
+        masked = self.masked if masked is None else masked
+        gone_out: dict[nn.Module, set[int]] = {}
+        gone_in: dict[nn.Module, set[int]] = {}
+        for g, roots in enumerate(masked):
+            if not roots:
+                continue
+            for kinds, gone in ((OUT, gone_out), (IN, gone_in)):
+                for layer, idxs, root_idxs in self.members(g, kinds):
+                    gone.setdefault(layer, set()).update(i for i, r in zip(idxs, root_idxs) if r in roots)
+        total = 0
+        for module, positions in self.counter.positions.items():
+            linear = isinstance(module, nn.Linear)
+            c_out = module.out_features if linear else module.out_channels
+            c_in = module.in_features if linear else module.in_channels
+            groups = 1 if linear else module.groups
+            depthwise = groups > 1 and groups == c_in == c_out
+            c_out -= len(gone_out.get(module, ()))
+            c_in = c_out if depthwise else c_in - len(gone_in.get(module, ()))
+            kernel = 1 if linear else math.prod(module.kernel_size)
+            total += positions * kernel * (1 if depthwise else c_in // groups) * c_out
+        return total
+
+    def reduction(self, masked: list[set[int]] | None = None) -> float:
+        return 1 - self.macs(masked) / self.base
+
+    # -- masking and removal ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def apply_masks(self, kinds=OUT + BN_OUT) -> None:
+        """Zero every masked channel's filters, biases and BN scale and shift (``kinds=OUT``: the filters and
+        biases only, as soft filter pruning does: a zeroed filter under a live BN gets gradients and regrows)."""
+        for g, roots in enumerate(self.masked):
+            if not roots:
+                continue
+            for layer, idxs, root_idxs in self.members(g, kinds):
+                chosen = [i for i, r in zip(idxs, root_idxs) if r in roots]
+                for param in (getattr(layer, "weight", None), getattr(layer, "bias", None)):
+                    if isinstance(param, torch.Tensor):
+                        param[chosen] = 0
+
+    def remove(self) -> nn.Module:
+        """Prune the masked channels out of the model for good (exact: they were zero)."""
+        for g, roots in enumerate(self.masked):
+            if roots:
+                dep, idxs = self.groups[g][0]
+                root = [idxs[r] for r in sorted(roots)]
+                self.graph.get_pruning_group(dep.target.module, dep.handler, idxs=root).prune()
+        self.masked = [set() for _ in self.groups]
+        self._members = {}  # the layers changed shape: what they held is gone
+        return self.model
+
+    def keep_at_least(self, g: int, max_ratio: float) -> int:
+        """Channels of group ``g`` that must stay: never more than ``max_ratio`` of a group goes."""
+        return max(1, math.ceil(self.widths[g] * (1 - max_ratio)))
+
+    def state_dict(self) -> dict:
+        return {"masked": [sorted(m) for m in self.masked]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.masked = [set(m) for m in state["masked"]]
