@@ -45,6 +45,7 @@ class Env:
     set_aside: Callable | None = None  # damaged resume files
     executor: str = "local"
     data_source: Callable[[str], dict] | None = None  # dataset -> the copy used (path, file hashes)
+    run_started: str | None = None  # UTC time the run (sweep) began: before its dense checkpoints trained
 
 
 def data_source(data_root=None) -> Callable[[str], dict]:
@@ -150,7 +151,7 @@ def run_job(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: E
         identity(job)
         | static_provenance()
         | device_info(env.device)
-        | {"started_utc": utc_now(), "executor": env.executor}
+        | {"started_utc": utc_now(), "run_started_utc": env.run_started, "executor": env.executor}
         | ({"data_source": env.data_source(job.dataset)} if env.data_source else {})
     )
     try:
@@ -295,6 +296,7 @@ def _steps(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: En
         deploy_form=deploy_form(),
         eager_form=eager_form(suite.train.channels_last),
         identical=prepared.phase == "dense",  # the dense row is the reference: speed-up 1 by definition
+        log=env.log,
     )
     ref = reference.meta
     raw = (

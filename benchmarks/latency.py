@@ -155,6 +155,7 @@ def measure_pair(
     deploy_form: Callable,
     eager_form: Callable | None = None,
     identical: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
     """The latency columns of a record: ``cfg`` is the suite's ``MeasureConfig``.
 
@@ -192,6 +193,8 @@ def measure_pair(
         if why:
             table[name] = {"unavailable": why}
             continue
+        if log is not None:  # a runtime can take a while (an ONNX export, OpenVINO's compile): say which
+            log(f"    latency: {name}, batch {', '.join(map(str, batches))}")
         table[name] = {}
         for batch in batches:
             x = torch.randn(batch, in_channels, input_size, input_size, device=device)
@@ -218,6 +221,9 @@ def measure_pair(
         check = forms["model"].checks.get(name)
         if check is not None and table[name] and "unavailable" not in table[name]:
             table[name]["export_check"] = check
+    mode, kernels = forms["model"].labels.get("deploy", "deploy"), forms["model"].kernels
+    del forms  # the runtimes' sessions go now, and what they left on this thread with them
+    rt.release_alt_stack()
     first, last = batches[0], batches[-1]
     deploy = pairs[("deploy", first)]
     out |= {
@@ -232,8 +238,8 @@ def measure_pair(
         "speedup_reliable": True if identical else deploy.reliable,
         "speedup_by_definition": identical,
         "latency_reliable": deploy.model.reliable and deploy.model.samples >= RELIABLE_SAMPLES,
-        "latency_mode": forms["model"].labels.get("deploy", "deploy"),
-        "latency_kernels": forms["model"].kernels,
+        "latency_mode": mode,
+        "latency_kernels": kernels,
         "runtimes": table,
     }
     if len(batches) > 1:

@@ -25,6 +25,9 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+HEARTBEAT_S = 30.0  # seconds between progress lines inside one epoch (a first epoch on a busy CPU takes minutes)
+
+
 @dataclass
 class SuiteProgress:
     total: int
@@ -108,4 +111,16 @@ class SuiteProgress:
                 f"ETA {duration(eta)}"
             )
 
+        last = [time.perf_counter()]
+
+        def step(epoch: int, seen: int, total: int) -> None:  # a line every HEARTBEAT_S within a long epoch
+            now = time.perf_counter()
+            if now - last[0] >= HEARTBEAT_S:
+                last[0] = now
+                who = f"{job_id} " if prefix else ""
+                self.line(
+                    f"    {who}epoch {epoch + 1}/{epochs}: {seen:,} of {total:,} images ({100 * seen / total:.0f} %)"
+                )
+
+        on_epoch.step = step
         return on_epoch

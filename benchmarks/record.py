@@ -90,7 +90,7 @@ TRAINING = _fields(
 PROVENANCE = _fields(
     "provenance",
     "executor:str git_sha:str git_dirty:bool versions:dict device:str device_name:str cuda:str driver:str "
-    "threads:int cpu_isa:str host:str started_utc:str finished_utc:str command:str",
+    "threads:int cpu_isa:str host:str run_started_utc:str started_utc:str finished_utc:str command:str",
 )
 FIELDS: dict[str, Field] = {f.name: f for f in IDENTITY + OUTCOME + METRIC_FIELDS + LATENCY + TRAINING + PROVENANCE}
 if len(FIELDS) != len(IDENTITY + OUTCOME + METRIC_FIELDS + LATENCY + TRAINING + PROVENANCE):

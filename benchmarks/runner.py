@@ -81,6 +81,7 @@ class Runner:
         self.tty = sys.stderr.isatty() if progress is None else progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._dense: dict[str, dense_cache.DenseRef] = {}
+        self.data_lines: list[str] = []  # what the preflight loaded
         self._dense_failed: dict[str, str] = {}  # a dense checkpoint that failed fails its dependents at once
 
     # -- the plan --------------------------------------------------------------------------------
@@ -97,8 +98,14 @@ class Runner:
         """
         sizes = {}
         for dataset in dict.fromkeys(j.dataset for j in jobs):
+            t0 = time.perf_counter()
             train_loader, test_loader = self.loaders(dataclasses.replace(jobs[0], dataset=dataset), 1, False)
             sizes[dataset] = train_loader.num_items
+            where = data_source(self.data_root)(dataset).get("path") or "generated"
+            self.data_lines.append(  # said when the run starts: a problem found before is one line of its own
+                f"data: {dataset}, {train_loader.num_items:,} training and {test_loader.num_items:,} test images "
+                f"({where}; {time.perf_counter() - t0:.1f} s)"
+            )
             if test_loader.num_items == 0:
                 raise SuiteError(f"dataset {dataset!r}: the test set is empty ([data] test_limit?)")
             for where, batch_size in self._batch_sizes():
@@ -155,17 +162,25 @@ class Runner:
             self.device,
             self.loaders,
             self.store.checkpoints / "jobs",
-            self.log,
+            self._line,
             self._epochs,
             self.store._set_aside,
             self.executor,
             data_source(self.data_root),
+            getattr(self, "started_utc", None),
         )
+
+    def _line(self, msg: str) -> None:
+        """A job's own line (latency, a kernel): through the progress bar when there is one."""
+        (self.progress.line if hasattr(self, "progress") else self.log)(msg)
 
     def _epochs(self, job_id: str, epochs: int):
         return self.progress.epoch_callback(job_id, epochs) if hasattr(self, "progress") else (lambda e, r: None)
 
     def run(self, only: str | None = None) -> RunSummary:
+        from benchmarks.provenance import utc_now
+
+        self.started_utc = utc_now()
         summary, start = RunSummary(), time.perf_counter()
         self.clean_leftovers()
         all_jobs = self.suite.jobs()
@@ -210,6 +225,8 @@ class Runner:
             summary.elsewhere.append(job.job_id)
             self.progress.skip()
             return
+        while self.data_lines:  # what the preflight loaded, said once the first job starts
+            self.progress.line(self.data_lines.pop(0))
         self.progress.start(index, job.job_id)
         t0 = time.perf_counter()
         try:

@@ -101,6 +101,25 @@ def _ort(onnx: bytes, threads: int):
     return lambda array: session.run(None, {"x": array})[0]
 
 
+def release_alt_stack() -> None:
+    """Forget an alternate signal stack a runtime left on this thread. OpenVINO installs one on the thread
+    that compiles or runs a model and can free it without unregistering it; the next signal handled with
+    ``SA_ONSTACK`` (Python's handlers all are) then has no stack to run on, and a Ctrl-C killed the process
+    with SIGSEGV (exit 139, nothing printed) instead of exiting 130. Python's own signal handling needs none."""
+    import ctypes
+
+    class StackT(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    current = StackT()
+    if libc.sigaltstack(None, ctypes.byref(current)) == 0 and not current.ss_flags & SS_DISABLE:
+        libc.sigaltstack(ctypes.byref(StackT(None, SS_DISABLE, 0)), None)
+
+
+SS_DISABLE = 2  # <signal.h>
+
+
 def _openvino(onnx: bytes, threads: int):
     import openvino as ov
 
@@ -111,7 +130,11 @@ def _openvino(onnx: bytes, threads: int):
         {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
     )
     request = compiled.create_infer_request()
-    return lambda array: request.infer({0: array})[compiled.output(0)]
+
+    def run(array):
+        return request.infer({0: array})[compiled.output(0)]
+
+    return run
 
 
 def _callable(run_numpy, example: torch.Tensor) -> Callable:

@@ -147,6 +147,7 @@ def train(
         loss_sum = torch.zeros((), device=device)
         seen = 0
         step = epoch * len(train_loader)
+        beat = getattr(progress, "step", None)  # progress inside the epoch, when the caller wants it
         for x, y in train_loader:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 loss = F.cross_entropy(step_fn(x), y, label_smoothing=cfg.label_smoothing)
@@ -163,6 +164,8 @@ def train(
             if hook is not None:
                 hook.after_step(model, step)
             step += 1
+            if beat is not None:
+                beat(epoch, seen + len(y), train_loader.num_items)
             loss_sum += loss.detach() * len(y)
             seen += len(y)
         if device.type == "cuda":

@@ -42,12 +42,17 @@ def check_out_folder(results: Path, out: Path) -> None:
             f"--out {out} overlaps the results folder {results}: give the report its own folder "
             f"(default: {results / 'report'})"
         )
+    if out.is_relative_to(results):  # a planted link below the results folder must not redirect the report
+        no_links(results, out)
+    check_replaceable(out)
+
+
+def check_replaceable(out: Path) -> None:
+    """``out`` may become a report folder: absent, empty, or an earlier report (never a link or a user's folder)."""
     if out.is_symlink():
         raise PathError(
             f"{out} is a symbolic link (to {os.readlink(out)}): the report replaces the folder; give it a real one"
         )
-    if out.is_relative_to(results):  # a planted link below the results folder must not redirect the report
-        no_links(results, out)
     if out.exists() and not out.is_dir():
         raise PathError(f"--out {out} is a file, not a folder: give the report a folder of its own")
     if out.is_dir() and any(out.iterdir()) and not is_report_folder(out):
@@ -68,18 +73,28 @@ def _writable(out: Path) -> None:
 
 
 def build_report(results: Path, out: Path, include_superseded: bool = False, paper_costs: bool = True) -> dict:
-    """Write the report into a new folder beside ``out``, then swap it in: a report killed half-way
-    leaves the previous report whole, never new tables beside an old page."""
-    results, out = Path(results), Path(os.path.abspath(out))  # absolute: `--out .` has a parent and a name
+    """Write the report of a results folder into ``out`` (see :func:`write_folder`)."""
+    results = Path(results)
     if not (results / "records").is_dir():
         raise FileNotFoundError(f"no results folder at {results} (expected {results}/records/)")
-    check_out_folder(results, out)
+    return write_folder(out, lambda folder: _build(results, folder, include_superseded, paper_costs), results)
+
+
+def write_folder(out: Path, fill, results: Path | None = None):
+    """``fill(folder)`` writes a report into a new folder beside ``out``, which is then swapped in: a report killed
+    half-way leaves the previous one whole, never new tables beside an old page. Only an empty folder or one this
+    tool wrote (its marker) is ever replaced; ``results`` is the folder a report may not overlap."""
+    out = Path(os.path.abspath(out))  # absolute: `--out .` has a parent and a name
+    if results is not None:
+        check_out_folder(Path(results), out)
+    else:
+        check_replaceable(out)
     _remove_stale(out)
     building = out.with_name(f".{out.name}.{os.getpid()}.building")
     _writable(building)
     write_text_atomic(building / MARKER, MARKER_TEXT)
     try:
-        summary = _build(results, building, include_superseded, paper_costs)
+        summary = fill(building)
         _swap(building, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
@@ -122,10 +137,17 @@ def _build(results: Path, out: Path, include_superseded: bool, paper_costs: bool
             if len(hist):
                 hist = hist[(hist["dataset"] == dataset) & (hist["model"] == model)]
             sections.append(_section(dataset, model, table, sub, pub, hist, out))
+    empty = [
+        {"job_id": f"figure '{f['title']}', {s['model']} on {s['dataset']}", "status": "not measured", "error": ""}
+        for s in sections
+        for f in s["figures"]
+        if not f["legend"]
+    ]
     manifest = {
         "sections": sections,
         "gaps": gaps(loaded.rows, results)
-        + [{"job_id": d["file"], "status": "damaged", "error": d["reason"]} for d in loaded.damaged],
+        + [{"job_id": d["file"], "status": "damaged", "error": d["reason"]} for d in loaded.damaged]
+        + empty,
         "provenance": data.provenance(loaded.rows),
         "superseded": loaded.superseded,
         "latency": data.latency_settings(loaded.rows) if len(loaded.rows) else {},

@@ -286,7 +286,8 @@ def provenance(rows: pd.DataFrame) -> dict:
         "git_dirty": distinct("git_dirty"),
         "devices": distinct("device_name"),
         "executors": distinct("executor"),
-        "first_run_utc": min(distinct("started_utc"), default=""),
+        # a run starts before its first job (its dense checkpoints train first): each record says when its run began
+        "first_run_utc": min(distinct("run_started_utc") + distinct("started_utc"), default=""),
         "last_run_utc": max(distinct("finished_utc"), default=""),
         "seeds": sorted({int(s) for s in rows["seed"]}),
         "versions": [json.loads(v) for v in versions],

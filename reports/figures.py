@@ -64,6 +64,12 @@ def _families(agg: pd.DataFrame) -> list[str]:
     )
 
 
+def nothing_measured(ax, why: str) -> None:
+    """An empty figure says so on its face (never blank axes)."""
+    ax.text(0.5, 0.5, f"not measured: {why}", transform=ax.transAxes, ha="center", va="center", color="0.35")
+    ax.set_axis_off()
+
+
 def _legend_label(row) -> str:
     return f"{row['family']} @ {row['target']}" if row["target"] else row["label"]
 
@@ -217,7 +223,10 @@ def curves(history: pd.DataFrame, agg: pd.DataFrame, title: str):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     labels, note = [], ""
     if history.empty:
-        return fig, labels, "No per-epoch history."
+        for ax in (a1, a2):
+            nothing_measured(ax, "no per-epoch history")
+        fig.suptitle(title)
+        return fig, labels, "Not measured: no per-epoch history."
     fams = _families(agg) if len(agg) else sorted(history["label"].map(lambda s: s.split("@")[0]).unique())
     colour = colours(fams)
     dense_hist = history[history["phase"] == "dense"]
@@ -351,6 +360,11 @@ def latency(agg: pd.DataFrame, title: str):
         ax.set_xlim(0, right * 1.4)
         ax.set_yticks(y, names)
         ax.invert_yaxis()
+    else:
+        why = "latency off ([measure] latency = false)" if rows.empty else "no reliable timing"
+        nothing_measured(ax, why)
+        ax.set_title(title)
+        return fig, [], f"Not measured: {why}."
     ax.axvline(1, color="0.3", lw=0.9, ls="--")
     ax.set_xticks([t for t in ax.get_xticks() if t <= 1.0 + 1e-9])
     ax.set_xlabel("measured / theoretical speed-up (1 = the MAC cut in full; higher is better)")
@@ -368,21 +382,26 @@ def by_runtime(agg: pd.DataFrame, title: str):
     """Measured speed-up per runtime (each paired with the dense model on the same runtime), at the latency
     and the throughput batch, theory beside it: where a MAC cut turns into speed, and where it does not."""
     rows = agg[(agg["seeds"] > 0) & (agg["method"] != "dense")]
-    runtimes = sorted({r for d in rows["runtime_speedups"] for r, v in (d or {}).items() if "unavailable" not in v})
-    batches = sorted({int(b) for d in rows["runtime_speedups"] for v in (d or {}).values() for b in v if b.isdigit()})
+    speedups = [d or {} for d in rows.get("runtime_speedups", pd.Series(dtype=object))]
+    runtimes = sorted({r for d in speedups for r, v in d.items() if "unavailable" not in v})
+    batches = sorted({int(b) for d in speedups for v in d.values() for b in v if b.isdigit()})
     names = [_legend_label(r) for _, r in rows.iterrows()]
     fig, axes = plt.subplots(
         1,
         max(1, len(batches)),
-        figsize=(6.4 * max(1, len(batches)) / 1.4, 0.5 * max(len(rows), 3) + 1.6),
+        figsize=(6.4 * max(1, len(batches)) / 1.4, 0.5 * max(len(rows), 3) + 2.2),
         squeeze=False,
     )
+    fig.suptitle(title)
+    if not runtimes:
+        nothing_measured(axes[0][0], "latency off ([measure] latency = false)")
+        return fig, [], "Not measured: no runtime was timed."
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     height = 0.8 / max(1, len(runtimes) + 1)
-    for ax, batch in zip(axes[0], batches or [None]):
+    for ax, batch in zip(axes[0], batches):
         y = np.arange(len(rows))
         for k, runtime in enumerate(runtimes):
-            values = [((d or {}).get(runtime) or {}).get(str(batch), math.nan) for d in rows["runtime_speedups"]]
+            values = [(d.get(runtime) or {}).get(str(batch), math.nan) for d in speedups]
             ax.barh(y + k * height, values, height, color=palette[k % len(palette)], label=runtime)
         ax.scatter(rows["speedup_theoretical"], y + len(runtimes) * height, marker="|", s=120, color="0.2",
                    label="theory (dense / effective MACs)")  # fmt: skip
@@ -390,12 +409,11 @@ def by_runtime(agg: pd.DataFrame, title: str):
         ax.set_yticks(y + height * len(runtimes) / 2, names)
         ax.invert_yaxis()
         ax.set_xlabel("speed-up over dense on the same runtime (x; higher is better)")
-        ax.set_title(f"batch {batch}" if batch else title, fontsize=10)
-    axes[0][0].legend(loc="lower right", fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    unavailable = sorted({f"{r}: {v['unavailable']}" for d in rows["runtime_speedups"] for r, v in (d or {}).items()
-                          if "unavailable" in v})  # fmt: skip
+        ax.set_title(f"batch {batch}", fontsize=10)
+    # below the plots, never over a bar
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(runtimes) + 1, fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    unavailable = sorted({f"{r}: {v['unavailable']}" for d in speedups for r, v in d.items() if "unavailable" in v})
     caption = (
         "Speed-up of each row over the dense model, timed paired on the same runtime (eager PyTorch, the "
         "deployment form with the fused kernel, ONNX Runtime and OpenVINO on the CPU), at the latency and the "

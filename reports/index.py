@@ -40,6 +40,12 @@ figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption
 """
 
 
+def _plural(n: int, word: str, *, number: bool = False) -> str:
+    """``1 job``, ``3 jobs`` (``number``), or the word alone in its number (``Suite``, ``Suites``)."""
+    text = word if n == 1 else f"{word}s"
+    return f"{n} {text}" if number else text
+
+
 def _list(items) -> str:
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
@@ -196,7 +202,8 @@ def write_index(path: Path, manifest: dict) -> None:
         f"<title>tissuebench report: {e(', '.join(prov.get('suites', [])) or 'results')}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>TissueNet against pruning, like for like</h1>"
-        f"<p>Suite(s) {e(', '.join(prov.get('suites', [])) or '–')}: {prov.get('jobs', 0)} jobs, seeds "
+        f"<p>{_plural(len(prov.get('suites', [])), 'Suite')} {e(', '.join(prov.get('suites', [])) or '–')}: "
+        f"{_plural(prov.get('jobs', 0), 'job', number=True)}, seeds "
         f"{e(', '.join(map(str, prov.get('seeds', []))) or '–')}, on {e(', '.join(prov.get('devices', [])) or '–')}."
         " Every baseline of a group starts from the same dense checkpoint; every row is measured here under one "
         "counting convention. The paper's own rows appear beside ours, each against the baseline of the paper "
@@ -236,7 +243,10 @@ def write_index(path: Path, manifest: dict) -> None:
     parts.append(_paper_costs(manifest.get("paper_costs", [])))
     parts.append(_kernels(manifest.get("kernels", [])))
     gaps = manifest.get("gaps") or []
-    parts.append(f"<h2 id='gaps'>Gaps</h2><p>{len(gaps)} failed, missing or damaged jobs or files.</p>")
+    parts.append(
+        f"<h2 id='gaps'>Gaps</h2><p>{_plural(len(gaps), 'gap', number=True)}: failed, missing or damaged jobs or "
+        "files, and figures with nothing measured.</p>"
+    )
     if gaps:
         parts.append(
             "<ul>"

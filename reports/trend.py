@@ -50,8 +50,11 @@ def _panel(ax, x, values, metric: str, title: str, scale: float, ref: dict | Non
     ax.margins(x=0.15)
 
 
-def write_trend(history: pd.DataFrame, reference: pd.DataFrame | None, out: Path, suite: str) -> Path:
-    """``out/index.html`` and one PNG per job; returns the page's path."""
+def write_trend(
+    history: pd.DataFrame, reference: pd.DataFrame | None, out: Path, suite: str, overrides: str = ""
+) -> Path:
+    """``out/index.html`` and one PNG per job; returns the page's path. ``overrides``: the ``--set`` of a quick
+    pass (the page says so, and why it has no reference band when there is no reference for that variant)."""
     out.mkdir(parents=True, exist_ok=True)
     refs = reference.set_index("job_id").to_dict("index") if reference is not None else {}
     history = history.sort_values(["started_utc", "night"], kind="stable")
@@ -90,7 +93,19 @@ def write_trend(history: pd.DataFrame, reference: pd.DataFrame | None, out: Path
         " its bound (the shaded side is allowed); a red cross: a night outside the bound. Bounds are the committed"
         " reference's (one-sided prediction intervals from its seeds, 99 % for a whole run; costs fixed by"
         " the architecture may not rise).</p>"
-        f"<table><tr><th>night</th><th>date</th><th>commit</th><th>dirty</th></tr>{nights}</table>"
+        + (
+            f"<p class='gap'><b>A quick pass</b>, not the suite as written: every night ran with <code>--set "
+            f"{html.escape(overrides)}</code>.</p>"
+            if overrides
+            else ""
+        )
+        + (
+            f"<p class='gap'>No reference for {html.escape(suite)}: no band is drawn and no night is judged (make "
+            "one with <code>tissuebench check --update --tolerance-from SEEDS</code>).</p>"
+            if reference is None
+            else ""
+        )
+        + f"<table><tr><th>night</th><th>date</th><th>commit</th><th>dirty</th></tr>{nights}</table>"
         + "".join(sections)
         + "</body></html>\n"
     )

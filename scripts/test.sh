@@ -6,6 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
+# the fused CPU kernel, built once before the tests share it (two workers compiling it at once under load
+# would spend a per-test timeout waiting on each other)
+.venv/bin/python -c "from tissuenet.kernels.cpu import extension; extension()" || exit 1
 .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
 rc=$?
 if [ $rc -eq 5 ]; then

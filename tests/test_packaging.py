@@ -93,7 +93,7 @@ def test_installed_copy_works_from_any_directory(wheel, tmp_path):
             [str(venv / "bin" / "tissuebench"), *args], cwd=elsewhere, env=env, capture_output=True, text=True
         )
         assert proc.returncode in ok, proc.stdout[-2000:] + proc.stderr[-2000:]
-        return proc.stdout
+        return proc.stdout + proc.stderr
 
     where = subprocess.run(
         [
@@ -113,7 +113,11 @@ def test_installed_copy_works_from_any_directory(wheel, tmp_path):
     tb("run", "suite.toml", "--data-root", str(tmp_path / "data"), "--results", "r", "--device", "cpu")
     tb("report", "--results", "r")
     assert "published" in (elsewhere / "r" / "report" / "index.html").read_text()
-    out = tb("check", "--suite", "smoke", "--results", "r", ok=(1,))  # the shipped reference, read from the install
+    # the folder's own suite has no shipped reference: the command names where it looked, inside the install
+    out = tb("check", "--results", "r", ok=(2,))
+    assert "no reference for suite installed" in out and str(site / "results" / "reference") in out
+    smoke = site / "results" / "reference" / "smoke.csv"  # the shipped one is there, and reads
+    out = tb("check", "--results", "r", "--against", str(smoke), ok=(1,))
     assert "check: 5 reference jobs" in out
 
 

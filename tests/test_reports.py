@@ -74,6 +74,10 @@ def _write_records(root, dataset="cifar10", model="resnet20_paper", seeds=(0, 1)
                 "latency_samples": 20,
                 "latency_batch": 1,
                 "latency_device": "cpu",
+                "runtimes": {
+                    "deploy": {"1": {"median_ms": 1.0, "speedup": BASE["macs"] / eff * 0.5, "reliable": True}},
+                    "openvino": {"unavailable": "openvino is not installed"},
+                },
             }
             phase = {"dense": "dense", "tissuenet": "scratch"}.get(method, "finetune")
             history = [
@@ -231,6 +235,21 @@ def test_gaps_are_listed(report):
     manifest, out = report
     assert [g["status"] for g in manifest["gaps"]] == ["failed"]
     assert "DivergedError" in (out / "index.html").read_text()
+
+
+def test_a_figure_with_nothing_measured_says_so_and_is_a_gap(tmp_path):
+    """Latency off: the latency figures say "not measured" and count as gaps (main: blank axes, "0 gaps")."""
+    root = tmp_path / "results"
+    _write_records(root, rows=ROWS[:2])
+    for path in (root / "records").glob("*.json"):  # as a run with [measure] latency = false stores it
+        rec = json.loads(path.read_text())
+        rec = {k: v for k, v in rec.items() if not k.startswith(("latency", "speedup", "runtimes"))}
+        path.write_text(json.dumps(rec))
+    manifest = build_report(root, tmp_path / "out", paper_costs=False)
+    gaps = [g for g in manifest["gaps"] if g["status"] == "not measured"]
+    assert {g["job_id"].split("'")[1] for g in gaps} == {"Realized speed-up", "Speed-up by runtime"}
+    latency = next(f for f in manifest["figures"] if f["kind"] == "latency")
+    assert latency["legend"] == [] and latency["caption"].startswith("Not measured")
 
 
 def test_latex_fits_and_escapes(report, tmp_path):

@@ -125,7 +125,7 @@ def test_dry_run_without_the_data_plans_from_the_registry(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.toml", dataset="mnist")
     assert _run(suite, tmp_path / "r", "--dry-run", "--data-root", str(tmp_path)) == 0
     captured = capsys.readouterr()
-    assert "planning without the data (dataset 'mnist'" in captured.err and "mnist 60,000" in captured.err
+    assert "planning without the data (mnist not found" in captured.err and "mnist 60,000" in captured.err
     assert "total training compute" in captured.out
     assert _run(suite, tmp_path / "r", "--data-root", str(tmp_path)) == 2
     assert "dataset 'mnist': not found in" in capsys.readouterr().err

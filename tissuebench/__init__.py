@@ -23,6 +23,8 @@ _API = {
     "JobContext": ("baselines.contract", "JobContext"),
     "PlanContext": ("baselines.contract", "PlanContext"),
     "Prepared": ("baselines.contract", "Prepared"),
+    "TrainPhase": ("baselines.contract", "TrainPhase"),
+    "TrainingHook": ("baselines.contract", "TrainingHook"),
     "Estimate": ("baselines.contract", "Estimate"),
     "Target": ("baselines.contract", "Target"),
     "MethodError": ("baselines.contract", "MethodError"),

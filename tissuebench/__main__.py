@@ -1,5 +1,5 @@
-import sys
+"""``python -m tissuebench``: the same program as the ``tissuebench`` command."""
 
-from tissuebench.cli import main
+from tissuebench.cli import entry
 
-sys.exit(main())
+entry()

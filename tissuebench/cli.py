@@ -18,7 +18,19 @@ import traceback
 from tissuebench import __version__
 
 # sub-command modules, in the order `--help` lists them; each has NAME, HELP, add_arguments(p), run(args)
-COMMANDS = ("list", "describe", "run", "show", "report", "check", "paper_costs", "latency", "perf", "nightly")
+COMMANDS = (
+    "list",
+    "describe",
+    "run",
+    "show",
+    "report",
+    "check",
+    "paper_figures",
+    "paper_costs",
+    "latency",
+    "perf",
+    "nightly",
+)
 
 DESCRIPTION = """\
 Compare TissueNet (compact networks stacked from small basic units) with pruning baselines,
@@ -28,36 +40,30 @@ like for like: the same data, the same dense checkpoints, the same budgets, one 
   tissuebench show                   the results table        (runs/smoke)
   tissuebench report                 tables, figures, index.html  (runs/smoke/report)
   tissuebench list suites            what can be run
+  tissuebench paper-figures          the paper's tables and figures (with --results: ours beside)
 """
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The project's own errors: bad input, reported in one line with exit code 2."""
-    from baselines.contract import MethodError
-    from benchmarks.check import CheckError
-    from benchmarks.data.registry import DataError
-    from benchmarks.files import DamagedFileError, PathError
-    from benchmarks.runner import DeviceError
-    from benchmarks.settings import SettingsError
-    from benchmarks.suite import SuiteError
-    from tissuebench.options import UserError
-    from tissuenet.plugins import PluginError
-    from tissuenet.registry import ModelOptionError, UnknownModelError
+# The project's own errors, reported in one line with exit code 2: (module, class). Looked up only in modules already
+# imported (an exception can only be an instance of a class that was loaded): the error path imports nothing heavy.
+USER_ERRORS = (
+    ("tissuebench.options", "UserError"),
+    ("tissuenet.plugins", "PluginError"),
+    ("benchmarks.suite", "SuiteError"),
+    ("benchmarks.settings", "SettingsError"),
+    ("benchmarks.data.registry", "DataError"),
+    ("baselines.contract", "MethodError"),
+    ("tissuenet.registry", "UnknownModelError"),
+    ("tissuenet.registry", "ModelOptionError"),
+    ("benchmarks.files", "DamagedFileError"),
+    ("benchmarks.files", "PathError"),
+    ("benchmarks.runner", "DeviceError"),
+    ("benchmarks.check", "CheckError"),
+)
 
-    return (
-        UserError,
-        PluginError,
-        SuiteError,
-        SettingsError,
-        DataError,
-        MethodError,
-        UnknownModelError,
-        ModelOptionError,
-        DamagedFileError,
-        PathError,
-        DeviceError,
-        CheckError,
-    )
+
+def _is(exc: BaseException, pairs) -> bool:
+    return any(isinstance(exc, getattr(sys.modules[module], name)) for module, name in pairs if module in sys.modules)
 
 
 class Parser(argparse.ArgumentParser):
@@ -142,12 +148,10 @@ def _handle(args) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as exc:  # noqa: BLE001 - sorted below: our errors are one line, anything else a bug
-        from benchmarks.files import StorageError
-
-        if isinstance(exc, StorageError):
+        if _is(exc, [("benchmarks.files", "StorageError")]):
             print(f"tissuebench {args.command}: error: {exc.strerror}; nothing stored was damaged", file=sys.stderr)
             return 1
-        if isinstance(exc, _user_errors()):
+        if _is(exc, USER_ERRORS):
             from benchmarks.text import clean_text
 
             print(f"tissuebench {args.command}: error: {clean_text(exc)}", file=sys.stderr)  # input may hold ESC, NUL
@@ -160,5 +164,23 @@ def _handle(args) -> int:
         return 3
 
 
+INTERRUPTED = (130, 143)
+
+
+def entry() -> None:
+    """The ``tissuebench`` program. After Ctrl-C or SIGTERM the process ends at once, skipping the interpreter's
+    teardown: every stored file is already complete (written atomically), and tearing down native thread pools
+    caught mid-work is a risk worth nothing."""
+    code = main()
+    if code in INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -127,7 +127,9 @@ def nightly_suite(name, *, root: Path, state: dict, device, data_root, execution
     try:
         manifest = build_report(store.root, store.root / "report")
         ref_table = read_reference(reference)[0] if reference.exists() else None
-        trend = write_trend(history, ref_table, suite_root / "trend", suite.plan_name)
+        from benchmarks.overrides import describe
+
+        trend = write_trend(history, ref_table, suite_root / "trend", suite.plan_name, describe(suite.overrides))
         report_note = (
             f"report {store.root / 'report' / 'index.html'} ({len(manifest['figures'])} figures); trend {trend}"
         )

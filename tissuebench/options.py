@@ -81,14 +81,15 @@ def existing_results(args) -> Path:
     if (root / "records").is_dir():
         return root
     hint = "run a suite first, or give --results DIR"
+    where = f"{root}" if args.results else f"{root} (--suite {root.name})"
     if not args.results:
         variants = sorted(p.name for p in root.parent.glob(f"{root.name}+*") if (p / "records").is_dir())
         if variants:
             hint = f"this suite's runs with --set overrides are in: {', '.join(variants)} (--suite NAME+VARIANT)"
-    raise UserError(f"no results folder at {root} (expected {root}/records/); {hint}")
+    raise UserError(f"no results folder at {where}: {hint}")
 
 
-def add_suite_overrides(p: argparse.ArgumentParser) -> None:
+def add_suite_overrides(p: argparse.ArgumentParser, results: str = "runs/SUITE+DIGEST") -> None:
     p.add_argument(
         "--set",
         dest="overrides",
@@ -96,7 +97,7 @@ def add_suite_overrides(p: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         default=None,
         help="change a suite field, repeatable (TOML values): budgets.dense_epochs=1, data.train_limit=512, "
-        "seeds=[0,1,2], measure.latency=false, method.LABEL.options.KEY=V; results go to runs/SUITE+DIGEST",
+        f"seeds=[0,1,2], measure.latency=false, method.LABEL.options.KEY=V; results go to {results}",
     )
 
 

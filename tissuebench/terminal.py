@@ -11,6 +11,13 @@ from contextlib import contextmanager
 
 from benchmarks.text import clean_text
 
+WIDTH = 100  # columns every table the command line prints fits in
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters (an ellipsis where it was cut)."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
 
 class SafeStream:
     def __init__(self, raw) -> None:

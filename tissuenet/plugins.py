@@ -52,6 +52,7 @@ class Origin:
 
 _current: list[Origin] = []  # the plugin being imported (registrations in the meantime are its)
 _loaded: dict[str, Origin] = {}
+_registered: dict[str, int] = {}  # plugin module -> what it registered while it was imported
 _installed_done = False
 
 
@@ -63,7 +64,10 @@ def current(module: str | None = None) -> Origin | None:
     the project's own packages (a plugin's import may load the built-in registries on the way)."""
     if module is not None and any(module == p or module.startswith(p + ".") for p in BUILTIN_PACKAGES):
         return None
-    return _current[-1] if _current else None
+    if not _current:
+        return None
+    _registered[_current[-1].module] = _registered.get(_current[-1].module, 0) + 1
+    return _current[-1]
 
 
 def describe(origin: Origin | None) -> str:
@@ -125,8 +129,12 @@ def _import(module: str, distribution, version, where: str) -> None:
         origin = _origin(module, distribution, version)
     except (ImportError, ValueError) as exc:
         raise PluginError(f"{where}: plugin {module!r} cannot be found ({exc})") from None
-    if origin.distribution is None and importlib.util.find_spec(module) is None:
+    spec = importlib.util.find_spec(module) if origin.distribution is None else None
+    if origin.distribution is None and spec is None:
         raise PluginError(f"{where}: plugin {module!r} cannot be found on sys.path or in {Path.cwd()}")
+    if spec is not None and spec.origin is None:  # a folder named like the module, without __init__.py
+        folders = ", ".join(spec.submodule_search_locations or [])
+        raise PluginError(f"{where}: plugin {module!r} is not found: {folders} is a folder, not a Python module")
     _current.append(origin)
     try:
         importlib.import_module(module)
@@ -136,6 +144,11 @@ def _import(module: str, distribution, version, where: str) -> None:
         raise PluginError(f"{where}: plugin {module!r} failed to import: {type(exc).__name__}: {exc}") from None
     finally:
         _current.pop()
+    if distribution is None and not _registered.get(module) and not where.startswith("installed"):
+        raise PluginError(
+            f"{where}: plugin {module!r} ({origin.file or module}) registers no method, model or dataset: is it the "
+            "module you meant?"
+        )
     _loaded[module] = origin
 
 

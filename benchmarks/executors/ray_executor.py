@@ -49,6 +49,7 @@ class WorkerSettings:
     results: str
     marker: str  # token in the results folder's marker file: seen by a worker = shared filesystem
     plugins: tuple = ()  # (module, folder) of the plugins the driver loaded by name: workers import them too
+    run_started: str | None = None  # UTC time the driver began the run
 
 
 def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
@@ -74,7 +75,9 @@ def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
         return on_epoch
 
     loaders = job_loaders(suite, device, settings.data_root, settings.download)
-    return Env(device, loaders, state_dir, print, epochs, None, "ray", data_source(settings.data_root))
+    return Env(
+        device, loaders, state_dir, print, epochs, None, "ray", data_source(settings.data_root), settings.run_started
+    )
 
 
 def _sees_marker(settings: WorkerSettings) -> bool:
@@ -140,6 +143,9 @@ class RayRunner(Runner):
         self.worker_device = "cuda" if execution.gpus_per_job > 0 else device
 
     def run(self, only: str | None = None) -> RunSummary:
+        from benchmarks.provenance import utc_now
+
+        self.started_utc = utc_now()
         summary, start_time = RunSummary(), time.perf_counter()
         self.clean_leftovers()
         self.store.write_plan(self.suite.plan_name, [j.job_id for j in self.suite.jobs()], self.suite.suite_hash)
@@ -155,6 +161,12 @@ class RayRunner(Runner):
         try:
             if todo:
                 self._run_on_ray(todo, summary)
+        except KeyboardInterrupt:  # Ctrl-C ends the process at once: a local instance this run started goes first
+            if self._own_ray:
+                import ray
+
+                ray.shutdown()
+            raise
         finally:
             self.progress.close()
             if jobs:
@@ -177,9 +189,15 @@ class RayRunner(Runner):
             str(self.store.root.resolve()),
             token,
             tuple(plugins.modules_for_workers()),
+            self.started_utc,
         )
 
+    _own_ray = False  # this run started the Ray instance it uses
+
     def _run_on_ray(self, todo: list[Job], summary: RunSummary) -> None:
+        import ray as ray_module
+
+        self._own_ray = not ray_module.is_initialized()
         ray = init_ray(self.execution, self.log)
         from ray.util.queue import Queue
 

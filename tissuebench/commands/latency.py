@@ -129,6 +129,8 @@ def run(args) -> int:
                     "_check": prepared["m"].checks.get(name),
                 }
             )
+    prepared.clear()  # the runtimes' sessions, and the signal stack OpenVINO leaves on this thread
+    rt.release_alt_stack()
     if args.json:
         for r in rows:
             print(json.dumps({k: r[k] for k in KEYS}))

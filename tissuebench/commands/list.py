@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 
 from tissuebench.options import add_plugins, load_plugins
+from tissuebench.terminal import WIDTH, clip
 
 NAME = "list"
 HELP = "list what can be used: models, methods, datasets, suites"
@@ -46,11 +47,16 @@ def _methods(pattern: str, args) -> list[str]:
     from baselines.contract import get_method, list_methods, method_origin
 
     out = []
+    short = {"macs_reduction": "macs", "params_reduction": "params"}
     for n in list_methods():
         if fnmatch.fnmatch(n, pattern):
             m = get_method(n)
             doc = (type(m).__doc__ or "").strip().splitlines()[0]
-            out.append(f"{n:<18} {m.phase:<9} targets {','.join(m.targets):<34} {doc}{_origin(method_origin(n))}")
+            targets = ",".join(short.get(t, t) for t in m.targets)
+            start, origin = f"{n:<18} {m.phase:<9} {targets:<17} ", _origin(method_origin(n))
+            out.append(start + clip(doc, max(20, WIDTH - len(start) - len(origin))) + origin)  # the origin whole
+    if out:
+        out.insert(0, f"{'method':<18} {'phase':<9} {'targets':<17} what it does (tissuebench list methods NAME)")
     return out
 
 
@@ -71,7 +77,11 @@ def _datasets(pattern: str, args) -> list[str]:
                 where += f"; looked in {', '.join(looked)}" if looked else "; give --data-root DIR"
             shape = f"{d.in_channels}x{d.input_size}x{d.input_size}"
             origin = _origin(dataset_origin(n))
-            out.append(f"{n:<14} {d.num_classes:>5} classes  {shape:<9}  {kind:<15} {where}{origin}")
+            line = f"{n:<14} {d.num_classes:>5} classes  {shape:<9}  {kind:<15} "
+            if len(line + where + origin) <= WIDTH:
+                out.append(line + where + origin)
+            else:  # a long path or a long list of places: on lines of its own
+                out += [line.rstrip(), *(f"    {part}" for part in (where + origin).split("; "))]
     return out
 
 
@@ -82,7 +92,7 @@ def _suites(pattern: str, args) -> list[str]:
     for n in list_suites():
         if fnmatch.fnmatch(n, pattern):
             s = load_suite(n)
-            out.append(f"{n:<18} {len(s.jobs()):>4} jobs  {s.description}")
+            out.append(clip(f"{n:<20} {len(s.jobs()):>4} jobs  {s.description}", WIDTH))
     return out
 
 

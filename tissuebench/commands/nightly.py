@@ -27,14 +27,14 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--references", default=None, metavar="DIR", help="reference CSVs (default: the shipped results/reference/)"
     )
-    add_suite_overrides(p)
+    add_suite_overrides(p, results="ROOT/SUITE+DIGEST/NIGHT")
     add_device(p)
     p.add_argument("--data-root", default=None, help="where datasets live")
     p.add_argument(
         "--asv",
         choices=["new", "same", "off"],
         default="new",
-        help="new: benchmark unmeasured commits; same: the current environment; off",
+        help="asv: 'new' benchmarks the commits not yet measured, 'same' the current environment, 'off' skips it",
     )
     p.add_argument("--asv-machine", default=None, help="pinned asv machine name (default $ASV_MACHINE or 'nightly')")
     p.add_argument("--asv-profile", choices=["fast", "nightly"], default="nightly", help="asv benchmark sizes")

@@ -19,11 +19,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'dataset':<14} {'model':<12} {'row':<10} {'preset':<28} {'FLOPs cut':>18} {'params cut':>18}")
-    print(f"{'':<66} {'published / here':>18} {'published / here':>18}")
+    print(f"{'preset (results/paper/presets.toml)':<31} {'row':<10} {'FLOPs cut, %':>17} {'params cut, %':>17}")
+    print(f"{'':<42} {'published / here':>17} {'published / here':>17}")
     for r in rows:
         f = f"{r['published_flops_cut']:.2f} / {r['flops_cut']:.2f}" if r["flops_cut"] is not None else "no preset"
         p = f"{r['published_params_cut']:.2f} / {r['params_cut']:.2f}" if r["params_cut"] is not None else ""
-        print(f"{r['dataset']:<14} {r['model']:<12} {r['method']:<10} {r['preset'] or '-':<28} {f:>18} {p:>18}")
-    print("cuts in % vs the same code's dense backbone at the dataset's shape; presets: results/paper/presets.toml")
+        preset = r["preset"] or f"{r['dataset']}-{r['model']} (none)"
+        print(f"{preset:<31} {r['method']:<10} {f:>17} {p:>17}")
+    print("cuts vs the same code's dense backbone at the dataset's shape (a preset names its dataset and model)")
     return 0

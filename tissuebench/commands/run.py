@@ -15,6 +15,7 @@ from tissuebench.options import (
     results_dir,
     suite_overrides,
 )
+from tissuebench.terminal import clip
 
 NAME = "run"
 HELP = "run a suite: train and measure every job (finished jobs are skipped; a killed run resumes)"
@@ -65,21 +66,27 @@ def dry_run(runner, only, as_json: bool) -> int:
         return 0
     suite = runner.suite
     print(f"suite {suite.name}: {len(jobs)} jobs -> {runner.store.root}  (device {runner.device})")
-    print(f"{'job_id':<64} {'phase':>8} {'epochs':>6} {'est. MACs':>11} {'ref':>5} {'compute':>10} {'done':>5}")
+    header = f"  {'label':<32} {'seed':>4} {'phase':>8} {'epochs':>6} {'est. MACs':>10} {'ref':>5} " + (
+        f"{'compute':>12} {'done':>4}"
+    )
+    group = None
     for p in planned:
+        if (p.job.dataset, p.job.model) != group:
+            group = (p.job.dataset, p.job.model)
+            print(f"{p.job.dataset} / {p.job.model}\n{header}")
         compute = p.train_compute(train_images[p.job.dataset]) / 1e12
         print(
-            f"{p.job.job_id:<64} {p.phase:>8} {p.epochs:>6} {p.macs / 1e6:>10.2f}M {p.reference_epochs:>5} "
-            f"{compute:>8.2f} T {'yes' if p.done else '':>5}"
+            f"  {clip(p.job.label, 32):<32} {p.job.seed:>4} {p.phase:>8} {p.epochs:>6} {p.macs / 1e6:>9.2f}M "
+            f"{p.reference_epochs:>5} {compute:>10,.2f} T {'yes' if p.done else '':>4}"
         )
     b = suite.budgets
     print(
-        f"budgets: dense {b.dense_epochs}, fine-tune {b.finetune_epochs}, scratch {b.scratch} epochs; 'ref' is the "
-        "dense budget each row is compared with"
+        f"budgets: dense {b.dense_epochs}, fine-tune {b.finetune_epochs}, scratch {b.scratch} epochs;\n'ref': the "
+        "dense budget a row is compared with; job ids and phases: --json"
     )
     total = total_compute(planned, train_images)
     print(
-        f"total training compute: {total / 1e12:,.2f} T MACs (epochs x training images x 3 x MACs, "
+        f"total training compute: {total / 1e12:,.2f} T MACs (epochs x images x 3 x MACs; "
         f"{sum(not p.done for p in planned)} jobs to run)"
     )
     return 0
@@ -91,15 +98,16 @@ def _sizes_for_plan(runner, jobs) -> dict[str, int]:
 
     try:
         return runner.preflight(jobs)
-    except DataError as exc:
+    except DataError:
         sizes = {}
         for dataset in dict.fromkeys(j.dataset for j in jobs):
             nominal = get_dataset(dataset).train_images or 0
             limit = runner.suite.data.train_limit
             sizes[dataset] = min(limit, nominal) if limit else nominal
+        missing = ", ".join(sizes)
         print(
-            f"planning without the data ({exc}); training images from the registry: "
-            + ", ".join(f"{d} {n:,}" for d, n in sizes.items()),
+            f"planning without the data ({missing} not found: `tissuebench list datasets` says where it looked);\n"
+            "training images from the registry: " + ", ".join(f"{d} {n:,}" for d, n in sizes.items()),
             file=sys.stderr,
         )
         return sizes

@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -50,16 +51,40 @@ def extension(isa: str | None = None):
         from torch.utils.cpp_extension import load
 
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        return load(
-            name=f"tissuebench_stacked_{isa}",
+        name = f"tissuebench_stacked_{isa}"
+        first = not _built(name)
+        if first:  # a minute or more on a busy machine, once per machine and torch version: say so before it
+            _say(f"tissuenet: building the fused CPU kernel for stacked layers ({isa}; first use on this machine) ...")
+        t0 = time.perf_counter()
+        module = load(
+            name=name,
             sources=[str(SOURCE)],
             verbose=False,
             extra_cflags=["-O3", "-fopenmp", *FLAGS[isa]],
             extra_ldflags=["-fopenmp"],
         )
+        if first:
+            _say(f"tissuenet: the fused CPU kernel is built ({time.perf_counter() - t0:.0f} s)")
+        return module
     except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a failed build: the grouped path remains
         _notice(f"could not build it ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]})")
         return None
+
+
+def _built(name: str) -> bool:
+    """Whether torch's extension cache already holds the compiled kernel (then loading it takes a moment)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").is_file()
+    except Exception:  # noqa: BLE001 - a private helper: when it moves, the notice is all that is lost
+        return True
+
+
+def _say(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 @functools.cache
