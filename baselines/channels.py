@@ -15,6 +15,7 @@ group's first layer).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -62,6 +63,14 @@ class ChannelGroups:
         bns = [m for m in self.members(g, BN_OUT) if isinstance(m[0], _BN) and m[0].affine]
         return bns or self.members(g, OUT)
 
+    def roots_of(self, g: int, layer: nn.Module, idxs: list[int]) -> list[int]:
+        """The root indices of ``layer``'s output channels ``idxs`` in group ``g``."""
+        for member, member_idxs, root_idxs in self.members(g, OUT):
+            if member is layer:
+                root = dict(zip(member_idxs, root_idxs))
+                return [root[i] for i in idxs]
+        raise KeyError(f"{type(layer).__name__} produces no channel of group {g}")
+
     def alive(self, g: int) -> list[int]:
         return [r for r in range(self.widths[g]) if r not in self.masked[g]]
 
@@ -106,6 +115,24 @@ class ChannelGroups:
                 for param in (getattr(layer, "weight", None), getattr(layer, "bias", None)):
                     if isinstance(param, torch.Tensor):
                         param[chosen] = 0
+
+    @contextlib.contextmanager
+    @torch.no_grad()
+    def zeroed(self, g: int, roots: list[int]):
+        """Group ``g``'s channels ``roots`` zeroed (filters, biases, BN scale and shift) inside the block, then
+        restored: the network's outputs as if they were removed, without removing them."""
+        saved = []
+        for layer, idxs, root_idxs in self.members(g, OUT + BN_OUT):
+            chosen = [i for i, r in zip(idxs, root_idxs) if r in set(roots)]
+            for param in (getattr(layer, "weight", None), getattr(layer, "bias", None)):
+                if isinstance(param, torch.Tensor) and chosen:
+                    saved.append((param, chosen, param[chosen].clone()))
+                    param[chosen] = 0
+        try:
+            yield
+        finally:
+            for param, chosen, values in saved:
+                param[chosen] = values
 
     def remove(self) -> nn.Module:
         """Prune the masked channels out of the model for good (exact: they were zero)."""

@@ -15,7 +15,7 @@ and FPGM prune while the model trains and are methods of their own (``taylor.py`
 * ``group``: DepGraph (Fang et al. 2023), L2 over every coupled layer, group mean, mean-normalised:
   ``GroupMagnitudeImportance(p=2)``, global.
 * ``slimming``: Network Slimming (Liu et al. 2017), raw BN |gamma| of the sparsity-trained checkpoint,
-  one global threshold: ``importance.BNScale``.
+  one global threshold: ``baselines.importance.BNScale``.
 * ``bnscale``: the same raw |gamma| without the sparsity phase (not Network Slimming).
 * ``lamp_channel``: LAMP's score adapted to channels (Torch-Pruning's ``LAMPImportance``), global.
   LAMP itself (Lee et al. 2021) scores weights: ``sparse_lamp`` (unstructured).
@@ -27,9 +27,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch_pruning as tp
 
-from baselines import importance
+def load_tp():
+    # Torch-Pruning (and timm, torchvision behind it) is imported when a criterion is made, not when
+    # methods are listed
+    import torch_pruning
+
+    return torch_pruning
+
+
+def _bn_scale():
+    from baselines.importance import BNScale
+
+    return BNScale()
 
 
 @dataclass(frozen=True)
@@ -49,39 +59,39 @@ CRITERIA = {
     for c in (
         Criterion(
             "l1",
-            lambda: tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None),
+            lambda: load_tp().importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None),
             "L1, uniform: each filter's L1 norm (a coupled group ranked by its first conv), every group at one rate",
             global_pruning=False,
         ),
         Criterion(
             "l2",
-            lambda: tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
+            lambda: load_tp().importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
             "L2, uniform: each filter's L2 norm (a coupled group ranked by its first conv), every group at one rate",
             global_pruning=False,
         ),
         Criterion(
             "group",
-            lambda: tp.importance.GroupMagnitudeImportance(p=2),
+            lambda: load_tp().importance.GroupMagnitudeImportance(p=2),
             "group L2 over coupled layers (DepGraph, Fang et al. 2023)",
         ),
         Criterion(
             "slimming",
-            importance.BNScale,
+            _bn_scale,
             "raw BN |gamma| of its L1-sparsity-trained checkpoint, one global threshold (Network Slimming, Liu 2017)",
             needs_bn=True,
         ),
         Criterion(
             "bnscale",
-            importance.BNScale,
+            _bn_scale,
             "raw BN |gamma|, one global threshold, no sparsity phase (not Network Slimming)",
             needs_bn=True,
         ),
         Criterion(
             "lamp_channel",
-            lambda: tp.importance.LAMPImportance(),
+            lambda: load_tp().importance.LAMPImportance(),
             "LAMP's score adapted to channels (an adaptation; LAMP itself is sparse_lamp)",
         ),
-        Criterion("random", lambda: tp.importance.RandomImportance(), "random channels (a sanity baseline)"),
+        Criterion("random", lambda: load_tp().importance.RandomImportance(), "random channels (a sanity baseline)"),
     )
 }
 

@@ -21,15 +21,21 @@ Deep Convolutional Neural Networks Acceleration", CVPR): soft filter pruning whi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from baselines.channels import OUT, ChannelGroups
 from baselines.contract import Estimate, MethodError, Prepared, TrainingHook, TrainPhase, register_method
 from baselines.structured import DEFAULT_MAX_RATIO, DEFAULT_TOLERANCE, StructuredPruning, check_options, classifier_of
 
 FPGM_OPTIONS = {"max_ratio": float, "tolerance": float}
 BISECTION_STEPS = 30
+
+# Torch-Pruning's graph (and timm, torchvision behind it) is imported when a model is pruned, not when
+# methods are listed.
+if TYPE_CHECKING:
+    from baselines.channels import ChannelGroups
 
 
 @torch.no_grad()
@@ -42,6 +48,8 @@ def median_distances(weight: torch.Tensor, idxs: list[int]) -> torch.Tensor:
 def group_distances(groups: ChannelGroups, g: int) -> torch.Tensor:
     """Per root channel of group ``g``: the summed distances over every conv or linear layer that produces it."""
     total = torch.zeros(groups.widths[g])
+    from baselines.channels import OUT
+
     for layer, idxs, root_idxs in groups.members(g, OUT):
         total.index_add_(0, torch.tensor(root_idxs, dtype=torch.long), median_distances(layer.weight, idxs))
     return total
@@ -111,6 +119,8 @@ class SoftFilterPruning(TrainingHook):
         self._mask()
 
     def _mask(self) -> None:
+        from baselines.channels import OUT
+
         self.groups.apply_masks() if self.final else self.groups.apply_masks(OUT)
 
     def state_dict(self) -> dict:
@@ -143,6 +153,8 @@ class FPGM(StructuredPruning):
         model = ctx.dense_model()
         max_ratio = ctx.options.get("max_ratio", DEFAULT_MAX_RATIO)
         tolerance = ctx.options.get("tolerance", DEFAULT_TOLERANCE)
+        from baselines.channels import ChannelGroups
+
         groups = ChannelGroups(model, ctx.example(1), [classifier_of(model)], ctx.in_channels, ctx.input_size)
         rate, counts, achieved = solve_counts(groups, ctx.target.value, max_ratio)
         if abs(achieved - ctx.target.value) > tolerance:

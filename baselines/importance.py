@@ -7,7 +7,6 @@ Torch-Pruning 1.6.1's own criteria differ from their papers in ways a reviewer w
   (the mean over BNs where a residual couples several), one global threshold: no per-layer
   normalisation (Torch-Pruning divides each group's |gamma| by its mean, which keeps every channel
   of a layer whose gammas are all small).
-* :func:`lamp_scores` (LAMP, Lee et al. 2021), per weight, for ``sparse_lamp``.
 
 FPGM's distance and Taylor's gate score live with their methods (``fpgm.py``, ``taylor.py``): both prune
 while the model trains.
@@ -54,18 +53,3 @@ class BNScale(tp.importance.Importance):
             if dep.pruning_fn in BN_OUT and isinstance(dep.layer, _BN) and dep.layer.affine
         ]
         return _scatter(_width(group), parts, reduce="mean")
-
-
-def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
-    """LAMP (Lee et al. 2021), per weight of one layer: w_u^2 / sum of w_v^2 over the weights v at least as large.
-
-    Sorted ascending by w^2, weight u's score is its square over the sum of the squares from u to the
-    largest; comparable across layers, so one global threshold prunes them all.
-    """
-    squares = weight.detach().flatten().float() ** 2
-    order = torch.argsort(squares, stable=True)
-    ranked = squares[order]
-    suffix = torch.flip(torch.cumsum(torch.flip(ranked, [0]), 0), [0])
-    scores = torch.empty_like(squares)
-    scores[order] = ranked / suffix.clamp(min=torch.finfo(squares.dtype).tiny)
-    return scores.view_as(weight)

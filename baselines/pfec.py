@@ -21,38 +21,48 @@ row's budget (a ``sensitivity`` phase) and in the dry run.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
-import torch_pruning as tp
 from torch import nn
-from torch_pruning.pruner import function as fn
 
 from baselines.contract import Estimate, MethodError, Prepared, register_method
 from baselines.structured import DEFAULT_TOLERANCE, StructuredPruning, check_options, classifier_of
 from tissuenet.counting import ShapeCounter
 
+# Torch-Pruning's graph (and timm, torchvision behind it) is imported when a model is pruned, not when
+# methods are listed.
+if TYPE_CHECKING:
+    from baselines.channels import ChannelGroups
+
 RATIOS = tuple(i / 10 for i in range(1, 10))  # the sensitivity grid
 PFEC_OPTIONS = {"sensitivity_images": int, "tolerance": float}
 DEFAULT_SENSITIVITY_IMAGES = 1024
 BISECTION_STEPS = 40
-OUT = (fn.prune_conv_out_channels, fn.prune_linear_out_channels)
-ZEROED = OUT + (fn.prune_batchnorm_out_channels, fn.prune_depthwise_conv_out_channels)
 
 
-def uncoupled_groups(model: nn.Module, example: torch.Tensor) -> list[tuple[str, int]]:
-    """(conv name, its output channels) of every conv whose output channels no other conv shares."""
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    names = {m: n for n, m in model.named_modules()}
-    keep = classifier_of(model)
-    out = []
-    for name, conv in model.named_modules():
-        if not isinstance(conv, nn.Conv2d) or conv is keep or conv.groups == conv.out_channels > 1:
-            continue
-        group = graph.get_pruning_group(conv, fn.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
-        producers = [d for d, _ in group if d.pruning_fn in OUT]
-        if len(producers) == 1 and conv.out_channels > 1 and names.get(producers[0].layer) == name:
-            out.append((name, conv.out_channels))
-    return out
+def channel_groups(model: nn.Module, example: torch.Tensor, in_channels: int, input_size: int) -> ChannelGroups:
+    from baselines.channels import ChannelGroups
+
+    return ChannelGroups(model, example, [classifier_of(model)], in_channels, input_size)
+
+
+def uncoupled_layers(groups: ChannelGroups) -> list[tuple[str, int]]:
+    """(conv name, group index) of every conv whose output channels no other layer produces, in model order."""
+    from baselines.channels import OUT
+
+    names = {m: n for n, m in groups.model.named_modules()}
+    found = {}
+    for g in range(len(groups.groups)):
+        producers = [layer for layer, _, _ in groups.members(g, OUT) if not _depthwise(layer)]
+        conv = producers[0] if len(producers) == 1 else None
+        if isinstance(conv, nn.Conv2d) and conv.out_channels > 1:
+            found[names[conv]] = g
+    return [(name, found[name]) for name in names.values() if name in found]
+
+
+def _depthwise(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Conv2d) and layer.groups == layer.out_channels > 1
 
 
 def _smallest_l1(conv: nn.Conv2d, k: int) -> list[int]:
@@ -69,43 +79,20 @@ def _accuracy(model: nn.Module, batches) -> float:
     return 100.0 * correct / max(total, 1)
 
 
-def sensitivity(model: nn.Module, layers, batches, example) -> dict[str, list[float]]:
+def sensitivity(groups: ChannelGroups, layers, batches) -> dict[str, list[float]]:
     """{layer: top-1 drop at each rate of RATIOS}, each layer pruned alone (simulated by zeroing)."""
+    model = groups.model
     model.eval()
     base = _accuracy(model, batches)
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     drops = {}
-    for name, width in layers:
+    for name, g in layers:
         conv = model.get_submodule(name)
-        order = _smallest_l1(conv, width)
+        order = groups.roots_of(g, conv, _smallest_l1(conv, conv.out_channels))
         drops[name] = []
         for ratio in RATIOS:
-            k = min(width - 1, int(ratio * width))
-            group = graph.get_pruning_group(conv, fn.prune_conv_out_channels, idxs=order[:k])
-            with _zeroed(group):
+            with groups.zeroed(g, order[: _removed(ratio, conv.out_channels)]):
                 drops[name].append(base - _accuracy(model, batches))
     return drops
-
-
-class _zeroed:
-    """Zero a group's channels (filters, biases, BN scale and shift, depthwise filters) and restore them."""
-
-    def __init__(self, group) -> None:
-        self.saved = []
-        for dep, idxs in group:
-            if dep.pruning_fn in ZEROED and idxs:
-                for p in (getattr(dep.layer, "weight", None), getattr(dep.layer, "bias", None)):
-                    if isinstance(p, torch.Tensor):
-                        self.saved.append((p, list(idxs), p.data[idxs].clone()))
-
-    def __enter__(self):
-        for p, idxs, _ in self.saved:
-            p.data[idxs] = 0
-        return self
-
-    def __exit__(self, *exc):
-        for p, idxs, values in self.saved:
-            p.data[idxs] = values
 
 
 TIE = 1e-6  # points per unit of rate: makes every sensitivity curve strictly increasing (ties, noise)
@@ -133,58 +120,6 @@ def rate_for(drops: list[float], delta: float, order: int = 0) -> float:
 
 def _removed(rate: float, width: int) -> int:
     return min(width - 1, int(rate * width))
-
-
-class MacsOfRates:
-    """MACs of the model with each layer's smallest filters removed at given rates, without pruning it:
-    one forward pass records every conv/linear layer's output positions (``ShapeCounter``), the
-    dependency graph which layer's input and output widths each prunable layer's group changes."""
-
-    IN = (fn.prune_conv_in_channels, fn.prune_linear_in_channels, fn.prune_depthwise_conv_in_channels)
-    OUT = OUT + (fn.prune_depthwise_conv_out_channels,)
-
-    def __init__(self, model: nn.Module, layers, example, in_channels: int, input_size: int) -> None:
-        self.layers = dict(layers)
-        self.counter = ShapeCounter(model, in_channels, input_size)
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        self.out_of, self.in_of = {}, {}
-        for name, width in layers:
-            group = graph.get_pruning_group(
-                model.get_submodule(name), fn.prune_conv_out_channels, idxs=list(range(width))
-            )
-            for dep, _ in group:
-                if dep.pruning_fn in self.OUT:
-                    self.out_of[dep.layer] = name
-                if dep.pruning_fn in self.IN:
-                    self.in_of[dep.layer] = name
-
-    def __call__(self, rates: dict[str, float]) -> int:
-        kept = {name: width - _removed(rates[name], width) for name, width in self.layers.items()}
-        total = 0
-        for module, positions in self.counter.positions.items():
-            linear = isinstance(module, nn.Linear)
-            c_out = module.out_features if linear else module.out_channels
-            c_in = module.in_features if linear else module.in_channels
-            groups = 1 if linear else module.groups
-            depthwise = groups > 1 and groups == c_in == c_out
-            c_out = kept.get(self.out_of.get(module), c_out)
-            c_in = c_out if depthwise else kept.get(self.in_of.get(module), c_in)
-            per_group_in = 1 if depthwise else c_in // groups
-            kernel = 1 if linear else int(torch.tensor(module.kernel_size).prod())
-            total += positions * kernel * per_group_in * c_out
-        return total
-
-
-def prune_at(model: nn.Module, rates: dict[str, float], example) -> nn.Module:
-    """A pruned copy: each layer's smallest-L1 filters removed at its rate."""
-    pruned = copy.deepcopy(model)
-    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example)
-    for name, rate in rates.items():
-        conv = pruned.get_submodule(name)
-        k = _removed(rate, conv.out_channels)
-        if k > 0:
-            graph.get_pruning_group(conv, fn.prune_conv_out_channels, idxs=_smallest_l1(conv, k)).prune()
-    return pruned
 
 
 def _batches(loader, images: int) -> list:
@@ -221,7 +156,7 @@ class PFEC(StructuredPruning):
     def estimate(self, plan):
         model = plan.build(plan.model_name, {})
         example = torch.zeros(1, plan.in_channels, plan.input_size, plan.input_size)
-        layers = uncoupled_groups(model, example)
+        layers = uncoupled_layers(channel_groups(model, example, plan.in_channels, plan.input_size))
         images = plan.options.get("sensitivity_images", DEFAULT_SENSITIVITY_IMAGES)
         est = super().estimate(plan)
         return Estimate(
@@ -229,23 +164,33 @@ class PFEC(StructuredPruning):
         )
 
     def prepare(self, ctx):
-        model = ctx.dense_model()
-        example = ctx.example(1)
-        layers = uncoupled_groups(model, example)
+        dense = ctx.dense_model()
+        model = copy.deepcopy(dense)  # masked, then pruned; the dense model stays for the measurement below
+        groups = channel_groups(model, ctx.example(1), ctx.in_channels, ctx.input_size)
+        layers = uncoupled_layers(groups)
         if not layers:
             raise MethodError(f"PFEC finds no convolution of {ctx.model_name} whose channels no residual couples")
         images = ctx.options.get("sensitivity_images", DEFAULT_SENSITIVITY_IMAGES)
         batches = _batches(ctx.train_loader, images)
         seen = sum(len(y) for _, y in batches)
-        drops = sensitivity(model, layers, batches, example)
-        macs_of = MacsOfRates(model, layers, example, ctx.in_channels, ctx.input_size)
-        base = macs_of({name: 0.0 for name, _ in layers})
+        drops = sensitivity(groups, layers, batches)
+        smallest = {
+            g: groups.roots_of(g, model.get_submodule(name), _smallest_l1(model.get_submodule(name), width))
+            for name, g in layers
+            for width in [model.get_submodule(name).out_channels]
+        }
+
+        def masks_at(rates: dict[str, float]) -> list[set[int]]:
+            masked = [set() for _ in groups.groups]
+            for name, g in layers:
+                masked[g] = set(smallest[g][: _removed(rates[name], len(smallest[g]))])
+            return masked
 
         def rates_at(delta: float) -> dict[str, float]:
             return {name: rate_for(drops[name], delta, k) for k, (name, _) in enumerate(layers)}
 
         def reduction(delta: float) -> float:
-            return 1 - macs_of(rates_at(delta)) / base
+            return groups.reduction(masks_at(rates_at(delta)))
 
         target = ctx.target.value
         tolerance = ctx.options.get("tolerance", DEFAULT_TOLERANCE)
@@ -259,11 +204,12 @@ class PFEC(StructuredPruning):
             mid = (lo + hi) / 2
             lo, hi = (lo, mid) if reduction(mid) >= target else (mid, hi)
         rates = rates_at(hi)
-        pruned = prune_at(model, rates, example)
+        groups.masked = masks_at(rates)
+        pruned = groups.remove()
         most = (
             1
             - ShapeCounter(pruned, ctx.in_channels, ctx.input_size)()
-            / ShapeCounter(model, ctx.in_channels, ctx.input_size)()
+            / ShapeCounter(dense, ctx.in_channels, ctx.input_size)()
         )  # measured on the pruned network (the prediction above only chose the rates)
         if abs(most - target) > tolerance:
             raise MethodError(

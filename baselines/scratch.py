@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 
-import torch_pruning as tp
-
 from baselines.contract import Estimate, MethodError, Prepared, register_method
 from baselines.structured import OPTIONS, StructuredPruning, check_options, classifier_of, prune_to_target
 from tissuenet.counting import count_macs
@@ -138,6 +136,8 @@ class Uniform(StructuredPruning):
         return Prepared(reinitialise(model), "scratch", epochs, info, reference_epochs=epochs)
 
     def _thin(self, model, ctx, ratio: float) -> float:
+        import torch_pruning as tp  # not at the top: listing methods stays light
+
         base = count_macs(model, ctx.in_channels, ctx.input_size)
         importance = tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None)
         tp.pruner.BasePruner(

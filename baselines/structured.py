@@ -18,11 +18,10 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from baselines.contract import BaseMethod, MethodError, Prepared, register_method
-from baselines.criteria import CRITERIA, get_criterion
+from baselines.criteria import CRITERIA, get_criterion, load_tp
 from tissuenet.counting import ShapeCounter, count_params
 
 OPTIONS = {
@@ -120,7 +119,7 @@ def _prune_once(model, ctx, crit, options: dict, steps: int, exact_step: int | N
     cost = _cost(model, kind, *shape)
     base = cost()
     try:
-        pruner = tp.pruner.BasePruner(
+        pruner = load_tp().pruner.BasePruner(
             model,
             ctx.example(1),
             importance=crit.make(),

@@ -22,13 +22,18 @@ Network Pruning", CVPR): the gate after BN, channels removed while the network f
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from baselines.channels import ChannelGroups
 from baselines.contract import Estimate, MethodError, Prepared, TrainingHook, TrainPhase, register_method
 from baselines.structured import DEFAULT_MAX_RATIO, DEFAULT_TOLERANCE, StructuredPruning, check_options, classifier_of
+
+# Torch-Pruning's graph (and timm, torchvision behind it) is imported when a model is pruned, not when
+# methods are listed.
+if TYPE_CHECKING:
+    from baselines.channels import ChannelGroups
 
 TAYLOR_OPTIONS = {"every": int, "pruning_epochs": int, "momentum": float, "max_ratio": float, "tolerance": float}
 EVERY = 30  # mini-batches between pruning events (the paper's frequency)
@@ -159,6 +164,8 @@ class TaylorPruning(StructuredPruning):
     def prepare(self, ctx):
         model = ctx.dense_model()
         options = ctx.options
+        from baselines.channels import ChannelGroups
+
         groups = ChannelGroups(model, ctx.example(1), [classifier_of(model)], ctx.in_channels, ctx.input_size)
         schedule = TaylorSchedule(
             groups,

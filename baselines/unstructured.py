@@ -12,14 +12,29 @@ cost with sparse kernels, which a dense runtime does not have (the latency shows
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils import prune
 
 from baselines.contract import BaseMethod, Estimate, Prepared, register_method
-from baselines.importance import lamp_scores
 from baselines.structured import check_options, classifier_of
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
+    """LAMP (Lee et al. 2021), per weight of one layer: w_u^2 / sum of w_v^2 over the weights v at least as large.
+
+    Sorted ascending by w^2, weight u's score is its square over the sum of the squares from u to the
+    largest; comparable across layers, so one global threshold prunes them all.
+    """
+    squares = weight.detach().flatten().float() ** 2
+    order = torch.argsort(squares, stable=True)
+    ranked = squares[order]
+    suffix = torch.flip(torch.cumsum(torch.flip(ranked, [0]), 0), [0])
+    scores = torch.empty_like(squares)
+    scores[order] = ranked / suffix.clamp(min=torch.finfo(squares.dtype).tiny)
+    return scores.view_as(weight)
 
 
 def prunable_weights(model: nn.Module, include_classifier: bool = True) -> list[tuple[nn.Module, str]]:

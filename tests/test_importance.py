@@ -12,7 +12,8 @@ import torch_pruning as tp
 from torch import nn
 
 from baselines.fpgm import median_distances
-from baselines.importance import BNScale, lamp_scores
+from baselines.importance import BNScale
+from baselines.unstructured import lamp_scores
 
 
 def _net(widths=(3, 4)) -> nn.Module:
