@@ -27,6 +27,7 @@ table.results th,table.results td,table.plain th,table.plain td{padding:3px 8px;
 white-space:nowrap}
 table.results thead th{background:#f6f6f6;position:sticky;top:0}
 table.results thead tr+tr th{white-space:normal;min-width:4.2em;max-width:7em;vertical-align:bottom;text-align:right}
+table.wrap td{white-space:normal}
 th.group{text-align:center;border-left:2px solid #ccc;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 th.sticky{position:sticky;left:0;background:#fff;text-align:left;z-index:1;border-right:1px solid #ddd}

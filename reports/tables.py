@@ -57,9 +57,12 @@ def _groups() -> list[tuple[str, list[str]]]:
     return [(GROUPS[g], [m for m in REPORTED if BY_NAME[m].group == g]) for g in order]
 
 
+EMPTY = "–"  # a cell without a value
+
+
 def _fmt(value, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return EMPTY
     m = BY_NAME[metric]
     return f"{value * m.scale:.{m.digits}f}"
 
@@ -119,7 +122,7 @@ def _measured_cell(row, metric: str, notes: dict) -> Cell:
 def _published_cell(row, metric: str, notes: dict) -> Cell:
     value = row.get(metric)
     if metric not in row or value is None or (isinstance(value, float) and math.isnan(value)):
-        return Cell("–")
+        return Cell(EMPTY)
     other = (row.get("readings") or {}).get(metric)
     if other is not None:  # the paper contradicts itself: both readings, neither corrected
         key = f"⁂ {row['label']} {BY_NAME[metric].title}"
@@ -275,7 +278,9 @@ def to_html(t: Table) -> str:
     tables, first = [], 3
     for groups in html_parts([g for g in t.groups if g[1]]):
         count = sum(len(ms) for _, ms in groups)
-        tables.append(_html_table(t, groups, range(first, first + count)))
+        columns = range(first, first + count)
+        if any(row[i].text != EMPTY for row in t.rows for i in columns):  # a block of dashes says nothing
+            tables.append(_html_table(t, groups, columns))
         first += count
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in t.footnotes)
     return "".join(tables) + (f'<ul class="notes">{notes}</ul>' if notes else "")

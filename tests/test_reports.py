@@ -331,8 +331,9 @@ def test_page_renders_in_chromium_without_overflow(report, tmp_path):
     assert "data-result" in dom, proc.stderr[-2000:]
     result = json.loads(dom.split('data-result="')[1].split('"')[0].replace("&quot;", '"'))
     assert result["page"] <= result["view"], result  # nothing cut off at the right
-    # one (dataset, model): its results in three tables (accuracy-cost-speed, training, TCA/TSA), all fully visible
-    assert result["sticky"] == "sticky" and result["tables"] == 3 and result["tablesFit"], result
+    # one (dataset, model): its results in three tables (accuracy-cost-speed, training, TCA/TSA) and the latency
+    # per runtime and batch in a fourth, all fully visible
+    assert result["sticky"] == "sticky" and result["tables"] == 4 and result["tablesFit"], result
     assert result["images"] == len(FIGURES), result
     shot = tmp_path / "page.png"
     subprocess.run(
