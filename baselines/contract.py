@@ -50,7 +50,7 @@ class Target:
 
 
 class Budgets(Protocol):
-    """The epoch budgets a method may read (the suite's ``[budgets]``, ``benchmarks.config.BudgetConfig``)."""
+    """The epoch budgets a method may read (the suite's ``[budgets]``, ``benchmarks.suites.config.BudgetConfig``)."""
 
     dense_epochs: int
 
@@ -169,7 +169,7 @@ class Prepared:
 class Estimate:
     """What a dry run says before anything trains: the job's own epochs, and cost estimates.
 
-    Its training compute (``benchmarks.planning``) is ``images x 3 x (epochs x train_macs +
+    Its training compute (``benchmarks.suites.planning``) is ``images x 3 x (epochs x train_macs +
     extra_epochs_at_dense_cost x dense MACs) + extra_forward_images x dense MACs``: a masked model
     trains at its dense cost (``train_macs``), however sparse its result; Network Slimming's sparsity
     phase runs at the dense model's cost; PFEC's sensitivity analysis is forward passes.

@@ -1,6 +1,6 @@
 """Named TissueNet architectures of the paper's published rows (``results/paper/presets.toml``).
 
-Each preset is registry name + options, found by ``python -m benchmarks.preset_search`` within
+Each preset is registry name + options, found by ``python -m benchmarks.paper.preset_search`` within
 the paper's description and recorded with the reason for the choice. A suite names one with
 ``options = { preset = "Ours" }`` (the paper's row label, resolved for each job's dataset and
 backbone) or by its unique name (``options = { preset = "cifar10-vgg16-ours" }``).

@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from benchmarks.files import PathError, StorageError, no_links, process_alive, write_text_atomic
+from benchmarks.store.files import PathError, StorageError, no_links, process_alive, write_text_atomic
 from reports import data, figures, tables
 from reports.data import safe_name
 from reports.index import write_index
@@ -206,7 +206,7 @@ def _pairs(sub: pd.DataFrame, pub: pd.DataFrame) -> list[dict]:
 
 
 def _paper_costs() -> list[dict]:
-    from benchmarks.paper import paper_costs
+    from benchmarks.paper.published import paper_costs
 
     return paper_costs()
 
@@ -226,7 +226,7 @@ def kernels(rows: pd.DataFrame) -> list[dict]:
 def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
     """Failed jobs (with their errors), rows whose dense weights differ from their group's, and jobs of the
     suite that have no record."""
-    from benchmarks.check import inconsistent_dense
+    from benchmarks.gate.check import inconsistent_dense
 
     out = [
         {
@@ -239,7 +239,7 @@ def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
     if len(rows):
         for _, r in rows[rows["status"] != "ok"].iterrows():
             out.append({"job_id": r["job_id"], "status": "failed", "error": str(r.get("error", ""))})
-    from benchmarks.suite import SuiteError, list_suites, load_suite
+    from benchmarks.suites.suite import SuiteError, list_suites, load_suite
 
     have = set(rows["job_id"]) if len(rows) else set()
     for name, overrides in _suites_run(rows):

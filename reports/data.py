@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.latency import RELIABLE_SAMPLES, UNRELIABLE_SPREAD
-from benchmarks.metrics import BY_NAME, names
-from benchmarks.paper import PAPER_MODELS, published_rows
-from benchmarks.store import ResultStore
+from benchmarks.measure.speed import RELIABLE_SAMPLES, UNRELIABLE_SPREAD
+from benchmarks.paper.published import PAPER_MODELS, published_rows
+from benchmarks.store.metric_table import BY_NAME, names
+from benchmarks.store.results import ResultStore
 from reports import stats
 from tissuenet.metrics import WEIGHTINGS, tca, tsa
 
@@ -266,7 +266,7 @@ def _implied_cut(row: dict, base: float, top1: float, kind: str, printed_cut: fl
 
 def provenance(rows: pd.DataFrame) -> dict:
     """Git shas, devices and dates of the runs behind a report, and the ``--set`` overrides they ran with."""
-    from benchmarks.overrides import describe
+    from benchmarks.suites.overrides import describe
 
     if rows.empty:
         return {}
@@ -347,7 +347,7 @@ def _latency_reliable(ok: pd.DataFrame) -> bool:
 
 
 def _speedup_reliable(ok: pd.DataFrame) -> bool:
-    """The rule of ``benchmarks.latency.Paired.reliable``, applied to the stored ratio and its IQR (so records
+    """The rule of ``benchmarks.measure.speed.Paired.reliable``, applied to the stored ratio and its IQR (so records
     written under an older rule are judged by today's); records without them keep their stored flag."""
     if "speedup_iqr" in ok and "speedup_measured" in ok:
         ratio = pd.to_numeric(ok["speedup_measured"], errors="coerce")

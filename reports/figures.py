@@ -42,7 +42,7 @@ def save(fig, stem: Path) -> list[str]:
         try:
             fig.savefig(path, format=ext, metadata=METADATA[ext])
         except OSError as exc:
-            from benchmarks.files import StorageError
+            from benchmarks.store.files import StorageError
 
             plt.close(fig)
             raise StorageError(exc.errno, f"cannot write {path} ({exc.strerror})") from exc

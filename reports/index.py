@@ -11,7 +11,7 @@ import html
 import re
 from pathlib import Path
 
-from benchmarks.files import write_text_atomic
+from benchmarks.store.files import write_text_atomic
 from reports import stats
 
 e = html.escape

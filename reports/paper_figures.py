@@ -191,7 +191,7 @@ def write_page(path: Path, summary: dict) -> None:
     """The index page: what the paper publishes, each part beside its measured counterpart or saying there is none."""
     import html
 
-    from benchmarks.files import write_text_atomic
+    from benchmarks.store.files import write_text_atomic
     from reports.index import CSS
 
     e = html.escape
@@ -206,8 +206,9 @@ def write_page(path: Path, summary: dict) -> None:
         f"<style>{CSS}</style></head><body><h1>The paper's tables and figures</h1>",
         f"<p>BUnit-Net (IEEE TPAMI 2024), regenerated from {source}. Published rows are each against the baseline "
         "of the paper they were copied from; measured rows share one dense model.</p>",
-        "<h2>What the paper publishes, and where it comes from here</h2><table class='plain wrap'><thead><tr><th>item</th>"
-        "<th>content</th><th>transcribed here</th><th>measured by</th></tr></thead><tbody>",
+        "<h2>What the paper publishes, and where it comes from here</h2>",
+        "<table class='plain wrap'><thead><tr><th>item</th><th>content</th><th>transcribed here</th>"
+        "<th>measured by</th></tr></thead><tbody>",
         *(
             f"<tr><td>{e(i.name)}</td><td>{e(i.content)}</td><td>{e(i.published)}</td>"
             f"<td>{e(', '.join(i.suites) or 'counted, no training')}</td></tr>"

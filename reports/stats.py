@@ -12,7 +12,7 @@ with Holm's correction within a table.
 * **Multiple comparisons**: the p-values of one table (every row against its reference) are
   adjusted by Holm's step-down method before ``ALPHA = 0.05`` is applied.
 
-Student's t comes from ``benchmarks.student`` (no SciPy at run time; the tests compare with SciPy).
+Student's t comes from ``benchmarks.gate.student`` (no SciPy at run time; the tests compare with SciPy).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.student import t_quantile, t_two_sided_p
+from benchmarks.gate.student import t_quantile, t_two_sided_p
 
 ALPHA = 0.05
 CI_LEVEL = 0.95

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.files import write_text_atomic
-from benchmarks.metrics import BY_NAME, GROUPS
-from benchmarks.text import spreadsheet_safe
+from benchmarks.store.files import write_text_atomic
+from benchmarks.store.metric_table import BY_NAME, GROUPS
+from benchmarks.store.text import spreadsheet_safe
 from reports import stats
 from reports.data import MEASURED, PUBLISHED, REPORTED, TRADEOFFS, safe_name
 

@@ -17,7 +17,7 @@ python -m pip install -q --no-deps carry/torch_pruning-*.whl 2>/dev/null || echo
 python -m pip install -q tqdm pyarrow ninja 2>/dev/null || true
 
 echo "== 1. stacked layer and network latency on CUDA (grouped vs Triton vs dense; deployment form)"
-timeout 180 python -m benchmarks.stacked_latency --device cuda --min-run-time 0.5 | tee "$OUT/stacked_latency.md"
+timeout 180 python -m benchmarks.measure.stacked_speed --device cuda --min-run-time 0.5 | tee "$OUT/stacked_latency.md"
 
 echo "== 2. the latency command, CUDA, deployment form, batch 1 / 64 / 256"
 timeout 60 $TB latency tissue_resnet56 --set replace=all --dataset fashion-mnist --device cuda --deploy \

@@ -29,9 +29,9 @@ GPU_RATE_TEXT = "5.3 T MACs/s, an H200's measured rate on ResNet-56 (field notes
 @functools.cache
 def suite_compute(name: str) -> tuple[int, float]:
     """(jobs, total training compute in MACs) of a shipped suite, from its dry run (nominal dataset sizes)."""
-    from benchmarks.data.registry import get_dataset
-    from benchmarks.planning import plan, total_compute
-    from benchmarks.suite import load_suite
+    from benchmarks.data.datasets import get_dataset
+    from benchmarks.suites.planning import plan, total_compute
+    from benchmarks.suites.suite import load_suite
 
     suite = load_suite(name)
     jobs = suite.jobs()
@@ -51,7 +51,7 @@ def _hours(macs: float) -> str:
 
 
 def suites_block() -> str:
-    from benchmarks.suite import list_suites, load_suite
+    from benchmarks.suites.suite import list_suites, load_suite
 
     lines = [
         "| suite | what | jobs | training compute | one GPU at 5.3 T MACs/s |",
@@ -79,15 +79,13 @@ def paper_block() -> str:
         runs = " && ".join(f"`tissuebench run {s} --data-root DATA`" for s in item.suites)
         results = " ".join(f"--results runs/{s}" for s in item.suites)
         figure = SUITE_FIGURES.get(item.name)
-        output = "`runs/paper-figures/index.html`" + (
-            f"; `runs/SUITE/report/` (`fig_{figure}_*`)" if figure else ""
+        output = "`runs/paper-figures/index.html`" + (f"; `runs/SUITE/report/` (`fig_{figure}_*`)" if figure else "")
+        command = (
+            (runs + f", then `tissuebench paper-figures {results}`") if item.suites else "`tissuebench paper-figures`"
         )
-        command = (runs + f", then `tissuebench paper-figures {results}`") if item.suites else "`tissuebench paper-figures`"
         time = _hours(macs) if item.suites else "seconds"
         suites = ", ".join(f"`{s}`" for s in item.suites) or "(none: counted)"
-        lines.append(
-            f"| {item.name} | {item.content} | {item.published} | {suites} | {command} | {time} | {output} |"
-        )
+        lines.append(f"| {item.name} | {item.content} | {item.published} | {suites} | {command} | {time} | {output} |")
     return "\n".join(lines) + f"\n\nGPU time: the suites' dry-run training compute at {GPU_RATE_TEXT}; a rough rate."
 
 

@@ -8,11 +8,11 @@ from torch import nn
 from baselines.contract import JobContext, MethodError, Target, get_method, list_methods
 from baselines.criteria import CRITERIA
 from baselines.unstructured import make_permanent, prunable_weights, sparsity_of
-from benchmarks.config import BudgetConfig, TrainConfig
-from benchmarks.data.registry import make_loaders
-from benchmarks.files import load_model, save_model
-from benchmarks.measure import measure_cost
-from benchmarks.train import train
+from benchmarks.data.datasets import make_loaders
+from benchmarks.measure.cost import measure_cost
+from benchmarks.run.train import train
+from benchmarks.store.files import load_model, save_model
+from benchmarks.suites.config import BudgetConfig, TrainConfig
 from tissuenet import list_models
 from tissuenet.registry import create_model_for_input
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.data.datasets import _RESIDENT, DataError, load_splits, make_loaders
 from benchmarks.data.device_loader import DeviceLoader, random_crop
-from benchmarks.data.registry import _RESIDENT, DataError, load_splits, make_loaders
 from tests.helpers import write_mnist_like
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")

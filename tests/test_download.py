@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torchvision.datasets as tvd
 
-from benchmarks.data.registry import DataError, load_splits, locate
+from benchmarks.data.datasets import DataError, load_splits, locate
 from tests.layouts import write_cifar, write_idx_set
 
 
@@ -45,7 +45,7 @@ def server(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache(monkeypatch):
-    from benchmarks.data import registry
+    from benchmarks.data import datasets as registry
 
     monkeypatch.setattr(registry, "_RESIDENT", {})
     monkeypatch.delenv("TISSUEBENCH_DATA", raising=False)
@@ -69,7 +69,7 @@ def test_cifar10_download_extracts_torchvision_layout(server, tmp_path, monkeypa
     assert tx.shape == (50, 3, 32, 32) and vx.shape == (10, 3, 32, 32)
     assert locate("cifar10", data)[0] == data / "cifar-10-batches-py"
     assert set(seen) == {"/cifar-10-python.tar.gz"}
-    from benchmarks.data import registry
+    from benchmarks.data import datasets as registry
 
     registry._RESIDENT.clear()
     requests = len(seen)
@@ -124,7 +124,7 @@ def test_run_download_from_the_command_line(server, tmp_path, monkeypatch, capsy
 
 
 def test_folder_datasets_say_how_to_get_them(tmp_path):
-    from benchmarks.data.registry import find
+    from benchmarks.data.datasets import find
 
     with pytest.raises(DataError, match=r"tiny-imagenet-200\.zip.*unzip"):
         find("tiny-imagenet", tmp_path, download=True)

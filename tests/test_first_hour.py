@@ -157,7 +157,7 @@ def test_openvino_leaves_no_signal_stack_behind():
     import torch
 
     pytest.importorskip("openvino")
-    from benchmarks import runtimes as rt
+    from benchmarks.measure import runtimes as rt
     from tissuenet import create_model
 
     class StackT(ctypes.Structure):

@@ -65,10 +65,10 @@ def test_smoke_with_one_thread_per_job_locally_and_under_ray_passes_the_committe
 
 def damaged_weight_fails(run: Path, results: Path) -> None:
     """The same run with the TissueNet classifier's weights damaged after training and re-evaluated."""
-    from benchmarks.files import load_model
-    from benchmarks.job import EVAL_BATCH
-    from benchmarks.suite import load_suite
-    from benchmarks.train import evaluate
+    from benchmarks.run.job import EVAL_BATCH
+    from benchmarks.run.train import evaluate
+    from benchmarks.store.files import load_model
+    from benchmarks.suites.suite import load_suite
 
     shutil.copytree(run, results)
     (record_path,) = [p for p in (results / "records").glob("*.json") if ".tissuenet-all." in p.name]
@@ -78,7 +78,7 @@ def damaged_weight_fails(run: Path, results: Path) -> None:
     with torch.no_grad():
         classifier.weight[: classifier.weight.shape[0] // 2] = 0  # half the classes can no longer win
     suite = load_suite("smoke")
-    from benchmarks.data.registry import make_loaders
+    from benchmarks.data.datasets import make_loaders
 
     _, _, test = make_loaders(
         "fashion-mnist", batch_size=EVAL_BATCH, test_limit=suite.data.test_limit, train_limit=suite.data.train_limit

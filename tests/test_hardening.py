@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.store import ResultStore
+from benchmarks.store.results import ResultStore
 from tests.helpers import record, write_suite
 from tissuebench.cli import main
 from tissuenet.names import NAME_RE
@@ -97,7 +97,7 @@ def test_report_killed_half_way_keeps_the_previous_one(tmp_path, monkeypatch, ca
 def test_model_file_with_a_flipped_bit_is_refused(tmp_path):
     import torch
 
-    from benchmarks.files import DamagedFileError, load_model, save_model
+    from benchmarks.store.files import DamagedFileError, load_model, save_model
     from tissuenet.registry import create_model_for_input
 
     model = create_model_for_input("mlp", 10, 1, 28)

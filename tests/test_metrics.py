@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmarks.metrics import BY_NAME, METRICS, derive, names
-from benchmarks.record import COLUMNS
+from benchmarks.store.metric_table import BY_NAME, METRICS, derive, names
+from benchmarks.store.record import COLUMNS
 from tissuenet.metrics import WEIGHTINGS, tca, tsa
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from benchmarks.overrides import OverrideError, apply, digest, parse
-from benchmarks.suite import SuiteError, load_suite
+from benchmarks.suites.overrides import OverrideError, apply, digest, parse
+from benchmarks.suites.suite import SuiteError, load_suite
 from tests.helpers import write_suite
 from tissuebench.cli import main
 

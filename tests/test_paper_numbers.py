@@ -119,7 +119,7 @@ def test_metric_input_errors():
 def test_presets_reproduce_the_published_cuts():
     """Each preset flagged `match` is within 3 points of its row on both cuts; the others are not (and say so)."""
     from baselines.presets import load_presets
-    from benchmarks.paper import paper_costs
+    from benchmarks.paper.published import paper_costs
 
     rows = paper_costs()
     assert len(rows) == 11 and all(r["preset"] for r in rows)
@@ -133,7 +133,7 @@ def test_presets_reproduce_the_published_cuts():
 def test_paper_costs_json_keys(capsys, monkeypatch):
     import json
 
-    from benchmarks import paper
+    from benchmarks.paper import published as paper
     from tissuebench.cli import main
 
     monkeypatch.setattr(paper, "measured_cuts", lambda *a: (10.0, 20.0))  # the keys, not the (slow) counts

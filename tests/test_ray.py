@@ -43,8 +43,8 @@ def _records(results: Path) -> dict[str, dict]:
 
 
 def _model_hashes(results: Path) -> dict[str, str]:
-    from benchmarks.dense_cache import weights_sha256
-    from benchmarks.files import load_torch
+    from benchmarks.run.checkpoints import weights_sha256
+    from benchmarks.store.files import load_torch
 
     return {p.stem: weights_sha256(load_torch(p)["state_dict"]) for p in (results / "models").glob("*.pt")}
 

@@ -10,7 +10,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from benchmarks.store import ResultStore
+from benchmarks.store.results import ResultStore
 from reports.build import build_report
 from reports.figures import FIGURES
 from tests.helpers import record
@@ -49,7 +49,7 @@ ROWS = [
 
 
 def _write_records(root, dataset="cifar10", model="resnet20_paper", seeds=(0, 1), rows=ROWS):
-    from benchmarks.metrics import derive
+    from benchmarks.store.metric_table import derive
 
     store = ResultStore(root)
     for label, method, options, kind, value, accs, macs, nonzero, params, sparsity in rows:

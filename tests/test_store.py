@@ -6,7 +6,7 @@ import multiprocessing as mp
 import pandas as pd
 import pytest
 
-from benchmarks.store import ResultStore
+from benchmarks.store.results import ResultStore
 from tests.helpers import record
 
 

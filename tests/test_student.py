@@ -1,9 +1,9 @@
-"""``benchmarks.student`` (Student's t without SciPy at run time) against ``scipy.stats.t`` on fixed inputs."""
+"""``benchmarks.gate.student`` (Student's t without SciPy at run time) against ``scipy.stats.t`` on fixed inputs."""
 
 import pytest
 from scipy import stats
 
-from benchmarks.student import t_cdf, t_quantile, t_two_sided_p
+from benchmarks.gate.student import t_cdf, t_quantile, t_two_sided_p
 
 
 @pytest.mark.parametrize("dof", [1, 2, 3, 7, 19, 100])

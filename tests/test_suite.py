@@ -3,7 +3,7 @@ every malformed suite is one clear error before training (the wider table is in 
 
 import pytest
 
-from benchmarks.suite import SuiteError, list_suites, load_suite
+from benchmarks.suites.suite import SuiteError, list_suites, load_suite
 from tests.helpers import DEFAULT_METHODS, write_suite
 
 
@@ -85,8 +85,8 @@ def test_bad_suites(tmp_path, case):
 def test_vgg_ours_and_ours_r_differ():
     """The presets that once built identical VGG-16 networks under two labels now differ."""
     from baselines.contract import Target, get_method
-    from benchmarks.planning import plan_context
-    from benchmarks.suite_checks import MethodSpec
+    from benchmarks.suites.checks import MethodSpec
+    from benchmarks.suites.planning import plan_context
 
     suite = load_suite("paper-cifar10")
     keys = set()

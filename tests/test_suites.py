@@ -14,9 +14,9 @@ import json
 import pytest
 
 from baselines.contract import get_method
-from benchmarks.data.registry import get_dataset
-from benchmarks.suite import list_suites, load_suite, read_suite_toml, suite_path
-from benchmarks.suite_checks import parse_target
+from benchmarks.data.datasets import get_dataset
+from benchmarks.suites.checks import parse_target
+from benchmarks.suites.suite import list_suites, load_suite, read_suite_toml, suite_path
 from tests.layouts import WRITERS
 from tests.quick_pass import quick_overrides
 from tissuebench.cli import main

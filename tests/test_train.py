@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from benchmarks.config import TrainConfig
-from benchmarks.data.registry import make_loaders
-from benchmarks.settings import SettingsError
-from benchmarks.train import DivergedError, evaluate, lr_lambda, train
+from benchmarks.data.datasets import make_loaders
+from benchmarks.run.train import DivergedError, evaluate, lr_lambda, train
+from benchmarks.suites.config import TrainConfig
+from benchmarks.suites.settings import SettingsError
 from tissuenet import create_model
 
 

@@ -39,9 +39,9 @@ _API = {
     "create_model": ("tissuenet.registry", "create_model"),
     "list_models": ("tissuenet.registry", "list_models"),
     # datasets
-    "register_dataset": ("benchmarks.data.registry", "register_dataset"),
-    "DatasetInfo": ("benchmarks.data.registry", "DatasetInfo"),
-    "DataError": ("benchmarks.data.registry", "DataError"),
+    "register_dataset": ("benchmarks.data.datasets", "register_dataset"),
+    "DatasetInfo": ("benchmarks.data.datasets", "DatasetInfo"),
+    "DataError": ("benchmarks.data.datasets", "DataError"),
     # counting (the one convention)
     "count_macs": ("tissuenet.counting", "count_macs"),
     "count_params": ("tissuenet.counting", "count_params"),

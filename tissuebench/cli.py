@@ -49,16 +49,16 @@ like for like: the same data, the same dense checkpoints, the same budgets, one 
 USER_ERRORS = (
     ("tissuebench.options", "UserError"),
     ("tissuenet.plugins", "PluginError"),
-    ("benchmarks.suite", "SuiteError"),
-    ("benchmarks.settings", "SettingsError"),
-    ("benchmarks.data.registry", "DataError"),
+    ("benchmarks.suites.suite", "SuiteError"),
+    ("benchmarks.suites.settings", "SettingsError"),
+    ("benchmarks.data.datasets", "DataError"),
     ("baselines.contract", "MethodError"),
     ("tissuenet.registry", "UnknownModelError"),
     ("tissuenet.registry", "ModelOptionError"),
-    ("benchmarks.files", "DamagedFileError"),
-    ("benchmarks.files", "PathError"),
-    ("benchmarks.runner", "DeviceError"),
-    ("benchmarks.check", "CheckError"),
+    ("benchmarks.store.files", "DamagedFileError"),
+    ("benchmarks.store.files", "PathError"),
+    ("benchmarks.run.local", "DeviceError"),
+    ("benchmarks.gate.check", "CheckError"),
 )
 
 
@@ -148,11 +148,11 @@ def _handle(args) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as exc:  # noqa: BLE001 - sorted below: our errors are one line, anything else a bug
-        if _is(exc, [("benchmarks.files", "StorageError")]):
+        if _is(exc, [("benchmarks.store.files", "StorageError")]):
             print(f"tissuebench {args.command}: error: {exc.strerror}; nothing stored was damaged", file=sys.stderr)
             return 1
         if _is(exc, USER_ERRORS):
-            from benchmarks.text import clean_text
+            from benchmarks.store.text import clean_text
 
             print(f"tissuebench {args.command}: error: {clean_text(exc)}", file=sys.stderr)  # input may hold ESC, NUL
             return 2

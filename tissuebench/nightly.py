@@ -5,7 +5,7 @@ Each night measures the code it runs on. For each suite:
 1. a fresh results folder per commit, ``ROOT/<suite>/<YYYYMMDD>-<sha10>`` (``-dirty-<diff8>`` for
    uncommitted code); a rerun of the same commit the same day resumes it. Dense checkpoints are
    linked in from an earlier night only when the code fingerprint (every source file that
-   determines a result) is the same (``benchmarks/history.py``);
+   determines a result) is the same (``benchmarks/store/history.py``);
 2. run the suite there; check it against its reference (the shipped ``results/reference/<suite>.csv``,
    or ``--references DIR``), naming the commit range where a metric moved;
 3. the night's report, the history table across nights (``ROOT/<suite>/history.parquet``) and the
@@ -24,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.check import CheckError, check, moved_between, read_reference
-from benchmarks.history import build_history, night_name, reuse_dense, write_night
-from benchmarks.provenance import REPO, code_state, utc_now
-from benchmarks.store import ResultStore
-from benchmarks.suite import load_suite
+from benchmarks.gate.check import CheckError, check, moved_between, read_reference
+from benchmarks.store.history import build_history, night_name, reuse_dense, write_night
+from benchmarks.store.provenance import REPO, code_state, utc_now
+from benchmarks.store.results import ResultStore
+from benchmarks.suites.suite import load_suite
 from results import reference as shipped_reference
 
 
@@ -62,10 +62,10 @@ def run_asv(mode: str, machine: str, profile: str, log) -> tuple[bool, str]:
 def make_runner(suite, store, execution, device, data_root):
     """The local runner, or the Ray runner when ``execution.executor == "ray"``."""
     if execution.executor == "ray":
-        from benchmarks.executors.ray_executor import RayRunner
+        from benchmarks.run.ray_cluster import RayRunner
 
         return RayRunner(suite, store, execution, device=device, data_root=data_root)
-    from benchmarks.runner import Runner
+    from benchmarks.run.local import Runner
 
     return Runner(suite, store, device=device, data_root=data_root)
 
@@ -127,7 +127,7 @@ def nightly_suite(name, *, root: Path, state: dict, device, data_root, execution
     try:
         manifest = build_report(store.root, store.root / "report")
         ref_table = read_reference(reference)[0] if reference.exists() else None
-        from benchmarks.overrides import describe
+        from benchmarks.suites.overrides import describe
 
         trend = write_trend(history, ref_table, suite_root / "trend", suite.plan_name, describe(suite.overrides))
         report_note = (

@@ -122,7 +122,7 @@ def load_plugins(args) -> None:
 
 def suite_overrides(args) -> dict:
     """The ``--set`` overrides of a suite command, parsed (bad syntax: one line, exit 2)."""
-    from benchmarks.overrides import OverrideError, parse
+    from benchmarks.suites.overrides import OverrideError, parse
 
     try:
         return parse(getattr(args, "overrides", None))
@@ -178,7 +178,7 @@ def model_shape(args, model: str) -> tuple[int, int, int]:
     """(classes, channels, input size) from --dataset, the explicit options, or the model's registration."""
     classes, channels, size = 10, None, None
     if args.dataset:
-        from benchmarks.data.registry import get_dataset
+        from benchmarks.data.datasets import get_dataset
 
         info = get_dataset(args.dataset)
         classes, channels, size = info.num_classes, info.in_channels, info.input_size

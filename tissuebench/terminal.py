@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from benchmarks.text import clean_text
+from benchmarks.store.text import clean_text
 
 WIDTH = 100  # columns every table the command line prints fits in
 

@@ -44,8 +44,8 @@ def _fail(method: str, step: str, why: str) -> ConformanceError:
 
 
 def _train_briefly(model, train_loader, test_loader) -> None:
-    from benchmarks.config import TrainConfig
-    from benchmarks.train import train
+    from benchmarks.run.train import train
+    from benchmarks.suites.config import TrainConfig
 
     cfg = TrainConfig.from_dict({"epochs": 1, "batch_size": 64, "lr": 0.05, "warmup_epochs": 0})
     train(model, train_loader, test_loader, cfg)
@@ -62,12 +62,12 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
     """Run the contract's steps on ``model`` (a registered dense backbone) with ``target`` (default: 50 % of
     the method's first target kind, or none) and ``options``; returns what it saw."""
     from baselines.contract import JobContext, MethodError, get_method, list_methods
-    from benchmarks.config import BudgetConfig
-    from benchmarks.data.registry import make_loaders
-    from benchmarks.files import load_model, model_bytes
-    from benchmarks.planning import plan_context
-    from benchmarks.suite_checks import parse_suite
-    from benchmarks.train import train
+    from benchmarks.data.datasets import make_loaders
+    from benchmarks.run.train import train
+    from benchmarks.store.files import load_model, model_bytes
+    from benchmarks.suites.checks import parse_suite
+    from benchmarks.suites.config import BudgetConfig
+    from benchmarks.suites.planning import plan_context
     from tissuenet.counting import count_macs, count_nonzero_params, count_params
     from tissuenet.registry import create_model_for_input
 
@@ -89,7 +89,7 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
         raise _fail(name, "validation", f"refuses a tiny {model} with target {target}: {exc}") from exc
 
     def phase_train(m, epochs, extra_loss=None):
-        from benchmarks.config import TrainConfig
+        from benchmarks.suites.config import TrainConfig
 
         cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 64, "lr": 0.01, "warmup_epochs": 0})
         train(m, train_loader, test_loader, cfg, extra_loss=extra_loss)
@@ -119,7 +119,7 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
         raise _fail(name, "prepare", f"phase {prepared.phase!r} / epochs {prepared.epochs!r}: phases are {PHASES}")
 
     # one epoch of each of its phases under the harness's own loop (hooks, finalizers), then the target
-    from benchmarks.config import TrainConfig
+    from benchmarks.suites.config import TrainConfig
 
     for phase in prepared.training_phases():
         if phase.epochs:
@@ -155,7 +155,7 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
     import tempfile
     from pathlib import Path
 
-    from benchmarks.files import write_verified
+    from benchmarks.store.files import write_verified
 
     arch = {"model": model, "num_classes": classes, "in_channels": channels, "input_size": size, "options": {}}
     arch |= prepared.arch or {}

@@ -2,7 +2,7 @@
 seeded, tiny training run: dense vs TissueNet."""
 
 from benchmarks.asv_bench.common import TRAIN, add_metric_tracks
-from benchmarks.metrics import derive
+from benchmarks.store.metric_table import derive
 
 
 class Accuracy:
@@ -13,9 +13,9 @@ class Accuracy:
     def setup_cache(self):
         import torch
 
-        from benchmarks.config import TrainConfig
-        from benchmarks.data.registry import make_loaders
-        from benchmarks.train import evaluate, train
+        from benchmarks.data.datasets import make_loaders
+        from benchmarks.run.train import evaluate, train
+        from benchmarks.suites.config import TrainConfig
         from tissuenet.registry import create_model_for_input, tissue_name
 
         torch.set_num_threads(2)

@@ -1,11 +1,11 @@
 """The cost metrics of the metric table that asv tracks (lower is better), per method on a fixed model.
 
 Structure only, no training. The tracked numbers are the metric table's ``asv`` cost metrics
-(``benchmarks.metrics``): adding one there adds its benchmark here.
+(``benchmarks.store.metric_table``): adding one there adds its benchmark here.
 """
 
 from benchmarks.asv_bench.common import COST_MODEL, INPUT, METHODS, add_metric_tracks
-from benchmarks.metrics import derive
+from benchmarks.store.metric_table import derive
 
 
 class Cost:
@@ -14,8 +14,8 @@ class Cost:
     timeout = 600
 
     def setup_cache(self):
-        from benchmarks.measure import measure_cost
-        from benchmarks.standalone import prepare_standalone
+        from benchmarks.measure.cost import measure_cost
+        from benchmarks.run.standalone import prepare_standalone
 
         out = {}
         for name, (method, kind, value, options) in METHODS.items():

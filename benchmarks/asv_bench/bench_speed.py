@@ -13,7 +13,7 @@ class ModelForward:
     def setup(self, kind, batch):
         import torch
 
-        from benchmarks.measure import deploy_form
+        from benchmarks.measure.cost import deploy_form
         from tissuenet import create_model
         from tissuenet.registry import tissue_name
 
@@ -38,7 +38,7 @@ class StackedLayerForward:
     def setup(self, impl, batch):
         import torch
 
-        from benchmarks.stacked_latency import layers
+        from benchmarks.measure.stacked_speed import layers
 
         torch.set_num_threads(2)
         built = layers(32, "cpu")

@@ -28,7 +28,7 @@ def add_metric_tracks(cls, group: str):  # not `track_*`: asv would take a modul
     ``setup_cache`` returns {param: {metric: value}}; asv flags increases, so only lower-is-better
     metrics are marked ``asv`` in the table.
     """
-    from benchmarks.metrics import BY_NAME, names
+    from benchmarks.store.metric_table import BY_NAME, names
 
     for metric in (n for n in names(where="asv") if BY_NAME[n].group == group):
 

@@ -1,7 +1,7 @@
 """Where each dataset's files are found and how they are read into uint8 arrays.
 
 Every source returns ``(train_x, train_y, test_x, test_y)`` as numpy arrays, images
-``(N, C, H, W)`` uint8, labels int64, or raises :class:`~benchmarks.data.registry.DataError`
+``(N, C, H, W)`` uint8, labels int64, or raises :class:`~benchmarks.data.datasets.DataError`
 saying where it looked and how to get the data. ImageFolder sets stream from disk instead.
 """
 
@@ -27,7 +27,7 @@ def candidate_roots(
     A folder the user named must exist (a typo must not fall back silently to the system copy);
     ``create`` makes it (``--download`` puts the data there).
     """
-    from benchmarks.data.registry import DataError
+    from benchmarks.data.datasets import DataError
 
     named = [
         (Path(p), what) for p, what in ((data_root, "--data-root"), (os.environ.get("TISSUEBENCH_DATA"), None)) if p

@@ -56,7 +56,7 @@ def add_arguments(p) -> None:
 
 
 def _measured(root: Path, include_superseded: bool):
-    from benchmarks.store import ResultStore
+    from benchmarks.store.results import ResultStore
 
     store = ResultStore(root)
     scan = store.scan()
@@ -68,7 +68,7 @@ def _measured(root: Path, include_superseded: bool):
 
 def suite_of(args, measured, root: Path) -> str:
     """The suite (``SUITE`` or ``SUITE+VARIANT``) whose results are checked: ``--suite``, else the folder's own."""
-    from benchmarks.store import plan_name
+    from benchmarks.store.results import plan_name
 
     found = sorted({plan_name(r) for r in measured.to_dict("records")}) if len(measured) else []
     if args.suite:
@@ -85,7 +85,7 @@ def suite_of(args, measured, root: Path) -> str:
 def _update(args, measured, against: Path, suite: str, store) -> int:
     import pandas as pd
 
-    from benchmarks.check import CheckError, rows_for_update, write_reference
+    from benchmarks.gate.check import CheckError, rows_for_update, write_reference
 
     seeds = None
     if args.tolerance_from:
@@ -103,7 +103,7 @@ def _update(args, measured, against: Path, suite: str, store) -> int:
     how = f"bounds from {int(rows['n_seeds'].min())}+ runs" if seeds is not None else "fixed bounds (no seeds)"
     print(f"reference {against} rewritten: {len(rows)} jobs, {how}")
     if seeds is not None:
-        from benchmarks.check import leave_one_out
+        from benchmarks.gate.check import leave_one_out
 
         flagged, runs, reasons = leave_one_out(seeds, kept)
         print(
@@ -111,7 +111,7 @@ def _update(args, measured, against: Path, suite: str, store) -> int:
             f"the other runs{': ' + '; '.join(reasons) if reasons else ''}"
         )
     if args.held_out:
-        from benchmarks.check import held_out
+        from benchmarks.gate.check import held_out
 
         runs_table = pd.concat([_measured(_folder(f), False)[0] for f in args.held_out], ignore_index=True)
         overlap = set(runs_table["seed"]) & set(seeds["seed"] if seeds is not None else [])
@@ -154,8 +154,8 @@ def _history(args, root: Path):
 
 def run(args) -> int:
     root = existing_results(args)  # before any heavy import: a missing folder is answered at once
-    from benchmarks.check import CheckError, check, context_differences, format_differences, moved_between
-    from benchmarks.store import plan_name
+    from benchmarks.gate.check import CheckError, check, context_differences, format_differences, moved_between
+    from benchmarks.store.results import plan_name
     from results import in_checkout, reference
 
     measured, scan, store = _measured(root, args.include_superseded)
@@ -182,7 +182,7 @@ def run(args) -> int:
     history = _history(args, root) if regressed else None
     moves = {}
     if history is not None:
-        from benchmarks.check import read_reference
+        from benchmarks.gate.check import read_reference
 
         table, _ = read_reference(against)
         moves = {(d.job_id, d.field): m for d in regressed if (m := moved_between(history, table, d))}

@@ -65,10 +65,10 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     load_plugins(args)
-    from benchmarks.config import MIN_LATENCY_SAMPLES, MIN_LATENCY_SECONDS
-    from benchmarks.latency import time_paired
-    from benchmarks.measure import deploy_form, eager_form
-    from benchmarks.runner import resolve_device
+    from benchmarks.measure.cost import deploy_form, eager_form
+    from benchmarks.measure.speed import time_paired
+    from benchmarks.run.local import resolve_device
+    from benchmarks.suites.config import MIN_LATENCY_SAMPLES, MIN_LATENCY_SECONDS
     from tissuenet import count_macs, get_entry
     from tissuenet.registry import create_model_for_input
 
@@ -84,7 +84,7 @@ def run(args) -> int:
     model = create_model_for_input(args.model, classes, channels, size, **options).to(device).eval()
     dense = create_model_for_input(against, classes, channels, size).to(device).eval()
     theory = count_macs(dense, channels, size) / count_macs(model, channels, size)
-    from benchmarks import runtimes as rt
+    from benchmarks.measure import runtimes as rt
 
     names = rt.resolve(args.runtime or (["deploy"] if args.deploy else ["eager"]), device)
     try:

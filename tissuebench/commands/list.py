@@ -62,7 +62,7 @@ def _methods(pattern: str, args) -> list[str]:
 
 def _datasets(pattern: str, args) -> list[str]:
     """Each dataset, its shape, and whether it is on this machine: where it was found, or where we looked."""
-    from benchmarks.data.registry import dataset_origin, get_dataset, list_datasets, locate
+    from benchmarks.data.datasets import dataset_origin, get_dataset, list_datasets, locate
 
     out = []
     for n in list_datasets():
@@ -86,7 +86,7 @@ def _datasets(pattern: str, args) -> list[str]:
 
 
 def _suites(pattern: str, args) -> list[str]:
-    from benchmarks.suite import list_suites, load_suite
+    from benchmarks.suites.suite import list_suites, load_suite
 
     out = []
     for n in list_suites():

@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from benchmarks.paper import paper_costs
+    from benchmarks.paper.published import paper_costs
 
     rows = paper_costs()
     if args.json:

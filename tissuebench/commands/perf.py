@@ -22,7 +22,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from benchmarks.perf import run_perf
+    from benchmarks.measure.perf import run_perf
 
     run_perf(
         args.model,

@@ -54,8 +54,8 @@ def execution(args, suite):
 
 
 def dry_run(runner, only, as_json: bool) -> int:
-    from benchmarks.planning import plan, total_compute
-    from benchmarks.progress import duration  # noqa: F401  (same units as run's progress)
+    from benchmarks.run.progress import duration  # noqa: F401  (same units as run's progress)
+    from benchmarks.suites.planning import plan, total_compute
 
     jobs = runner.plan(only)
     train_images = _sizes_for_plan(runner, jobs)
@@ -94,7 +94,7 @@ def dry_run(runner, only, as_json: bool) -> int:
 
 def _sizes_for_plan(runner, jobs) -> dict[str, int]:
     """Training images per dataset: counted on disk, or (data absent) the registry's nominal size, said so."""
-    from benchmarks.data.registry import DataError, get_dataset
+    from benchmarks.data.datasets import DataError, get_dataset
 
     try:
         return runner.preflight(jobs)
@@ -115,10 +115,10 @@ def _sizes_for_plan(runner, jobs) -> dict[str, int]:
 
 def run(args) -> int:
     load_plugins(args)
-    from benchmarks.overrides import describe
-    from benchmarks.runner import Runner
-    from benchmarks.store import ResultStore
-    from benchmarks.suite import load_suite
+    from benchmarks.run.local import Runner
+    from benchmarks.store.results import ResultStore
+    from benchmarks.suites.overrides import describe
+    from benchmarks.suites.suite import load_suite
     from tissuebench.options import UserError
 
     suite = load_suite(args.suite, suite_overrides(args))
@@ -129,7 +129,7 @@ def run(args) -> int:
     if suite.overrides and not args.json:
         print(f"overrides: {describe(suite.overrides)} (results in {store.root})", file=sys.stderr)
     if exe.executor == "ray" and not args.dry_run:
-        from benchmarks.executors.ray_executor import RayRunner
+        from benchmarks.run.ray_cluster import RayRunner
 
         runner = RayRunner(suite, store, exe, device=args.device, data_root=args.data_root, download=args.download)
     else:

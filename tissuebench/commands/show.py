@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
 
 
 def _columns(spec: str | None) -> list[str]:
-    from benchmarks.metrics import BY_NAME, METRICS, names
+    from benchmarks.store.metric_table import BY_NAME, METRICS, names
 
     if spec is None:
         return IDENTITY + names(where="show")
@@ -80,7 +80,7 @@ def view(table, columns: list[str], scaled: bool):
     """The displayed frame: metric columns scaled to their units, headers with their units."""
     import pandas as pd
 
-    from benchmarks.metrics import BY_NAME
+    from benchmarks.store.metric_table import BY_NAME
 
     out = pd.DataFrame(index=table.index)
     for c in columns:
@@ -109,7 +109,7 @@ def _fit(frame, width: int):
 
 def overrides_in(table) -> list[tuple[str, bool]]:
     """The distinct ``--set`` overrides of the runs in a table, as (text, whether they change jobs)."""
-    from benchmarks.overrides import describe, identity_overrides
+    from benchmarks.suites.overrides import describe, identity_overrides
 
     if "overrides" not in table:
         return []
@@ -124,7 +124,7 @@ def overrides_in(table) -> list[tuple[str, bool]]:
 def _with_variants(table, cols: list[str]):
     """A folder holding several ``--set`` variants of a suite (or several suites): a ``run`` column,
     ``SUITE`` or ``SUITE+VARIANT`` (the folder name ``--set`` gives), so their rows can be told apart."""
-    from benchmarks.store import plan_name
+    from benchmarks.store.results import plan_name
 
     runs = [plan_name(r) for r in table.to_dict("records")]
     if len(set(runs)) > 1 and "run" not in cols:
@@ -159,7 +159,7 @@ def print_table(store, *, fmt="table", include_superseded=False, columns=None, s
             for row in table.to_dict("records"):
                 print(json.dumps({c: row.get(c) for c in cols}, default=str))
         elif fmt == "csv":
-            from benchmarks.text import spreadsheet_safe
+            from benchmarks.store.text import spreadsheet_safe
 
             print(spreadsheet_safe(view(table, cols, scaled=False)).to_csv(index=False), end="")
         elif fmt == "markdown":
@@ -185,8 +185,8 @@ def print_table(store, *, fmt="table", include_superseded=False, columns=None, s
 
 
 def show_record(store, job_id: str) -> None:
-    from benchmarks.metrics import GROUPS, METRICS
-    from benchmarks.overrides import describe
+    from benchmarks.store.metric_table import GROUPS, METRICS
+    from benchmarks.suites.overrides import describe
 
     rec = store.get(job_id)
     if rec is None:
@@ -246,7 +246,7 @@ def show_record(store, job_id: str) -> None:
 
 def run(args) -> int:
     root = existing_results(args)  # before any heavy import: a missing folder is answered at once
-    from benchmarks.store import ResultStore
+    from benchmarks.store.results import ResultStore
 
     store = ResultStore(root)
     if args.job_id:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.files import DamagedFileError, write_text_atomic
-from benchmarks.metrics import BY_NAME, names
-from benchmarks.student import t_quantile
+from benchmarks.gate.student import t_quantile
+from benchmarks.store.files import DamagedFileError, write_text_atomic
+from benchmarks.store.metric_table import BY_NAME, names
 
 VALUES = tuple(names(check="tolerance") + names(check="exact"))  # top1, params, params_nonzero, macs, macs_effective
 REQUIRED = ("job_id", "label", *VALUES)

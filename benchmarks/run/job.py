@@ -19,15 +19,15 @@ from pathlib import Path
 import torch
 
 from baselines.contract import JobContext, Prepared, get_method
-from benchmarks.dense_cache import DenseRef
-from benchmarks.files import StorageError, model_bytes
-from benchmarks.latency import measure_pair, suspect
-from benchmarks.measure import deploy_form, eager_form, measure_cost
-from benchmarks.metrics import derive
-from benchmarks.phases import own_phases, phases_of, with_macs
-from benchmarks.provenance import device_info, static_provenance, utc_now
-from benchmarks.suite import Job, Suite
-from benchmarks.train import check_finite, evaluate, train
+from benchmarks.measure.cost import deploy_form, eager_form, measure_cost
+from benchmarks.measure.speed import measure_pair, suspect
+from benchmarks.run.checkpoints import DenseRef
+from benchmarks.run.train import check_finite, evaluate, train
+from benchmarks.store.files import StorageError, model_bytes
+from benchmarks.store.metric_table import derive
+from benchmarks.store.provenance import device_info, static_provenance, utc_now
+from benchmarks.suites.phases import own_phases, phases_of, with_macs
+from benchmarks.suites.suite import Job, Suite
 from tissuenet.registry import create_model_for_input
 
 EVAL_BATCH = 256  # test-set batch size (evaluation only; never changes a result)
@@ -49,7 +49,7 @@ class Env:
 
 
 def data_source(data_root=None) -> Callable[[str], dict]:
-    from benchmarks.data.registry import source_of
+    from benchmarks.data.datasets import source_of
 
     return lambda dataset: source_of(dataset, data_root)
 
@@ -62,7 +62,7 @@ class Outcome:
 
 def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
     """``(job, batch_size, channels_last) -> (train, test)`` loaders on ``device`` (datasets cached per process)."""
-    from benchmarks.data.registry import make_loaders
+    from benchmarks.data.datasets import make_loaders
 
     def loaders(job: Job, batch_size: int, channels_last: bool):
         _, train_loader, test_loader = make_loaders(
@@ -87,7 +87,7 @@ def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
 def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
     """Train one dense job's checkpoint: returns (CPU state dict, meta). Writes only its resume state."""
     from baselines.regularizers import regularizer
-    from benchmarks.dense_cache import train_dense
+    from benchmarks.run.checkpoints import train_dense
 
     shape = shape_of(suite, dense_job)
     epochs = dense_job.epochs_override or suite.budgets.dense_epochs
@@ -108,7 +108,7 @@ def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
 
 
 def shape_of(suite: Suite, job: Job) -> dict:
-    from benchmarks.data.registry import get_dataset
+    from benchmarks.data.datasets import get_dataset
 
     info = get_dataset(job.dataset)
     return {
@@ -261,7 +261,7 @@ def evaluate_step(model, test_loader, history: list[dict]) -> dict:
 
 
 def train_phases(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, macs: int) -> list[dict]:
-    """The phases this row's model trained through, each at the MACs it ran at (``benchmarks/phases.py``)."""
+    """The phases this row's model trained through, each at the MACs it ran at (``benchmarks/suites/phases.py``)."""
     declared = None if prepared.phases is None else [(p.name, p.epochs, p.dense_cost) for p in prepared.phases]
     own = own_phases(prepared.phase, prepared.epochs, prepared.extra_epochs_at_dense_cost, declared)
     phases = phases_of(

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.text import clean_text
+from benchmarks.store.text import clean_text
 
 
 def duration(seconds: float | None) -> str:

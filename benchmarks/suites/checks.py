@@ -1,6 +1,6 @@
 """Validation of a suite file, field by field, before anything trains.
 
-Every problem is one :class:`~benchmarks.suite.SuiteError` line naming the field and what is
+Every problem is one :class:`~benchmarks.suites.suite.SuiteError` line naming the field and what is
 allowed. Settings sections go through their typed dataclasses (``config.py``); this module checks
 the rest: names that must exist, lists, targets, labels, and jobs that would duplicate each other.
 Checks that need the data itself (a batch size larger than the training set) run in the runner's
@@ -12,10 +12,10 @@ from __future__ import annotations
 import collections
 
 from baselines.contract import TARGET_KINDS, MethodError, PlanContext, Target, check_target, get_method
-from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
-from benchmarks.settings import SettingsError
-from benchmarks.suite import MethodSpec, Suite, SuiteError
-from benchmarks.text import clean_text
+from benchmarks.store.text import clean_text
+from benchmarks.suites.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
+from benchmarks.suites.settings import SettingsError
+from benchmarks.suites.suite import MethodSpec, Suite, SuiteError
 from tissuenet.names import check_name
 
 TOP_KEYS = {
@@ -124,7 +124,7 @@ def _method(i: int, m, train: TrainConfig, finetune: dict, models: list[str]) ->
 
 
 def parse_suite(raw: dict, overrides: dict | None = None) -> Suite:
-    from benchmarks.data.registry import get_dataset
+    from benchmarks.data.datasets import get_dataset
     from tissuenet.registry import get_entry
 
     unknown = sorted(set(raw) - TOP_KEYS)
@@ -216,7 +216,7 @@ def check_jobs(suite: Suite) -> None:
 
 def _same_architecture(suite: Suite) -> None:
     """Two labels that build the same network with the same training are one job twice."""
-    from benchmarks.planning import plan_context
+    from benchmarks.suites.planning import plan_context
 
     for dataset in suite.datasets:
         for model in suite.models:

@@ -1,6 +1,6 @@
 """Search, within the paper's description, for the TissueNet configuration of each published row.
 
-    python -m benchmarks.preset_search [--rows vgg-16,resnet-50] [--top 5]
+    python -m benchmarks.paper.preset_search [--rows vgg-16,resnet-50] [--top 5]
 
 For every published TissueNet row ("Ours", "Ours('r')") it enumerates the knobs the paper leaves
 open: the unit's hidden width c_h (units 2-c_h-2), which stages are replaced, whether the first
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from benchmarks.paper import measured_cuts, tissuenet_rows
+from benchmarks.paper.published import measured_cuts, tissuenet_rows
 from tissuenet import get_entry
 from tissuenet.registry import tissue_name
 

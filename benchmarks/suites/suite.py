@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baselines.contract import Target
-from benchmarks.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
-from benchmarks.overrides import MAX_DEPTH, OverrideError, apply, describe, digest, identity_overrides, nesting
-from benchmarks.settings import SettingsError
+from benchmarks.suites.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
+from benchmarks.suites.overrides import MAX_DEPTH, OverrideError, apply, describe, digest, identity_overrides, nesting
+from benchmarks.suites.settings import SettingsError
 from tissuenet import plugins
 
-SUITES_DIR = Path(__file__).parent / "suites"
+SUITES_DIR = Path(__file__).parent  # the shipped suite files live beside this module
 JOB_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@+-]+")
 HASH_CHARS = 10  # of the config hash in a job id
 READABLE_MAX = 120  # characters of a job id's readable part: ids name files (lock, record, model, .sha256)
@@ -149,7 +149,7 @@ class Suite:
         """The plugins (module, distribution, version or source hash) a job's dataset, model and method
         come from: part of its settings hash and its record. Built-ins: nothing (ids stay as they were)."""
         from baselines.contract import method_origin
-        from benchmarks.data.registry import dataset_origin
+        from benchmarks.data.datasets import dataset_origin
         from tissuenet.registry import model_origin
 
         found = {
@@ -335,7 +335,7 @@ def read_suite_toml(path: Path) -> dict:
 
 def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
     """A validated suite; ``overrides`` (``--set``, see ``overrides.py``) are applied before validation."""
-    from benchmarks.suite_checks import parse_suite
+    from benchmarks.suites.checks import parse_suite
 
     path = suite_path(name_or_path)
     overrides = dict(overrides or {})

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.metrics import METRICS
+from benchmarks.store.metric_table import METRICS
 
 SCHEMA_VERSION = 2
 MAX_BYTES = 4 * 2**20  # a record holds numbers, settings and per-epoch history: a few hundred KB at most

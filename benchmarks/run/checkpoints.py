@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.files import DamagedFileError, load_torch, remove_verified, save_torch_atomic
-from benchmarks.measure import measure_cost
-from benchmarks.train import check_finite, evaluate, train
+from benchmarks.measure.cost import measure_cost
+from benchmarks.run.train import check_finite, evaluate, train
+from benchmarks.store.files import DamagedFileError, load_torch, remove_verified, save_torch_atomic
 
 DENSE_FORMAT = "tissuebench.dense/1"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmarks.settings import Section, SettingsError, setting
+from benchmarks.suites.settings import Section, SettingsError, setting
 
 # Latency: a timing is trusted only with at least this many samples over at least this long.
 MIN_LATENCY_SAMPLES = 10
@@ -112,13 +112,13 @@ class MeasureConfig(Section):
     runtimes: tuple[str, ...] = setting(
         ("auto",),
         doc="runtimes each model is timed on, paired with the dense model on the same one: eager, deploy, "
-        "onnxruntime, openvino (CPU), compile, tensorrt (CUDA); auto: the device's (benchmarks/runtimes.py)",
+        "onnxruntime, openvino (CPU), compile, tensorrt (CUDA); auto: the device's (benchmarks/measure/runtimes.py)",
     )
 
     def validate(self, where: str) -> None:
         if len(self.latency_batches) > 2:
             raise SettingsError(f"{where} latency_batches: at most two sizes (latency, throughput)")
-        from benchmarks.runtimes import RUNTIMES
+        from benchmarks.measure.runtimes import RUNTIMES
 
         unknown = [r for r in self.runtimes if r != "auto" and r not in RUNTIMES]
         if unknown or not self.runtimes:

@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.data import sources
 from benchmarks.data.images import SKIPPED
-from benchmarks.files import sha256_file
+from benchmarks.store.files import sha256_file
 from tissuenet import plugins
 from tissuenet.names import check_name, did_you_mean
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from baselines.contract import JobContext, Prepared, Target, get_method
-from benchmarks.config import BudgetConfig
-from benchmarks.data.registry import make_loaders
+from benchmarks.data.datasets import make_loaders
+from benchmarks.suites.config import BudgetConfig
 from tissuenet.registry import create_model_for_input
 
 

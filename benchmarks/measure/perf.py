@@ -22,10 +22,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks.config import TrainConfig
-from benchmarks.data.registry import get_dataset, load_splits, make_loaders
-from benchmarks.runner import resolve_device
-from benchmarks.train import compiled, evaluate, make_optimizer, train
+from benchmarks.data.datasets import get_dataset, load_splits, make_loaders
+from benchmarks.run.local import resolve_device
+from benchmarks.run.train import compiled, evaluate, make_optimizer, train
+from benchmarks.suites.config import TrainConfig
 from tissuenet.registry import create_model_for_input
 
 

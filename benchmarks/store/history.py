@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.files import HASH_SUFFIX, DamagedFileError, read_json, write_text_atomic
+from benchmarks.store.files import HASH_SUFFIX, DamagedFileError, read_json, write_text_atomic
 
 NIGHT_FILE = "night.json"
 HISTORY = "history.parquet"
@@ -78,7 +78,7 @@ def reuse_dense(suite_root: Path, folder: Path, fingerprint: str) -> list[str]:
 
 def build_history(suite_root: Path) -> pd.DataFrame:
     """One row per night and job of that night's current suite definition; written to ``history.parquet``."""
-    from benchmarks.store import ResultStore
+    from benchmarks.store.results import ResultStore
 
     rows = []
     for folder, meta in nights(suite_root):
@@ -109,7 +109,7 @@ def build_history(suite_root: Path) -> pd.DataFrame:
     if suite_root.is_dir():
         import io
 
-        from benchmarks.files import write_bytes_atomic
+        from benchmarks.store.files import write_bytes_atomic
 
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)

@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import record as schema
-from benchmarks.files import (
+from benchmarks.store import record as schema
+from benchmarks.store.files import (
     ALREADY_MOVED,
     QUARANTINE,
     DamagedFileError,
@@ -48,7 +48,7 @@ from benchmarks.files import (
     temporary_pid,
     write_text_atomic,
 )
-from benchmarks.text import spreadsheet_safe
+from benchmarks.store.text import spreadsheet_safe
 
 
 @dataclass
@@ -284,7 +284,7 @@ def read_record(path: Path) -> dict:
 def _write_frame(frame, path: Path, kind: str) -> None:
     import io
 
-    from benchmarks.files import write_bytes_atomic
+    from benchmarks.store.files import write_bytes_atomic
 
     buffer = io.BytesIO()
     if kind == "parquet":

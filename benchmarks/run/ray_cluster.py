@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.config import ExecutionConfig
-from benchmarks.dense_cache import DenseRef, load_dense, save_dense, weights_sha256
-from benchmarks.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
-from benchmarks.progress import SuiteProgress
-from benchmarks.runner import Runner, RunSummary, _failed
-from benchmarks.suite import Job, Suite
+from benchmarks.run.checkpoints import DenseRef, load_dense, save_dense, weights_sha256
+from benchmarks.run.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
+from benchmarks.run.local import Runner, RunSummary, _failed
+from benchmarks.run.progress import SuiteProgress
+from benchmarks.suites.config import ExecutionConfig
+from benchmarks.suites.suite import Job, Suite
 from tissuenet import plugins
 
 MARKER = ".ray-shared-marker"
@@ -55,7 +55,7 @@ class WorkerSettings:
 def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
     import torch
 
-    from benchmarks.runner import resolve_device
+    from benchmarks.run.local import resolve_device
     from tissuenet import plugins
 
     plugins.load_in_worker(list(settings.plugins))  # a fresh worker process knows no plugin yet
@@ -143,7 +143,7 @@ class RayRunner(Runner):
         self.worker_device = "cuda" if execution.gpus_per_job > 0 else device
 
     def run(self, only: str | None = None) -> RunSummary:
-        from benchmarks.provenance import utc_now
+        from benchmarks.store.provenance import utc_now
 
         self.started_utc = utc_now()
         summary, start_time = RunSummary(), time.perf_counter()

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.text import clean_text
+from benchmarks.store.text import clean_text
 from tissuenet.registry import create_model_for_input
 
 MODEL_FORMAT = "tissuebench.model/1"

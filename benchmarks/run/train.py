@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.config import TrainConfig
-from benchmarks.files import DamagedFileError, load_torch, save_torch_atomic
+from benchmarks.store.files import DamagedFileError, load_torch, save_torch_atomic
+from benchmarks.suites.config import TrainConfig
 
 CHECKPOINT_FORMAT = "tissuebench.train-state/1"
 

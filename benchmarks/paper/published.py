@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from baselines.presets import load_presets
-from benchmarks.data.registry import get_dataset
+from benchmarks.data.datasets import get_dataset
 from results import PAPER_TABLES
 from results import path as shipped_path
 from tissuenet import count_macs, count_params, create_model

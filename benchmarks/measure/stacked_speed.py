@@ -1,6 +1,6 @@
 """Stacked-layer speed, measured: one layer in each implementation, and the whole network target.
 
-    python -m benchmarks.stacked_latency [--threads 2] [--min-run-time 2] [--device cpu|cuda]
+    python -m benchmarks.measure.stacked_speed [--threads 2] [--min-run-time 2] [--device cpu|cuda]
 
 1. One stacked layer of 2-4-2 units against the dense pair of 3x3 convs it replaces (BN folded,
    channels_last, both), at ResNet-56's three shapes (16 ch 28x28, 32 ch 14x14, 64 ch 7x7), batch 1
@@ -8,7 +8,7 @@
 2. ``tissue_resnet56 --set replace=all`` against ``resnet56`` at 1x28x28 in the deployment form
    (the issue's target: >= 3x at batch 64 on a 2-core CPU), batch 1 and 64.
 
-Every number is a median of paired A/B timings (``benchmarks.latency.time_paired``); the header
+Every number is a median of paired A/B timings (``benchmarks.measure.speed.time_paired``); the header
 states the CPU or GPU, threads, allocator setting and instruction set. Prints Markdown.
 """
 
@@ -18,10 +18,10 @@ import argparse
 
 import torch
 
-from benchmarks.allocator import tune_allocator
-from benchmarks.latency import time_paired
-from benchmarks.measure import deploy_form
-from benchmarks.provenance import device_info
+from benchmarks.measure.allocator import tune_allocator
+from benchmarks.measure.cost import deploy_form
+from benchmarks.measure.speed import time_paired
+from benchmarks.store.provenance import device_info
 from tissuenet import count_macs, create_model
 from tissuenet.deploy import fold_bn
 from tissuenet.models._common import conv_bn

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks import dense_cache
-from benchmarks.data.registry import DataError
-from benchmarks.files import inside, remove_verified, write_verified
-from benchmarks.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
-from benchmarks.progress import SuiteProgress
-from benchmarks.store import ResultStore
-from benchmarks.suite import Job, Suite, SuiteError
+from benchmarks.data.datasets import DataError
+from benchmarks.run import checkpoints as dense_cache
+from benchmarks.run.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
+from benchmarks.run.progress import SuiteProgress
+from benchmarks.store.files import inside, remove_verified, write_verified
+from benchmarks.store.results import ResultStore
+from benchmarks.suites.suite import Job, Suite, SuiteError
 
 
 class DeviceError(ValueError):
@@ -178,7 +178,7 @@ class Runner:
         return self.progress.epoch_callback(job_id, epochs) if hasattr(self, "progress") else (lambda e, r: None)
 
     def run(self, only: str | None = None) -> RunSummary:
-        from benchmarks.provenance import utc_now
+        from benchmarks.store.provenance import utc_now
 
         self.started_utc = utc_now()
         summary, start = RunSummary(), time.perf_counter()
@@ -264,8 +264,8 @@ class Runner:
 
 
 def _failed(job: Job, exc: Exception) -> dict:
-    from benchmarks.job import identity
-    from benchmarks.provenance import static_provenance, utc_now
+    from benchmarks.run.job import identity
+    from benchmarks.store.provenance import static_provenance, utc_now
 
     return (
         identity(job)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.phases import compute
+from benchmarks.suites.phases import compute
 from tissuenet.metrics import WEIGHTINGS, tca, tca_ratio, tsa, tsa_ratio
 
 GROUPS = {
@@ -133,7 +133,7 @@ def _tradeoff_metrics() -> list[Metric]:
 
 
 def _train_compute(v: dict) -> float:
-    """Multiply-accumulates spent training this row, all phases (``benchmarks/phases.py``)."""
+    """Multiply-accumulates spent training this row, all phases (``benchmarks/suites/phases.py``)."""
     return compute(v["train_phases"], v["train_images"])
 
 

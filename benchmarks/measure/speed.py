@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmarks.allocator import tune_allocator
+from benchmarks.measure.allocator import tune_allocator
 
 UNRELIABLE_SPREAD = 0.25  # IQR / median of the paired ratios above this: too noisy to report as a result
 RELIABLE_SAMPLES = 10  # fewer paired samples than this: too few to report (the issue's "at least 10 samples")
@@ -159,14 +159,14 @@ def measure_pair(
 ) -> dict:
     """The latency columns of a record: ``cfg`` is the suite's ``MeasureConfig``.
 
-    Every runtime of ``cfg.runtimes`` (``benchmarks/runtimes.py``; the deployment form always) is timed
+    Every runtime of ``cfg.runtimes`` (``benchmarks/measure/runtimes.py``; the deployment form always) is timed
     at every batch size, each paired with the dense model on the same runtime. The deployment form's
     numbers fill the main columns (``latency_ms``, ``speedup_measured``, ...); every runtime's go to
     ``runtimes`` ({runtime: {batch: median, IQR, pairs, speed-up, ...}} or {"unavailable": why}).
     ``identical``: the model is the dense reference itself (the dense row), whose speed-up is 1 by
     definition: timing a model against itself measures only noise (on a busy machine, a "4.38x").
     """
-    from benchmarks import runtimes as rt
+    from benchmarks.measure import runtimes as rt
 
     if not cfg.latency:
         return {}

@@ -13,8 +13,8 @@ import functools
 from dataclasses import dataclass, field
 
 from baselines.contract import PlanContext, get_method
-from benchmarks.phases import compute, own_phases, phases_of, with_macs
-from benchmarks.suite import Job, Suite
+from benchmarks.suites.phases import compute, own_phases, phases_of, with_macs
+from benchmarks.suites.suite import Job, Suite
 from tissuenet import count_macs, count_params
 from tissuenet.registry import create_model_for_input
 
@@ -30,7 +30,7 @@ class PlannedJob:
     done: bool = False
     train_macs: float = 0.0  # per image while training (masked models: dense)
     dense_macs: float = 0.0
-    phases: list[dict] = field(default_factory=list)  # ``benchmarks/phases.py``, each with its MACs
+    phases: list[dict] = field(default_factory=list)  # ``benchmarks/suites/phases.py``, each with its MACs
 
     @property
     def extra_epochs_at_dense_cost(self) -> int:
@@ -68,7 +68,7 @@ class PlannedJob:
 
 @functools.cache
 def _shape(dataset: str, input_size: int | None = None) -> tuple[int, int, int]:
-    from benchmarks.data.registry import get_dataset
+    from benchmarks.data.datasets import get_dataset
 
     info = get_dataset(dataset)
     return info.num_classes, info.in_channels, input_size if input_size and not info.resident else info.input_size

@@ -1,1 +1,0 @@
-"""Executors beyond one process: ``ray_executor`` (imported only when ``--executor ray`` is used)."""

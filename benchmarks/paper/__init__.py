@@ -1,0 +1,1 @@
+"""The paper's published numbers and the search for the presets that reproduce its rows."""
