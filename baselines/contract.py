@@ -16,8 +16,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from tissuenet import plugins
-from tissuenet.names import check_name, did_you_mean
+from tissuenet.names import check_name
+from tissuenet.plugins import Registry
 from tissuenet.registry import create_model_for_input
 
 TARGET_KINDS = ("macs_reduction", "params_reduction", "sparsity")
@@ -50,7 +50,7 @@ class Target:
 
 
 class Budgets(Protocol):
-    """The epoch budgets a method may read (the suite's ``[budgets]``, ``benchmarks.suites.config.BudgetConfig``)."""
+    """The epoch budgets a method may read (the suite's ``[budgets]``, ``benchmarks.suites.settings.BudgetConfig``)."""
 
     dense_epochs: int
 
@@ -276,43 +276,31 @@ class BaseMethod:
         return None
 
 
-_METHODS: dict[str, Method] = {}
-_ORIGINS: dict[str, object] = {}  # name -> plugins.Origin (None: built-in)
+def _unknown(name: str, registry: Registry) -> MethodError:
+    return MethodError(f"unknown method {name!r}.{registry.suggest(name)} Known: {', '.join(registry.names())}")
+
+
+METHODS: Registry[Method] = Registry("method", "baselines", _unknown)  # importing the package registers them
 
 
 def register_method(cls):
     """Class decorator: instantiate and register under ``cls.name``."""
-    check_name(cls.name, "method name")
-    origin = plugins.current(cls.__module__)
-    if cls.name in _METHODS:
-        raise plugins.collision("method", cls.name, _ORIGINS.get(cls.name), origin)
-    _METHODS[cls.name] = cls()
-    _ORIGINS[cls.name] = origin
+    check_name(cls.name, "method name")  # before instantiating it
+    METHODS.add(cls.name, cls(), cls.__module__)
     return cls
-
-
-def _ensure_loaded() -> None:
-    import baselines  # noqa: F401  (importing the package registers every method)
-
-    plugins.load_installed()
 
 
 def method_origin(name: str):
     """The plugin a method comes from (``plugins.Origin``), or None for a built-in."""
-    _ensure_loaded()
-    return _ORIGINS.get(name)
+    return METHODS.origin(name)
 
 
 def get_method(name: str) -> Method:
-    _ensure_loaded()
-    if name not in _METHODS:
-        raise MethodError(f"unknown method {name!r}.{did_you_mean(name, _METHODS)} Known: {', '.join(list_methods())}")
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def list_methods() -> list[str]:
-    _ensure_loaded()
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def check_target(method: Method, target: Target) -> None:

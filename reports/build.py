@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from benchmarks.store.files import PathError, StorageError, no_links, process_alive, write_text_atomic
-from reports import data, figures, tables
+from reports import data, figures, plotting, tables
 from reports.data import safe_name
 from reports.index import write_index
 
@@ -129,7 +129,7 @@ def _build(results: Path, out: Path, include_superseded: bool, paper_costs: bool
     published = data.published()
     written = {(t["dataset"], t["model"]): t for t in tables.write_tables(agg, published, out)}
     sections = []
-    with plt.style.context(str(figures.STYLE)):
+    with plt.style.context(str(plotting.STYLE)):
         for (dataset, model), table in sorted(written.items()):
             sub = agg[(agg["dataset"] == dataset) & (agg["model"] == model)]
             pub = published[(published["dataset"] == dataset) & (published["model"] == model)]
@@ -167,7 +167,7 @@ def _section(dataset, model, table, sub, pub, hist, out: Path) -> dict:
     drawn = []
     for kind, (name, draw) in figures.FIGURES.items():
         fig, legend, caption = draw(sub, pub, hist, title)
-        files = figures.save(fig, out / f"fig_{kind}_{safe_name(dataset)}_{safe_name(model)}")
+        files = plotting.save(fig, out / f"fig_{kind}_{safe_name(dataset)}_{safe_name(model)}")
         drawn.append({"kind": kind, "title": name, "caption": caption, "files": files, "legend": legend})
     return {
         "dataset": dataset,
@@ -187,7 +187,7 @@ def _pairs(sub: pd.DataFrame, pub: pd.DataFrame) -> list[dict]:
     for _, r in sub[sub["preset"].notna()].iterrows():
         match = pub[pub["label"] == r["preset"]]
         if not len(match):
-            from baselines.presets import load_presets
+            from baselines.reference import load_presets
 
             preset = load_presets().get(r["preset"])
             match = pub[pub["label"] == preset.row] if preset else match
@@ -226,7 +226,7 @@ def kernels(rows: pd.DataFrame) -> list[dict]:
 def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
     """Failed jobs (with their errors), rows whose dense weights differ from their group's, and jobs of the
     suite that have no record."""
-    from benchmarks.gate.check import inconsistent_dense
+    from benchmarks.gate.judge import inconsistent_dense
 
     out = [
         {
@@ -239,7 +239,8 @@ def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
     if len(rows):
         for _, r in rows[rows["status"] != "ok"].iterrows():
             out.append({"job_id": r["job_id"], "status": "failed", "error": str(r.get("error", ""))})
-    from benchmarks.suites.suite import SuiteError, list_suites, load_suite
+    from benchmarks.suites.load import list_suites, load_suite
+    from benchmarks.suites.suite import SuiteError
 
     have = set(rows["job_id"]) if len(rows) else set()
     for name, overrides in _suites_run(rows):

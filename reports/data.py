@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.measure.speed import RELIABLE_SAMPLES, UNRELIABLE_SPREAD
+from benchmarks.measure.timing import RELIABLE_SAMPLES, UNRELIABLE_SPREAD
 from benchmarks.paper.published import PAPER_MODELS, published_rows
 from benchmarks.store.metric_table import BY_NAME, names
 from benchmarks.store.results import ResultStore

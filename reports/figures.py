@@ -11,89 +11,25 @@ Each function returns (figure, legend labels, caption).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
+from reports.plotting import (
+    MARKERS,
+    PUBLISHED_MARKERS,
+    colours,
+    families,
+    legend,
+    legend_label,
+    nothing_measured,
+    reader,
+    seeds_note,
+)
 
-from reports.data import MEASURED, TISSUENET, target_label  # noqa: E402
-
-STYLE = Path(__file__).with_name("tissuebench.mplstyle")
-METADATA = {
-    "png": {"Software": None},
-    "svg": {"Date": None, "Creator": None},
-    "pdf": {"CreationDate": None, "Producer": None, "Creator": None},
-}
-FORMATS = ("png", "svg", "pdf")
-MARKERS = "osD^vP*Xph<>"
-PUBLISHED_MARKERS = "osD^vP*Xph<>"
 SPIKE = 4.0  # a test loss above 4x the median loss is clipped (and the figure says so)
-
-
-def save(fig, stem: Path) -> list[str]:
-    files = []
-    for ext in FORMATS:
-        path = stem.with_suffix(f".{ext}")
-        try:
-            fig.savefig(path, format=ext, metadata=METADATA[ext])
-        except OSError as exc:
-            from benchmarks.store.files import StorageError
-
-            plt.close(fig)
-            raise StorageError(exc.errno, f"cannot write {path} ({exc.strerror})") from exc
-        files.append(path.name)
-    plt.close(fig)
-    return files
-
-
-def colours(families) -> dict:
-    """Family -> colour, from the (dataset, model)'s full list of families, so that every figure agrees."""
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {f: palette[i % len(palette)] for i, f in enumerate(families)}
-
-
-def _families(agg: pd.DataFrame) -> list[str]:
-    order = {"dense": 0, TISSUENET: 1}
-    return sorted(
-        agg["family"].unique(), key=lambda f: (order.get(agg.loc[agg["family"] == f, "method"].iloc[0], 2), f)
-    )
-
-
-def nothing_measured(ax, why: str) -> None:
-    """An empty figure says so on its face (never blank axes)."""
-    ax.text(0.5, 0.5, f"not measured: {why}", transform=ax.transAxes, ha="center", va="center", color="0.35")
-    ax.set_axis_off()
-
-
-def _legend_label(row) -> str:
-    return f"{row['family']} @ {row['target']}" if row["target"] else row["label"]
-
-
-def reader(label: str) -> str:
-    """``prune_l1@macs50`` -> ``prune_l1 @ -50 % MACs`` (a record label, for a legend)."""
-    fam, _, slug = label.partition("@")
-    for prefix, kind in (("macs", "macs_reduction"), ("params", "params_reduction"), ("sparsity", "sparsity")):
-        if slug.startswith(prefix):
-            try:
-                return f"{fam} @ {target_label(kind, float(slug[len(prefix) :]) / 100)}"
-            except ValueError:
-                break
-    return label
-
-
-def _legend(ax, better: str, ncol: int = 1) -> None:
-    """The legend, outside the axes on the right, titled with which way is better (never on the data)."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, title=better, title_fontsize=9, alignment="left")
-
-
-def _seeds_note(agg: pd.DataFrame) -> str:
-    most = int(agg["seeds"].max()) if len(agg) else 0
-    return f"bars: mean ± std over {most} seeds" if most > 1 else "one seed per row: no error bars"
 
 
 def _target_points(ax, rows: pd.DataFrame, x: str, y: str, colour) -> list[str]:
@@ -108,9 +44,9 @@ def _target_points(ax, rows: pd.DataFrame, x: str, y: str, colour) -> list[str]:
             marker=MARKERS[k % len(MARKERS)],
             ls="none",
             capsize=3,
-            label=_legend_label(r),
+            label=legend_label(r),
         )
-        labels.append(_legend_label(r))
+        labels.append(legend_label(r))
     return labels
 
 
@@ -118,8 +54,8 @@ def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
     """Top-1 drop vs FLOPs cut (Fig. 7): each method's targets connected, published points hollow."""
     fig, ax = plt.subplots()
     ok = agg[agg["seeds"] > 0]
-    fams = _families(ok)
-    colour = colours(_families(agg))
+    fams = families(ok)
+    colour = colours(families(agg))
     labels = []
     for fam in fams:
         rows = ok[ok["family"] == fam].sort_values("macs_effective_reduction_pct")
@@ -149,12 +85,12 @@ def tradeoff(agg: pd.DataFrame, published: pd.DataFrame, title: str):
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set(xlabel="FLOPs cut, effective (%)", ylabel="top-1 drop vs dense (points)")
     ax.set_title(title)
-    _legend(ax, "better: ↘ (larger cut, smaller drop)", ncol=1 + len(labels) // 16)
+    legend(ax, "better: ↘ (larger cut, smaller drop)", ncol=1 + len(labels) // 16)
     caption = (
         f"Top-1 accuracy drop against the FLOPs cut (the paper's Fig. 7); each method's targets are "
         f"connected; beside each point its training compute relative to its dense reference (all phases: a "
         f"fine-tuned row includes the dense training it starts from); hollow: published rows, each against its "
-        f"own baseline; {_seeds_note(ok)}."
+        f"own baseline; {seeds_note(ok)}."
     )
     return fig, labels, caption
 
@@ -170,8 +106,8 @@ def accuracy_vs_params(agg: pd.DataFrame, title: str):
     """Top-1 vs nonzero parameters (log axis, readable ticks) and the Pareto front."""
     fig, ax = plt.subplots()
     ok = agg[(agg["seeds"] > 0) & agg["params_nonzero"].notna()]
-    fams = _families(ok)
-    colour = colours(_families(agg))
+    fams = families(ok)
+    colour = colours(families(agg))
     labels = []
     for fam in fams:
         rows = ok[ok["family"] == fam].sort_values("params_nonzero")
@@ -183,7 +119,7 @@ def accuracy_vs_params(agg: pd.DataFrame, title: str):
         labels.append("Pareto front")
         front_note = "the line is the Pareto front"
     else:
-        front_note = f"{_legend_label(pts.iloc[0])} has fewer parameters and higher accuracy than every other row"
+        front_note = f"{legend_label(pts.iloc[0])} has fewer parameters and higher accuracy than every other row"
     ax.set_xscale("log")
     ax.set_xlim(*_log_limits(ok["params_nonzero"].to_numpy(float)))
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -191,8 +127,8 @@ def accuracy_vs_params(agg: pd.DataFrame, title: str):
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
     ax.set(xlabel="nonzero parameters (log scale)", ylabel="top-1 accuracy (%)")
     ax.set_title(title)
-    _legend(ax, "better: ↖ (fewer parameters, higher accuracy)")
-    return fig, labels, f"Top-1 accuracy against nonzero parameters; {front_note}; {_seeds_note(ok)}."
+    legend(ax, "better: ↖ (fewer parameters, higher accuracy)")
+    return fig, labels, f"Top-1 accuracy against nonzero parameters; {front_note}; {seeds_note(ok)}."
 
 
 def _log_limits(values: np.ndarray) -> tuple[float, float]:
@@ -227,7 +163,7 @@ def curves(history: pd.DataFrame, agg: pd.DataFrame, title: str):
             nothing_measured(ax, "no per-epoch history")
         fig.suptitle(title)
         return fig, labels, "Not measured: no per-epoch history."
-    fams = _families(agg) if len(agg) else sorted(history["label"].map(lambda s: s.split("@")[0]).unique())
+    fams = families(agg) if len(agg) else sorted(history["label"].map(lambda s: s.split("@")[0]).unique())
     colour = colours(fams)
     dense_hist = history[history["phase"] == "dense"]
     dense_end = int(dense_hist["epoch"].max()) if len(dense_hist) else 0
@@ -310,7 +246,7 @@ def tca_tsa(agg: pd.DataFrame, title: str):
     fig, axes = plt.subplots(
         1, len(WEIGHTINGS), figsize=(12, 0.45 * max(len(rows), 3) + 2.0), sharey=True, layout="constrained"
     )
-    names = [_legend_label(r) for _, r in rows.iterrows()]
+    names = [legend_label(r) for _, r in rows.iterrows()]
     y = np.arange(len(rows))
     shades = (("tca", "0.25"), ("tsa", "0.62"))  # greys: the palette's colours mean method families elsewhere
     for ax, (w1, w2) in zip(axes, WEIGHTINGS):
@@ -335,7 +271,7 @@ def tca_tsa(agg: pd.DataFrame, title: str):
     fig.suptitle(title)
     caption = (
         "TCA (FLOPs) and TSA (parameters) per method at the paper's three weightings; the dashed line is "
-        f"the dense model (1); linear axes; {_seeds_note(rows)}."
+        f"the dense model (1); linear axes; {seeds_note(rows)}."
     )
     return fig, names, caption
 
@@ -344,14 +280,14 @@ def latency(agg: pd.DataFrame, title: str):
     """Realized fraction of the theoretical speed-up (measured / theory) per method, IQR error bars."""
     rows = agg[(agg["seeds"] > 0) & (agg["method"] != "dense") & agg["speedup_measured"].notna()]
     trusted = rows[rows["speedup_reliable"] & ~rows["speedup_suspect"]]
-    left_out = [_legend_label(r) for _, r in rows.iterrows() if r.name not in trusted.index]
+    left_out = [legend_label(r) for _, r in rows.iterrows() if r.name not in trusted.index]
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * max(len(trusted), 3) + 1.4))
-    names = [_legend_label(r) for _, r in trusted.iterrows()]
+    names = [legend_label(r) for _, r in trusted.iterrows()]
     if len(trusted):
         realized = trusted["speedup_measured"] / trusted["speedup_theoretical"]
         err = (trusted["speedup_iqr"] / 2 / trusted["speedup_theoretical"]).fillna(0)
         y = np.arange(len(trusted))
-        colour = colours(_families(agg))  # every figure gives a family the same colour
+        colour = colours(families(agg))  # every figure gives a family the same colour
         ax.barh(y, realized, xerr=err, color=[colour[f] for f in trusted["family"]], capsize=3)
         right = max(1.0, float((realized + err).max())) * 1.03
         for yi, r in enumerate(trusted.to_dict("records")):  # the speed-ups themselves, beside the plot
@@ -385,7 +321,7 @@ def by_runtime(agg: pd.DataFrame, title: str):
     speedups = [d or {} for d in rows.get("runtime_speedups", pd.Series(dtype=object))]
     runtimes = sorted({r for d in speedups for r, v in d.items() if "unavailable" not in v})
     batches = sorted({int(b) for d in speedups for v in d.values() for b in v if b.isdigit()})
-    names = [_legend_label(r) for _, r in rows.iterrows()]
+    names = [legend_label(r) for _, r in rows.iterrows()]
     fig, axes = plt.subplots(
         1,
         max(1, len(batches)),
@@ -431,10 +367,3 @@ FIGURES = {
     "latency": ("Realized speed-up", lambda agg, pub, hist, t: latency(agg, t)),
     "runtimes": ("Speed-up by runtime", lambda agg, pub, hist, t: by_runtime(agg, t)),
 }
-
-
-def is_measured(agg: pd.DataFrame) -> pd.Series:
-    return agg["source"] == MEASURED
-
-
-__all__ = ["FIGURES", "STYLE", "math", "save"]

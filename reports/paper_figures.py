@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reports import data, figures, tables
+from reports import data, figures, plotting, tables
 from reports.data import safe_name
 
 # published method name -> the method that runs it here (TissueNet rows: the preset built for that row)
@@ -79,7 +79,7 @@ def measured_frame(folders: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 def counterpart(row, measured: pd.DataFrame) -> tuple[str, bool]:
     """(the label of a published row's counterpart here, whether a measured row has it)."""
     if row["label"] in TISSUENET_ROWS:
-        from baselines.presets import load_presets
+        from baselines.reference import load_presets
 
         presets = [p.name for p in load_presets().values() if p.row == row["label"] and p.backbone == row["model"]]
         presets = [p for p in presets if p.split("-")[0] == row["dataset"]]
@@ -160,7 +160,7 @@ def build(out: Path, folders: list[Path]) -> dict:
     published = published_frame()
     measured, history = measured_frame(folders) if folders else (pd.DataFrame(), pd.DataFrame())
     sections = []
-    with plt.style.context(str(figures.STYLE)):
+    with plt.style.context(str(plotting.STYLE)):
         for (dataset, model), pub in published.groupby(["dataset", "model"], sort=True):
             mine = measured[(measured["dataset"] == dataset) & (measured["model"] == model)] if len(measured) else None
             agg = mine if mine is not None and len(mine) else _empty_measured()
@@ -168,13 +168,13 @@ def build(out: Path, folders: list[Path]) -> dict:
             stem = f"{safe_name(dataset)}_{safe_name(model)}"
             drawn = []
             fig, _, caption = figures.tradeoff(agg, pub, title)
-            drawn.append(("Fig. 7 form", caption, figures.save(fig, out / f"fig_tradeoff_{stem}")))
+            drawn.append(("Fig. 7 form", caption, plotting.save(fig, out / f"fig_tradeoff_{stem}")))
             fig, _, caption = figures.tca_tsa(_chart_rows(agg if len(agg) else pd.DataFrame(), pub), title)
-            drawn.append(("Tables IV-VI as charts", caption, figures.save(fig, out / f"fig_tca_tsa_{stem}")))
+            drawn.append(("Tables IV-VI as charts", caption, plotting.save(fig, out / f"fig_tca_tsa_{stem}")))
             if len(history) and mine is not None and len(mine):
                 hist = history[(history["dataset"] == dataset) & (history["model"] == model)]
                 fig, _, caption = figures.curves(hist, agg, title)
-                drawn.append(("Fig. 6 form", caption, figures.save(fig, out / f"fig_curves_{stem}")))
+                drawn.append(("Fig. 6 form", caption, plotting.save(fig, out / f"fig_curves_{stem}")))
             table = tables.build(agg if len(agg) and "top1" in agg else pd.DataFrame(), pub, dataset, model)
             (out / f"table_{stem}.md").write_text(f"### {tables.caption(table)}\n\n" + tables.to_markdown(table))
             sections.append({"dataset": dataset, "model": model, "title": title, "table": table, "figures": drawn})

@@ -12,7 +12,7 @@ with Holm's correction within a table.
 * **Multiple comparisons**: the p-values of one table (every row against its reference) are
   adjusted by Holm's step-down method before ``ALPHA = 0.05`` is applied.
 
-Student's t comes from ``benchmarks.gate.student`` (no SciPy at run time; the tests compare with SciPy).
+Student's t is SciPy's (``scipy.stats.t``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from benchmarks.gate.student import t_quantile, t_two_sided_p
+from scipy.stats import t as student_t
 
 ALPHA = 0.05
 CI_LEVEL = 0.95
@@ -54,12 +53,12 @@ def spread(values) -> Spread:
 def t_interval(x: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
     """Student-t confidence interval of the mean: mean ± t((1+level)/2, n-1) s / sqrt(n)."""
     n = len(x)
-    half = t_quantile((1 + level) / 2, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    half = float(student_t.ppf((1 + level) / 2, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
     return float(x.mean()) - half, float(x.mean()) + half
 
 
 @dataclass(frozen=True)
-class Paired:
+class PairedTest:
     n: int
     mean_difference: float  # a - b
     p_value: float  # nan: no test (fewer than two pairs, or differences without spread)
@@ -72,7 +71,7 @@ class Paired:
 DIFFERENCE_DIGITS = 9  # decimals a paired difference is rounded to before its spread is judged
 
 
-def paired_t_test(a: dict, b: dict) -> Paired:
+def paired_t_test(a: dict, b: dict) -> PairedTest:
     """Two-sided paired t-test of ``a`` against ``b``, both {seed: value}, on the seeds both have a number for."""
 
     def ok(v) -> bool:
@@ -82,12 +81,12 @@ def paired_t_test(a: dict, b: dict) -> Paired:
     # rounded: accuracies are 100 c / n, so rows exactly k images apart differ by float noise, not spread
     d = np.round(np.asarray([a[s] - b[s] for s in seeds], dtype=float), DIFFERENCE_DIGITS)
     if len(d) < 2:
-        return Paired(len(d), float(d.mean()) if len(d) else math.nan, math.nan)
+        return PairedTest(len(d), float(d.mean()) if len(d) else math.nan, math.nan)
     sd = d.std(ddof=1)
     if sd == 0:  # identical differences on every seed: the t statistic is undefined; no test
-        return Paired(len(d), float(d.mean()), math.nan)
+        return PairedTest(len(d), float(d.mean()), math.nan)
     t = d.mean() / (sd / math.sqrt(len(d)))
-    return Paired(len(d), float(d.mean()), t_two_sided_p(t, len(d) - 1))
+    return PairedTest(len(d), float(d.mean()), float(2 * student_t.sf(abs(t), len(d) - 1)))
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.gate.check import judge, rule_of  # noqa: E402
+from benchmarks.gate.judge import judge, rule_of  # noqa: E402
 from benchmarks.store.files import write_text_atomic  # noqa: E402
 from reports import figures  # noqa: E402
 from reports.data import safe_name  # noqa: E402

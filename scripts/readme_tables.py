@@ -30,8 +30,8 @@ GPU_RATE_TEXT = "5.3 T MACs/s, an H200's measured rate on ResNet-56 (field notes
 def suite_compute(name: str) -> tuple[int, float]:
     """(jobs, total training compute in MACs) of a shipped suite, from its dry run (nominal dataset sizes)."""
     from benchmarks.data.datasets import get_dataset
+    from benchmarks.suites.load import load_suite
     from benchmarks.suites.planning import plan, total_compute
-    from benchmarks.suites.suite import load_suite
 
     suite = load_suite(name)
     jobs = suite.jobs()
@@ -51,7 +51,7 @@ def _hours(macs: float) -> str:
 
 
 def suites_block() -> str:
-    from benchmarks.suites.suite import list_suites, load_suite
+    from benchmarks.suites.load import list_suites, load_suite
 
     lines = [
         "| suite | what | jobs | training compute | one GPU at 5.3 T MACs/s |",

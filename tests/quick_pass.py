@@ -15,7 +15,7 @@ import json
 from baselines.contract import MethodError, get_method
 from benchmarks.data.datasets import get_dataset
 from benchmarks.suites.checks import parse_target
-from benchmarks.suites.suite import read_suite_toml, suite_path
+from benchmarks.suites.load import read_suite_toml, suite_path
 
 BATCH, TRAIN_IMAGES, TEST_IMAGES, FOLDER_PX, PRUNING_STEPS = 8, 16, 16, 32, 50
 

@@ -12,7 +12,7 @@ from benchmarks.data.datasets import make_loaders
 from benchmarks.measure.cost import measure_cost
 from benchmarks.run.train import train
 from benchmarks.store.files import load_model, save_model
-from benchmarks.suites.config import BudgetConfig, TrainConfig
+from benchmarks.suites.settings import BudgetConfig, TrainConfig
 from tissuenet import list_models
 from tissuenet.registry import create_model_for_input
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from baselines import reference as methods
-from benchmarks.gate.check import read_reference
+from benchmarks.gate.reference import read_reference
 from benchmarks.store.results import ResultStore
 from tests.helpers import record, write_suite
 from tissuebench.cli import main
@@ -143,7 +143,8 @@ def test_reference_keeps_exact_counts(tmp_path):
     """Costs above a million survive the CSV round trip exactly (no rounding to 6 digits)."""
     import pandas as pd
 
-    from benchmarks.gate.check import compare, write_reference
+    from benchmarks.gate.bounds import write_reference
+    from benchmarks.gate.judge import compare
 
     row = {
         "job_id": "j",
@@ -187,7 +188,7 @@ def test_reference_keeps_exact_counts(tmp_path):
     ],
 )
 def test_judge(metric, got, value, rule, bound, verdict):
-    from benchmarks.gate.check import judge
+    from benchmarks.gate.judge import judge
 
     assert judge(metric, got, value, rule, bound) == verdict
 
@@ -221,7 +222,7 @@ def _job(seeds):
 def test_bounds_from_eight_seeds_hand_computed():
     """top-1 80..87: mean 83.5, s = 2.44949. Two bounds move with training (top-1, effective MACs), so each is
     at q = 1 - 0.01 / 2 = 0.995 (99 % for the run): t(0.995, 7) = 3.499483; half-width = t s sqrt(1 + 1/8)."""
-    from benchmarks.gate.check import derive_bounds
+    from benchmarks.gate.bounds import derive_bounds
 
     seeds = _seed_rows(8, [80.0 + i for i in range(8)], [500.0 + i for i in range(8)])
     rows = derive_bounds(_job(seeds), seeds, None).iloc[0]
@@ -236,7 +237,8 @@ def test_bounds_from_eight_seeds_hand_computed():
 
 
 def test_top1_band_has_a_floor_and_seeds_are_required():
-    from benchmarks.gate.check import CheckError, derive_bounds
+    from benchmarks.gate.bounds import derive_bounds
+    from benchmarks.gate.reference import CheckError
 
     same = _seed_rows(8, [80.0] * 8, [500.0] * 8)
     rows = derive_bounds(_job(same), same, None).iloc[0]

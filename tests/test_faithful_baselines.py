@@ -184,7 +184,8 @@ def _runs(seeds, *, threads=2, top1=80.0, spread=0.3):
 
 
 def test_reference_runs_must_be_independent_draws():
-    from benchmarks.gate.check import CheckError, derive_bounds
+    from benchmarks.gate.bounds import derive_bounds
+    from benchmarks.gate.reference import CheckError
 
     job = _runs([0])
     twins = pd.concat([_runs(range(10, 20), threads=2), _runs(range(10, 20), threads=1)], ignore_index=True)
@@ -196,7 +197,7 @@ def test_reference_runs_must_be_independent_draws():
 
 
 def test_held_out_runs_measure_the_false_alarm_rate():
-    from benchmarks.gate.check import derive_bounds, held_out
+    from benchmarks.gate.bounds import derive_bounds, held_out
 
     job = _runs([0])
     reference = derive_bounds(job, _runs(range(10, 30)), None)
@@ -207,8 +208,8 @@ def test_held_out_runs_measure_the_false_alarm_rate():
 
 
 def test_shipped_reference_names_seeds_apart_from_the_suites_own():
-    from benchmarks.gate.check import read_reference
-    from benchmarks.suites.suite import load_suite
+    from benchmarks.gate.reference import read_reference
+    from benchmarks.suites.load import load_suite
     from results import reference
 
     _, meta = read_reference(reference("smoke"))
@@ -243,7 +244,7 @@ def test_a_missing_equal_budget_row_is_named_not_replaced():
 
 def test_scratch_b_is_capped_at_twice_the_dense_epochs_on_imagenet():
     from baselines.contract import get_method
-    from benchmarks.suites.config import BudgetConfig
+    from benchmarks.suites.settings import BudgetConfig
 
     method, budgets = get_method("scratch_b"), BudgetConfig.from_dict({"dense_epochs": 90, "finetune_epochs": 10})
     assert method._epochs(budgets, None, 4.0, method.cap({}, "imagenet")) == 180  # Liu et al.: at most 2x

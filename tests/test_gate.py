@@ -68,7 +68,7 @@ def damaged_weight_fails(run: Path, results: Path) -> None:
     from benchmarks.run.job import EVAL_BATCH
     from benchmarks.run.train import evaluate
     from benchmarks.store.files import load_model
-    from benchmarks.suites.suite import load_suite
+    from benchmarks.suites.load import load_suite
 
     shutil.copytree(run, results)
     (record_path,) = [p for p in (results / "records").glob("*.json") if ".tissuenet-all." in p.name]

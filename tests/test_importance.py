@@ -79,7 +79,7 @@ def test_lamp_scores_by_hand():
 def test_sparse_lamp_prunes_by_lamp_scores_globally():
     """Two layers: [1, 2, 3] and [0.1, 10]. Two weights out by LAMP: 0.1 (1e-4) and 1 (1/14), not 1 and 2."""
     from baselines.contract import JobContext, Target, get_method
-    from benchmarks.suites.config import BudgetConfig
+    from benchmarks.suites.settings import BudgetConfig
 
     model = nn.Sequential(nn.Linear(3, 1, bias=False), nn.Linear(1, 2, bias=False))
     with torch.no_grad():

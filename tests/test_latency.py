@@ -8,8 +8,9 @@ import torch
 
 from baselines.unstructured import make_permanent, prunable_weights
 from benchmarks.measure.cost import deploy_form, eager_form
-from benchmarks.measure.speed import SUSPECT_FACTOR, measure_pair, suspect, time_paired
-from benchmarks.suites.config import MeasureConfig
+from benchmarks.measure.speed import SUSPECT_FACTOR, measure_pair, suspect
+from benchmarks.measure.timing import time_paired
+from benchmarks.suites.settings import MeasureConfig
 from tissuenet import create_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # timing loops: seconds each

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.measure.speed import RELIABLE_SAMPLES, UNRELIABLE_SPREAD, paired
+from benchmarks.measure.timing import RELIABLE_SAMPLES, UNRELIABLE_SPREAD, paired
 
 
 def test_load_that_hits_both_models_spreads_the_timings_not_the_ratio():

@@ -36,7 +36,7 @@ def test_every_method_follows_the_contract(name):
 
 def test_a_broken_method_is_caught():
     """The check can fail: a method whose model file does not reload to the same network."""
-    from baselines.contract import _METHODS, BaseMethod, Prepared
+    from baselines.contract import METHODS, BaseMethod, Prepared
 
     class Broken(BaseMethod):
         name = "broken_for_test"
@@ -46,9 +46,9 @@ def test_a_broken_method_is_caught():
             model = ctx.dense_model()
             return Prepared(model, "scratch", 1, arch={"model": "mlp", "options": {}})  # claims another architecture
 
-    _METHODS["broken_for_test"] = Broken()
+    METHODS.add("broken_for_test", Broken(), __name__)
     try:
         with pytest.raises(ConformanceError, match="save and reload"):
             check_method("broken_for_test")
     finally:
-        del _METHODS["broken_for_test"]
+        METHODS.remove("broken_for_test")

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from benchmarks.suites.load import load_suite
 from benchmarks.suites.overrides import OverrideError, apply, digest, parse
-from benchmarks.suites.suite import SuiteError, load_suite
+from benchmarks.suites.suite import SuiteError
 from tests.helpers import write_suite
 from tissuebench.cli import main
 

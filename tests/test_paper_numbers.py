@@ -118,7 +118,7 @@ def test_metric_input_errors():
 @pytest.mark.slow
 def test_presets_reproduce_the_published_cuts():
     """Each preset flagged `match` is within 3 points of its row on both cuts; the others are not (and say so)."""
-    from baselines.presets import load_presets
+    from baselines.reference import load_presets
     from benchmarks.paper.published import paper_costs
 
     rows = paper_costs()

@@ -3,7 +3,8 @@ every malformed suite is one clear error before training (the wider table is in 
 
 import pytest
 
-from benchmarks.suites.suite import SuiteError, list_suites, load_suite
+from benchmarks.suites.load import list_suites, load_suite
+from benchmarks.suites.suite import SuiteError
 from tests.helpers import DEFAULT_METHODS, write_suite
 
 

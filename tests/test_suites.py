@@ -16,7 +16,7 @@ import pytest
 from baselines.contract import get_method
 from benchmarks.data.datasets import get_dataset
 from benchmarks.suites.checks import parse_target
-from benchmarks.suites.suite import list_suites, load_suite, read_suite_toml, suite_path
+from benchmarks.suites.load import list_suites, load_suite, read_suite_toml, suite_path
 from tests.layouts import WRITERS
 from tests.quick_pass import quick_overrides
 from tissuebench.cli import main

@@ -5,8 +5,7 @@ import torch
 
 from benchmarks.data.datasets import make_loaders
 from benchmarks.run.train import DivergedError, evaluate, lr_lambda, train
-from benchmarks.suites.config import TrainConfig
-from benchmarks.suites.settings import SettingsError
+from benchmarks.suites.settings import SettingsError, TrainConfig
 from tissuenet import create_model
 
 

@@ -58,7 +58,7 @@ USER_ERRORS = (
     ("benchmarks.store.files", "DamagedFileError"),
     ("benchmarks.store.files", "PathError"),
     ("benchmarks.run.local", "DeviceError"),
-    ("benchmarks.gate.check", "CheckError"),
+    ("benchmarks.gate.reference", "CheckError"),
 )
 
 

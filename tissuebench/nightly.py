@@ -24,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.gate.check import CheckError, check, moved_between, read_reference
+from benchmarks.gate.judge import check, moved_between
+from benchmarks.gate.reference import CheckError, read_reference
 from benchmarks.store.history import build_history, night_name, reuse_dense, write_night
 from benchmarks.store.provenance import REPO, code_state, utc_now
 from benchmarks.store.results import ResultStore
-from benchmarks.suites.suite import load_suite
+from benchmarks.suites.load import load_suite
 from results import reference as shipped_reference
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 DEFAULT_SUITE = "smoke"
@@ -45,6 +46,33 @@ def float_in(lo: float, hi: float | None = None):
 
     parse.__name__ = "number"
     return parse
+
+
+def add_section_options(group, section) -> None:
+    """One ``--option`` per field of a settings section, its type, range, choices and help read from the field
+    (the suite file and the command line check a value by the same rule). Unset: the suite's value."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(section)
+    for f in dataclasses.fields(section):
+        rule, kinds = f.metadata, set(typing.get_args(hints[f.name])) or {hints[f.name]}
+        lo = rule["min"] if rule["min"] is not None else -math.inf
+        kwargs = {"default": None, "help": rule["doc"] + (f" (default: {f.default})" if f.default is not None else "")}
+        if rule["choices"] is not None:
+            kwargs["choices"] = rule["choices"]
+        elif int in kinds:
+            kwargs["type"] = int_in(lo, rule["max"])
+        elif float in kinds:
+            kwargs["type"] = float_in(lo, rule["max"])
+        group.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def section_options(args, section) -> dict:
+    """The values of a section's options on the command line (None: not given)."""
+    import dataclasses
+
+    return {f.name: getattr(args, f.name, None) for f in dataclasses.fields(section)}
 
 
 def suite_name(text: str) -> str:

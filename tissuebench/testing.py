@@ -45,7 +45,7 @@ def _fail(method: str, step: str, why: str) -> ConformanceError:
 
 def _train_briefly(model, train_loader, test_loader) -> None:
     from benchmarks.run.train import train
-    from benchmarks.suites.config import TrainConfig
+    from benchmarks.suites.settings import TrainConfig
 
     cfg = TrainConfig.from_dict({"epochs": 1, "batch_size": 64, "lr": 0.05, "warmup_epochs": 0})
     train(model, train_loader, test_loader, cfg)
@@ -66,8 +66,8 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
     from benchmarks.run.train import train
     from benchmarks.store.files import load_model, model_bytes
     from benchmarks.suites.checks import parse_suite
-    from benchmarks.suites.config import BudgetConfig
     from benchmarks.suites.planning import plan_context
+    from benchmarks.suites.settings import BudgetConfig
     from tissuenet.counting import count_macs, count_nonzero_params, count_params
     from tissuenet.registry import create_model_for_input
 
@@ -89,7 +89,7 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
         raise _fail(name, "validation", f"refuses a tiny {model} with target {target}: {exc}") from exc
 
     def phase_train(m, epochs, extra_loss=None):
-        from benchmarks.suites.config import TrainConfig
+        from benchmarks.suites.settings import TrainConfig
 
         cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 64, "lr": 0.01, "warmup_epochs": 0})
         train(m, train_loader, test_loader, cfg, extra_loss=extra_loss)
@@ -119,7 +119,7 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
         raise _fail(name, "prepare", f"phase {prepared.phase!r} / epochs {prepared.epochs!r}: phases are {PHASES}")
 
     # one epoch of each of its phases under the harness's own loop (hooks, finalizers), then the target
-    from benchmarks.suites.config import TrainConfig
+    from benchmarks.suites.settings import TrainConfig
 
     for phase in prepared.training_phases():
         if phase.epochs:

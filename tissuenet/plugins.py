@@ -1,4 +1,6 @@
-"""Plugins: methods, models and datasets from outside this repository, found the way pytest finds them.
+"""Registries and plugins: the one :class:`Registry` behind models, methods and datasets (timm's
+``register_model`` / ``create_model`` / ``list_models`` pattern, written once), and the plugins that add to
+them from outside this repository, found the way pytest finds them.
 
 * **Installed** packages declare an entry point in the group ``tissuebench.plugins`` (its value is a
   module); every registry imports them before its first answer (:func:`load_installed`).
@@ -17,12 +19,17 @@ every registry, ``tissuenet``'s included, loads installed plugins before answeri
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
+
+from tissuenet.names import check_name, did_you_mean
 
 GROUP = "tissuebench.plugins"
 BUILTIN = "built-in"
@@ -180,3 +187,62 @@ def load_in_worker(modules: list[tuple[str, str | None]]) -> None:
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
     load([m for m, _ in modules], where="worker")
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind (``model``, ``method``, ``dataset``), each tagged with the plugin it came from.
+
+    ``builtins``: the module whose import registers the built-in entries, imported (with every installed
+    plugin) before the first answer; ``unknown(name, registry)``: the exception a lookup of an unknown name
+    raises (each kind words its own hint).
+    """
+
+    def __init__(self, kind: str, builtins: str, unknown: Callable[[str, Registry], Exception]) -> None:
+        self.kind, self.builtins, self.unknown = kind, builtins, unknown
+        self._entries: dict[str, T] = {}
+        self._origins: dict[str, Origin | None] = {}
+
+    def add(self, name: str, entry: T, module: str | None) -> T:
+        """Register ``entry`` under ``name``; ``module``: where the registering code lives (its origin)."""
+        check_name(name, f"{self.kind} name")
+        origin = current(module)
+        if name in self._entries:
+            raise collision(self.kind, name, self._origins.get(name), origin)
+        self._entries[name], self._origins[name] = entry, origin
+        return entry
+
+    def load(self) -> Registry[T]:
+        importlib.import_module(self.builtins)
+        load_installed()
+        return self
+
+    def get(self, name: str) -> T:
+        self.load()
+        if name not in self._entries:
+            raise self.unknown(name, self)
+        return self._entries[name]
+
+    def origin(self, name: str) -> Origin | None:
+        """The plugin ``name`` comes from (None: built-in, or not registered)."""
+        self.load()
+        return self._origins.get(name)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        self.load()
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def entries(self) -> Iterator[T]:
+        self.load()
+        return iter(list(self._entries.values()))
+
+    def remove(self, name: str) -> None:
+        """Take ``name`` out again (a test's temporary entry)."""
+        self._entries.pop(name, None)
+        self._origins.pop(name, None)
+
+    def suggest(self, name: str) -> str:
+        """' Did you mean: ...?' among the registered names."""
+        return did_you_mean(name, self._entries)

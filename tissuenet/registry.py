@@ -6,15 +6,13 @@ Names with a prefix reach other libraries lazily: ``torchvision:resnet18``, ``ti
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
 
-from tissuenet import plugins
-from tissuenet.names import check_name, did_you_mean
+from tissuenet.plugins import Registry
 
 
 class UnknownModelError(KeyError):
@@ -45,11 +43,17 @@ class ModelEntry:
         return {k: p.default for k, p in params if k not in ("num_classes", "in_channels")}
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-_ORIGINS: dict[str, object] = {}  # name -> plugins.Origin (None: built-in)
-
-
 _PREFIXES = ("torchvision:", "timm:")
+
+
+def _unknown(name: str, registry: Registry) -> UnknownModelError:
+    return UnknownModelError(
+        f"unknown model {name!r}.{registry.suggest(name)} See `tissuebench list models`;"
+        " other libraries by prefix: " + ", ".join(p + "NAME" for p in _PREFIXES)
+    )
+
+
+MODELS: Registry[ModelEntry] = Registry("model", "tissuenet.models", _unknown)  # importing it registers them
 
 
 def register_model(
@@ -67,56 +71,37 @@ def register_model(
     """
 
     def wrap(fn):
-        key = check_name(name or fn.__name__, "model name")
-        origin = plugins.current(fn.__module__)
-        if key in _REGISTRY:
-            raise plugins.collision("model", key, _ORIGINS.get(key), origin)
-        _ORIGINS[key] = origin
+        key = name or fn.__name__
         tissue = dense_name is not None
-        _REGISTRY[key] = ModelEntry(key, fn, family, tissue, input_size, tuple(tags), in_channels, dense_name)
+        MODELS.add(
+            key, ModelEntry(key, fn, family, tissue, input_size, tuple(tags), in_channels, dense_name), fn.__module__
+        )
         return fn
 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    import tissuenet.models  # noqa: F401  (registers the built-in families)
-
-    plugins.load_installed()
-
-
 def model_origin(name: str):
     """The plugin a model comes from (``plugins.Origin``), or None for a built-in or an external prefix."""
-    _ensure_loaded()
-    return _ORIGINS.get(name)
+    return MODELS.origin(name)
 
 
 def list_models(pattern: str = "*", *, tissue: bool | None = None, family: str | None = None) -> list[str]:
     """Registered names matching a glob ``pattern`` (external prefixes are not enumerated)."""
-    _ensure_loaded()
-    return sorted(
+    return [
         n
-        for n, e in _REGISTRY.items()
-        if fnmatch.fnmatch(n, pattern)
-        and (tissue is None or e.tissue == tissue)
-        and (family is None or e.family == family)
-    )
+        for n in MODELS.names(pattern)
+        if (tissue is None or MODELS.get(n).tissue == tissue) and (family is None or MODELS.get(n).family == family)
+    ]
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownModelError(
-            f"unknown model {name!r}.{did_you_mean(name, _REGISTRY)} See `tissuebench list models`;"
-            " other libraries by prefix: " + ", ".join(p + "NAME" for p in _PREFIXES)
-        )
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def tissue_name(dense: str) -> str | None:
     """The registry name of a dense backbone's TissueNet variant (None: it has none)."""
-    _ensure_loaded()
-    return next((e.name for e in _REGISTRY.values() if e.dense_name == dense), None)
+    return next((e.name for e in MODELS.entries() if e.dense_name == dense), None)
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int | None = None, **options) -> nn.Module:
@@ -128,7 +113,12 @@ def create_model(name: str, num_classes: int = 10, in_channels: int | None = Non
         if name.startswith(prefix):
             from tissuenet.models.external import create_external
 
-            return create_external(prefix[:-1], name[len(prefix) :], num_classes, in_channels or 3, **options)
+            try:
+                return create_external(prefix[:-1], name[len(prefix) :], num_classes, in_channels or 3, **options)
+            except LookupError as exc:
+                raise UnknownModelError(str(exc).strip("'\"")) from None
+            except TypeError as exc:
+                raise ModelOptionError(f"{name}: {exc}") from None
     entry = get_entry(name)
     in_channels = entry.in_channels if in_channels is None else in_channels
     accepted = entry.options()

@@ -15,7 +15,7 @@ class Accuracy:
 
         from benchmarks.data.datasets import make_loaders
         from benchmarks.run.train import evaluate, train
-        from benchmarks.suites.config import TrainConfig
+        from benchmarks.suites.settings import TrainConfig
         from tissuenet.registry import create_model_for_input, tissue_name
 
         torch.set_num_threads(2)

@@ -17,14 +17,11 @@ import numpy as np
 import torch
 
 from benchmarks.data import sources
+from benchmarks.data.errors import DataError
 from benchmarks.data.images import SKIPPED
 from benchmarks.store.files import sha256_file
 from tissuenet import plugins
-from tissuenet.names import check_name, did_you_mean
-
-
-class DataError(RuntimeError):
-    """A dataset is missing or corrupt; the message says where we looked and how to get it."""
+from tissuenet.plugins import Registry
 
 
 @dataclass(frozen=True)
@@ -51,36 +48,28 @@ class DatasetInfo:
         return DataError(f"dataset {self.name!r}: {what}. {self.how_to_get}")
 
 
-_DATASETS: dict[str, DatasetInfo] = {}
-_ORIGINS: dict[str, object] = {}  # name -> plugins.Origin (None: built-in)
+def _unknown(name: str, registry: Registry) -> DataError:
+    return DataError(f"unknown dataset {name!r}.{registry.suggest(name)} Known: {', '.join(registry.names())}")
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset", __name__, _unknown)  # built-ins: registered below
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    check_name(info.name, "dataset name")
-    origin = plugins.current(plugins.caller_module())
-    if info.name in _DATASETS:
-        raise plugins.collision("dataset", info.name, _ORIGINS.get(info.name), origin)
-    _DATASETS[info.name] = info
-    _ORIGINS[info.name] = origin
-    return info
+    return DATASETS.add(info.name, info, plugins.caller_module())
 
 
 def list_datasets() -> list[str]:
-    plugins.load_installed()
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def dataset_origin(name: str):
     """The plugin a dataset comes from (``plugins.Origin``), or None for a built-in."""
-    plugins.load_installed()
-    return _ORIGINS.get(name)
+    return DATASETS.origin(name)
 
 
 def get_dataset(name: str) -> DatasetInfo:
-    plugins.load_installed()
-    if name not in _DATASETS:
-        raise DataError(f"unknown dataset {name!r}.{did_you_mean(name, _DATASETS)} Known: {', '.join(list_datasets())}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def _idx(subdirs):

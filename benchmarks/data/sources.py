@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.data.errors import DataError
 from benchmarks.data.idx import CorruptFileError, read_idx
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -27,7 +28,6 @@ def candidate_roots(
     A folder the user named must exist (a typo must not fall back silently to the system copy);
     ``create`` makes it (``--download`` puts the data there).
     """
-    from benchmarks.data.datasets import DataError
 
     named = [
         (Path(p), what) for p, what in ((data_root, "--data-root"), (os.environ.get("TISSUEBENCH_DATA"), None)) if p

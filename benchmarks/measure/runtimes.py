@@ -11,7 +11,7 @@
 
 Each model is exported once per measurement; its ONNX outputs are compared with PyTorch's (the
 check is recorded, and a runtime whose outputs differ is marked). Every runtime is timed paired
-with the dense model on the same runtime (A/B/A/B, ``latency.time_paired``). A runtime that is not
+with the dense model on the same runtime (A/B/A/B, ``timing.time_paired``). A runtime that is not
 installed, or not for this device, is recorded as unavailable with the reason, never a failure.
 Masked (unstructured) models run dense on every runtime here: no sparse kernel is used, and the
 record says so. (OpenVINO's one CPU sparse path, ``CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE``, packs the

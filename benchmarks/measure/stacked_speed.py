@@ -8,7 +8,7 @@
 2. ``tissue_resnet56 --set replace=all`` against ``resnet56`` at 1x28x28 in the deployment form
    (the issue's target: >= 3x at batch 64 on a 2-core CPU), batch 1 and 64.
 
-Every number is a median of paired A/B timings (``benchmarks.measure.speed.time_paired``); the header
+Every number is a median of paired A/B timings (``benchmarks.measure.timing.time_paired``); the header
 states the CPU or GPU, threads, allocator setting and instruction set. Prints Markdown.
 """
 
@@ -20,14 +20,17 @@ import torch
 
 from benchmarks.measure.allocator import tune_allocator
 from benchmarks.measure.cost import deploy_form
-from benchmarks.measure.speed import time_paired
+from benchmarks.measure.timing import time_paired
 from benchmarks.store.provenance import device_info
+from benchmarks.suites.settings import MeasureConfig
 from tissuenet import count_macs, create_model
 from tissuenet.deploy import fold_bn
 from tissuenet.models._common import conv_bn
 from tissuenet.stacked import StackedLayer
 
 SHAPES = ((16, 28), (32, 14), (64, 7))
+TIMING = MeasureConfig()  # the suites' timing settings
+BATCHES = tuple(reversed(TIMING.latency_batches))  # the throughput batch first
 
 
 def layers(channels: int, device) -> dict:
@@ -68,14 +71,16 @@ def main(argv=None) -> None:
         for channels, size in SHAPES:
             impls = layers(channels, device)
             ratio = count_macs(impls["dense"], channels, size) / count_macs(impls["grouped"], channels, size)
-            for batch in (64, 1):
+            for batch in BATCHES:
                 x = torch.randn(batch, channels, size, size, device=device).contiguous(
                     memory_format=torch.channels_last
                 )
                 for name, impl in impls.items():
                     if name == "dense":
                         continue
-                    p = time_paired(impl, impls["dense"], x, min_run_time=args.min_run_time, min_samples=20)
+                    p = time_paired(
+                        impl, impls["dense"], x, min_run_time=args.min_run_time, min_samples=TIMING.min_samples
+                    )
                     print(
                         f"| {channels} | {size} | {batch} | {ratio:.1f}x | {p.dense.median_ms:.3f} | {name} | "
                         f"{p.model.median_ms:.3f} | {p.speedup:.2f}x (IQR {p.speedup_iqr:.2f}) |"
@@ -88,12 +93,12 @@ def main(argv=None) -> None:
     print("| batch | dense ms | TissueNet ms | speed-up | IQR | samples | kernels |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     form = deploy_form()
-    for batch in (64, 1):
+    for batch in BATCHES:
         x = torch.randn(batch, 1, 28, 28, device=device)
         fast, _, kernels = form(model, x)
         ref, _, _ = form(dense, x)
         xc = x.contiguous(memory_format=torch.channels_last)
-        p = time_paired(fast, ref, xc, min_run_time=args.min_run_time * 2, min_samples=20)
+        p = time_paired(fast, ref, xc, min_run_time=args.min_run_time * 2, min_samples=TIMING.min_samples)
         chosen = ", ".join(sorted({k["chosen"] for k in kernels.values()}))
         print(
             f"| {batch} | {p.dense.median_ms:.2f} | {p.model.median_ms:.2f} | {p.speedup:.2f}x | "

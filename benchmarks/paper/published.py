@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from baselines.presets import load_presets
+from baselines.reference import load_presets
 from benchmarks.data.datasets import get_dataset
 from results import PAPER_TABLES
 from results import path as shipped_path

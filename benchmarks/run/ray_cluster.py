@@ -30,7 +30,7 @@ from benchmarks.run.checkpoints import DenseRef, load_dense, save_dense, weights
 from benchmarks.run.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
 from benchmarks.run.local import Runner, RunSummary, _failed
 from benchmarks.run.progress import SuiteProgress
-from benchmarks.suites.config import ExecutionConfig
+from benchmarks.suites.settings import ExecutionConfig
 from benchmarks.suites.suite import Job, Suite
 from tissuenet import plugins
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from baselines.contract import JobContext, Prepared, Target, get_method
 from benchmarks.data.datasets import make_loaders
-from benchmarks.suites.config import BudgetConfig
+from benchmarks.suites.settings import BudgetConfig
 from tissuenet.registry import create_model_for_input
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.store.files import DamagedFileError, load_torch, save_torch_atomic
-from benchmarks.suites.config import TrainConfig
+from benchmarks.suites.settings import TrainConfig
 
 CHECKPOINT_FORMAT = "tissuebench.train-state/1"
 

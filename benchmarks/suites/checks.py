@@ -13,8 +13,14 @@ import collections
 
 from baselines.contract import TARGET_KINDS, MethodError, PlanContext, Target, check_target, get_method
 from benchmarks.store.text import clean_text
-from benchmarks.suites.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
-from benchmarks.suites.settings import SettingsError
+from benchmarks.suites.settings import (
+    BudgetConfig,
+    DataConfig,
+    ExecutionConfig,
+    MeasureConfig,
+    SettingsError,
+    TrainConfig,
+)
 from benchmarks.suites.suite import MethodSpec, Suite, SuiteError
 from tissuenet.names import check_name
 

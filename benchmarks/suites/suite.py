@@ -1,9 +1,9 @@
 """Suites: TOML files that name datasets, models, methods with targets, seeds, budgets, settings.
 
 A suite is validated completely (every dataset, model, method, option, target and setting, see
-``suite_checks.py``) before anything trains, then expanded into jobs with stable ids: the id
+``checks.py``) before anything trains, then expanded into jobs with stable ids: the id
 hashes everything that determines the job's result, so a rerun finds and skips finished jobs, and
-a changed setting makes new jobs (the old records are then *superseded*, see ``store.py``).
+a changed setting makes new jobs (the old records are then *superseded*, see ``store/results.py``).
 
 Every group (dataset, model, seed) has a dense job at the dense budget; a from-scratch method
 whose budget differs from it (``scratch_epochs``, or a method's own ``epochs``) brings a dense
@@ -16,17 +16,13 @@ import functools
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from baselines.contract import Target
-from benchmarks.suites.config import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
-from benchmarks.suites.overrides import MAX_DEPTH, OverrideError, apply, describe, digest, identity_overrides, nesting
-from benchmarks.suites.settings import SettingsError
-from tissuenet import plugins
+from benchmarks.suites.overrides import digest, identity_overrides
+from benchmarks.suites.settings import BudgetConfig, DataConfig, ExecutionConfig, MeasureConfig, TrainConfig
 
-SUITES_DIR = Path(__file__).parent  # the shipped suite files live beside this module
 JOB_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@+-]+")
 HASH_CHARS = 10  # of the config hash in a job id
 READABLE_MAX = 120  # characters of a job id's readable part: ids name files (lock, record, model, .sha256)
@@ -299,57 +295,3 @@ class Suite:
 
 def stable_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def list_suites() -> list[str]:
-    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
-
-
-def suite_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SUITES_DIR / f"{name_or_path}.toml"
-        if not path.exists():
-            raise SuiteError(
-                f"unknown suite {name_or_path!r}; shipped suites: {', '.join(list_suites())}, or give a .toml path"
-            )
-    if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist")
-    return path
-
-
-def read_suite_toml(path: Path) -> dict:
-    """The suite file's table (errors name what is wrong; the caller names the file)."""
-    try:
-        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SuiteError("not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"not valid TOML: {exc}") from exc
-    except RecursionError:
-        raw = None
-    if raw is None or nesting(raw) > MAX_DEPTH:
-        raise SuiteError(f"a value nests deeper than {MAX_DEPTH} levels: not a suite setting")
-    return raw
-
-
-def load_suite(name_or_path: str, overrides: dict | None = None) -> Suite:
-    """A validated suite; ``overrides`` (``--set``, see ``overrides.py``) are applied before validation."""
-    from benchmarks.suites.checks import parse_suite
-
-    path = suite_path(name_or_path)
-    overrides = dict(overrides or {})
-    shown = describe(overrides)
-    where = f"{path} with --set {shown if len(shown) <= 200 else shown[:200] + '...'}" if overrides else str(path)
-    try:
-        raw = apply(read_suite_toml(path), overrides)
-        named = raw.get("plugins", [])
-        if not isinstance(named, list):
-            raise SuiteError(f"'plugins' must be a list of module names, got {named!r}")
-        plugins.load(named, where=f"{path} plugins")  # before validation: the suite may name their methods
-        suite = parse_suite(raw, overrides)
-    except (SuiteError, SettingsError, OverrideError) as exc:
-        raise SuiteError(f"{where}: {exc}") from exc
-    suite.path = path
-    suite.plugins = tuple(named)
-    return suite

@@ -85,7 +85,8 @@ def suite_of(args, measured, root: Path) -> str:
 def _update(args, measured, against: Path, suite: str, store) -> int:
     import pandas as pd
 
-    from benchmarks.gate.check import CheckError, rows_for_update, write_reference
+    from benchmarks.gate.bounds import rows_for_update, write_reference
+    from benchmarks.gate.reference import CheckError
 
     seeds = None
     if args.tolerance_from:
@@ -103,7 +104,7 @@ def _update(args, measured, against: Path, suite: str, store) -> int:
     how = f"bounds from {int(rows['n_seeds'].min())}+ runs" if seeds is not None else "fixed bounds (no seeds)"
     print(f"reference {against} rewritten: {len(rows)} jobs, {how}")
     if seeds is not None:
-        from benchmarks.gate.check import leave_one_out
+        from benchmarks.gate.bounds import leave_one_out
 
         flagged, runs, reasons = leave_one_out(seeds, kept)
         print(
@@ -111,7 +112,7 @@ def _update(args, measured, against: Path, suite: str, store) -> int:
             f"the other runs{': ' + '; '.join(reasons) if reasons else ''}"
         )
     if args.held_out:
-        from benchmarks.gate.check import held_out
+        from benchmarks.gate.bounds import held_out
 
         runs_table = pd.concat([_measured(_folder(f), False)[0] for f in args.held_out], ignore_index=True)
         overlap = set(runs_table["seed"]) & set(seeds["seed"] if seeds is not None else [])
@@ -154,7 +155,8 @@ def _history(args, root: Path):
 
 def run(args) -> int:
     root = existing_results(args)  # before any heavy import: a missing folder is answered at once
-    from benchmarks.gate.check import CheckError, check, context_differences, format_differences, moved_between
+    from benchmarks.gate.judge import check, format_differences, moved_between
+    from benchmarks.gate.reference import CheckError, context_differences
     from benchmarks.store.results import plan_name
     from results import in_checkout, reference
 
@@ -182,7 +184,7 @@ def run(args) -> int:
     history = _history(args, root) if regressed else None
     moves = {}
     if history is not None:
-        from benchmarks.gate.check import read_reference
+        from benchmarks.gate.reference import read_reference
 
         table, _ = read_reference(against)
         moves = {(d.job_id, d.field): m for d in regressed if (m := moved_between(history, table, d))}

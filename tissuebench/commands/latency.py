@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from benchmarks.suites.settings import MIN_LATENCY_SECONDS, MeasureConfig
 from tissuebench.options import (
     MAX_BATCH,
     UserError,
@@ -16,6 +17,7 @@ from tissuebench.options import (
     parse_sets,
 )
 
+TIMING = MeasureConfig()  # the suites' timing settings: one minimum, one default
 NAME = "latency"
 HELP = "time a model against its dense backbone: median, IQR, samples, measured vs theoretical speed-up"
 KEYS = (
@@ -47,7 +49,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--against", default=None, metavar="DENSE", help="the reference (default: the model's dense backbone)"
     )
-    p.add_argument("--batch", default="1,64", help="comma-separated batch sizes")
+    p.add_argument("--batch", default=",".join(map(str, TIMING.latency_batches)), help="comma-separated batch sizes")
     p.add_argument("--threads", type=int_in(1, 1024), default=None, help="CPU threads (default: torch's setting)")
     add_device(p)
     p.add_argument("--deploy", action="store_true", help="time the deployment form (BN folded, fast kernels, NHWC)")
@@ -59,16 +61,20 @@ def add_arguments(p) -> None:
         help="runtime(s) to time on, each paired with the dense model on the same one: eager, deploy, onnxruntime, "
         "openvino, compile, tensorrt, or auto (the device's); repeatable (default: deploy with --deploy, else eager)",
     )
-    p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per model and batch size (>= 0.5)")
+    p.add_argument(
+        "--min-run-time",
+        type=float,
+        default=TIMING.min_run_time,
+        help=f"seconds per model and batch size (>= {MIN_LATENCY_SECONDS})",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per batch size")
 
 
 def run(args) -> int:
     load_plugins(args)
     from benchmarks.measure.cost import deploy_form, eager_form
-    from benchmarks.measure.speed import time_paired
+    from benchmarks.measure.timing import time_paired
     from benchmarks.run.local import resolve_device
-    from benchmarks.suites.config import MIN_LATENCY_SAMPLES, MIN_LATENCY_SECONDS
     from tissuenet import count_macs, get_entry
     from tissuenet.registry import create_model_for_input
 
@@ -108,7 +114,7 @@ def run(args) -> int:
                 prepared["d"].target(name, x),
                 x,
                 min_run_time=args.min_run_time,
-                min_samples=MIN_LATENCY_SAMPLES,
+                min_samples=TIMING.min_samples,
                 thread_count=args.threads,
             )
             rows.append(

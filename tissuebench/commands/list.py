@@ -86,7 +86,7 @@ def _datasets(pattern: str, args) -> list[str]:
 
 
 def _suites(pattern: str, args) -> list[str]:
-    from benchmarks.suites.suite import list_suites, load_suite
+    from benchmarks.suites.load import list_suites, load_suite
 
     out = []
     for n in list_suites():

@@ -8,11 +8,11 @@ import sys
 from tissuebench.options import (
     add_device,
     add_plugins,
+    add_section_options,
     add_suite_overrides,
-    float_in,
-    int_in,
     load_plugins,
     results_dir,
+    section_options,
     suite_overrides,
 )
 from tissuebench.terminal import clip
@@ -32,24 +32,17 @@ def add_arguments(p) -> None:
     add_suite_overrides(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (phases, epochs, cost, compute) and exit")
     p.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per job")
-    g = p.add_argument_group("execution (default: local, one job at a time)")
-    g.add_argument(
-        "--executor", choices=("local", "ray"), default=None, help="local, or a Ray cluster (default: local)"
-    )
-    g.add_argument("--address", default=None, help="Ray address: auto or HOST:PORT (default: a local Ray instance)")
-    g.add_argument("--gpus-per-job", type=float_in(0, 8), default=None, help="GPUs per job; 0.25 packs four on a GPU")
-    g.add_argument("--cpus-per-job", type=int_in(1, 256), default=None, help="CPU threads per job")
-    g.add_argument("--max-concurrent", type=int_in(1, 100_000), default=None, help="jobs running at once")
-    g.add_argument("--max-retries", type=int_in(0, 100), default=None, help="retries of a job whose worker died")
+    g = p.add_argument_group("execution (default: the suite's [execution]: local, one job at a time)")
+    from benchmarks.suites.settings import ExecutionConfig
+
+    add_section_options(g, ExecutionConfig)
 
 
 def execution(args, suite):
     """The suite's [execution] section with the command line's options over it (validated)."""
-    changes = {
-        k: getattr(args, k)
-        for k in ("executor", "address", "gpus_per_job", "cpus_per_job", "max_concurrent", "max_retries")
-        if getattr(args, k, None) is not None
-    }
+    from benchmarks.suites.settings import ExecutionConfig
+
+    changes = {k: v for k, v in section_options(args, ExecutionConfig).items() if v is not None}
     return suite.execution.updated(changes, "execution options")
 
 
@@ -117,8 +110,8 @@ def run(args) -> int:
     load_plugins(args)
     from benchmarks.run.local import Runner
     from benchmarks.store.results import ResultStore
+    from benchmarks.suites.load import load_suite
     from benchmarks.suites.overrides import describe
-    from benchmarks.suites.suite import load_suite
     from tissuebench.options import UserError
 
     suite = load_suite(args.suite, suite_overrides(args))

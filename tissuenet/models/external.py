@@ -1,14 +1,13 @@
 """Backbones from other libraries by prefix: ``torchvision:NAME`` and ``timm:NAME`` (lazy imports).
 
 Never downloads weights: models are built randomly initialised, as every baseline here trains
-from scratch or from the suite's own dense checkpoint.
+from scratch or from the suite's own dense checkpoint. An unknown name is a ``LookupError``, a bad option a
+``TypeError``: the registry words them as its own errors.
 """
 
 from __future__ import annotations
 
 from torch import nn
-
-from tissuenet.registry import ModelOptionError, UnknownModelError
 
 
 def create_external(library: str, name: str, num_classes: int, in_channels: int, **options) -> nn.Module:
@@ -16,17 +15,14 @@ def create_external(library: str, name: str, num_classes: int, in_channels: int,
         import timm
 
         if name not in timm.list_models():
-            raise UnknownModelError(f"unknown model 'timm:{name}' (see timm.list_models())")
+            raise LookupError(f"unknown model 'timm:{name}' (see timm.list_models())")
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **options)
     else:
         import torchvision
 
         if name not in torchvision.models.list_models():
-            raise UnknownModelError(f"unknown model 'torchvision:{name}' (see torchvision.models.list_models())")
-        try:
-            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
-        except TypeError as exc:
-            raise ModelOptionError(f"torchvision:{name}: {exc}") from exc
+            raise LookupError(f"unknown model 'torchvision:{name}' (see torchvision.models.list_models())")
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
         if in_channels != 3:
             _replace_first_conv(model, in_channels)
     model.model_name = f"{library}:{name}"
@@ -51,4 +47,4 @@ def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
                 )
                 setattr(parent, child_name, new)
                 return
-    raise ModelOptionError(f"{type(model).__name__}: no 3-channel input conv to adapt to {in_channels} channels")
+    raise TypeError(f"{type(model).__name__}: no 3-channel input conv to adapt to {in_channels} channels")
