@@ -41,12 +41,9 @@ class Target:
         short = {"macs_reduction": "macs", "params_reduction": "params"}.get(self.kind, self.kind)
         return "" if self.kind == "none" else f"{short}{100 * self.value:g}"
 
-    def reader_label(self) -> str:
-        """For legends: ``-50 % MACs``, ``-30 % params``, ``90 % sparse``."""
-        if self.kind == "none":
-            return ""
-        pct = f"{100 * self.value:g} %"
-        return {"macs_reduction": f"-{pct} MACs", "params_reduction": f"-{pct} params"}.get(self.kind, f"{pct} sparse")
+    def job_label(self, label: str) -> str:
+        """A row's label with its target: ``prune_l1@macs50`` (the label alone without a target)."""
+        return label + (f"@{self.slug()}" if self.kind != "none" else "")
 
 
 class Budgets(Protocol):

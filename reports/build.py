@@ -254,17 +254,6 @@ def gaps(rows: pd.DataFrame, results: Path) -> list[dict]:
     return out
 
 
-def _unavailable(rows: pd.DataFrame) -> list[tuple[str, str]]:
-    """Runtimes a suite asked for that this machine could not time (not installed, another device): one line each."""
-    seen = {}
-    for raw in rows.get("runtimes", pd.Series(dtype=object)).dropna() if len(rows) else []:
-        table = json.loads(raw) if isinstance(raw, str) else raw
-        for name, value in (table or {}).items():
-            if isinstance(value, dict) and "unavailable" in value:
-                seen.setdefault(name, value["unavailable"])
-    return sorted(seen.items())
-
-
 def _suites_run(rows: pd.DataFrame) -> list[tuple[str, dict]]:
     """(suite, its --set overrides) of every run whose records are in the table."""
     if not len(rows):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmarks.store.files import write_text_atomic
 from benchmarks.store.metric_table import BY_NAME, GROUPS
-from benchmarks.store.text import spreadsheet_safe
+from benchmarks.store.text import markdown_table, spreadsheet_safe
 from reports import stats
 from reports.data import MEASURED, PUBLISHED, REPORTED, TRADEOFFS, safe_name
 
@@ -162,15 +162,8 @@ def build(agg: pd.DataFrame, published: pd.DataFrame, dataset: str, model: str) 
 # -- writers -------------------------------------------------------------------------------------
 def to_markdown(t: Table) -> str:
     headers = list(IDENTITY) + [t.header(m) for m in t.metrics]
-    lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|",
-    ]
-    for row in t.rows:
-        lines.append(
-            "| " + " | ".join((c.text + (f" {c.mark}" if c.mark else "")).replace("|", "\\|") for c in row) + " |"
-        )
-    return "\n".join(lines + [""] + [f"{n}  " for n in t.footnotes]) + "\n"
+    rows = [[c.text + (f" {c.mark}" if c.mark else "") for c in row] for row in t.rows]
+    return "\n".join(markdown_table(headers, rows, right_from=3) + [""] + [f"{n}  " for n in t.footnotes]) + "\n"
 
 
 TEX_SPECIAL = {

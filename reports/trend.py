@@ -19,14 +19,11 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.gate.judge import judge, rule_of  # noqa: E402
 from benchmarks.store.files import write_text_atomic  # noqa: E402
-from reports import figures  # noqa: E402
+from benchmarks.store.metric_table import BY_NAME  # noqa: E402
+from reports import plotting  # noqa: E402
 from reports.data import safe_name  # noqa: E402
 
-PANELS = (
-    ("top1", "Top-1 (%)", 1.0),
-    ("macs_effective", "MACs, effective (M)", 1e-6),
-    ("speedup_measured", "Speed-up (x)", 1.0),
-)
+PANELS = tuple((m, BY_NAME[m].title, BY_NAME[m].scale) for m in ("top1", "macs_effective", "speedup_measured"))
 
 
 def _ticks(nights: pd.DataFrame) -> list[str]:
@@ -61,7 +58,7 @@ def write_trend(
     order = history[["night", "date", "commit", "dirty"]].drop_duplicates("night").reset_index(drop=True)
     position = {n: i for i, n in enumerate(order["night"])}
     sections = []
-    with plt.style.context(str(figures.STYLE)):
+    with plt.style.context(str(plotting.STYLE)):
         for (dataset, model, label), rows in history.groupby(["dataset", "model", "label"], sort=True):
             rows = rows.sort_values(["started_utc", "night"])
             job_id = rows["job_id"].iloc[-1]
@@ -76,7 +73,7 @@ def write_trend(
             fig.suptitle(f"{label} ({model} on {dataset})", fontsize=10)
             fig.tight_layout()
             stem = out / safe_name(f"{dataset}_{model}_{label}").replace(".", "_")
-            files = figures.save(fig, stem)
+            files = plotting.save(fig, stem)
             png = next(f for f in files if f.endswith(".png"))
             sections.append(f"<h2>{html.escape(label)}</h2><img src='{html.escape(png)}' alt='{html.escape(label)}'>")
     nights = "".join(

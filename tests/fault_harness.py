@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import errno
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -227,6 +228,10 @@ def run_case(case: Case, finished, tmp_path: Path, capsys) -> Ctx:
         code = main(args)
     out, err = capsys.readouterr()
     text = out if case.in_stdout else err
+    if os.environ.get("TISSUEBENCH_FAULT_LOG"):  # a table of what each case printed, for a closing note
+        line = next((x for x in text.splitlines() if case.message in x), text.strip().splitlines()[-1:] or [""])
+        with open(os.environ["TISSUEBENCH_FAULT_LOG"], "a") as log:
+            log.write(json.dumps({"args": case.args, "code": code, "line": line}) + "\n")
     assert code == case.code, (out, err)
     assert case.message in text, (out, err)
     if case.one_line and code == 2:

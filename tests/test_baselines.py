@@ -11,7 +11,8 @@ from baselines.unstructured import make_permanent, prunable_weights, sparsity_of
 from benchmarks.data.datasets import make_loaders
 from benchmarks.measure.cost import measure_cost
 from benchmarks.run.train import train
-from benchmarks.store.files import load_model, save_model
+from benchmarks.store.files import write_verified
+from benchmarks.store.model_files import load_model, model_bytes
 from benchmarks.suites.settings import BudgetConfig, TrainConfig
 from tissuenet import list_models
 from tissuenet.registry import create_model_for_input
@@ -126,7 +127,7 @@ def _check_saved_model_remeasures(prepared, ctx, tmp_path):
         "input_size": ctx.input_size,
         "options": {},
     }
-    path = save_model(model, tmp_path / "m.pt", arch)
+    path = write_verified(tmp_path / "m.pt", model_bytes(model, arch))  # as the driver writes it
     reloaded, _ = load_model(path)  # weights_only=True
     assert measure_cost(reloaded, ctx.in_channels, ctx.input_size) == cost
     x = torch.randn(2, ctx.in_channels, ctx.input_size, ctx.input_size)

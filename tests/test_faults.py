@@ -582,7 +582,8 @@ def test_fault(name, finished, tmp_path, capsys):
 
 
 def test_model_file_planted_pickle_is_refused(tmp_path):
-    from benchmarks.store.files import DamagedFileError, load_model
+    from benchmarks.store.files import DamagedFileError
+    from benchmarks.store.model_files import load_model
 
     plant(tmp_path / "m.pt", tmp_path / PWNED)
     with pytest.raises(DamagedFileError, match="not a readable torch file"):

@@ -67,7 +67,7 @@ def damaged_weight_fails(run: Path, results: Path) -> None:
     """The same run with the TissueNet classifier's weights damaged after training and re-evaluated."""
     from benchmarks.run.job import EVAL_BATCH
     from benchmarks.run.train import evaluate
-    from benchmarks.store.files import load_model
+    from benchmarks.store.model_files import load_model
     from benchmarks.suites.load import load_suite
 
     shutil.copytree(run, results)

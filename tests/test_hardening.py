@@ -97,11 +97,13 @@ def test_report_killed_half_way_keeps_the_previous_one(tmp_path, monkeypatch, ca
 def test_model_file_with_a_flipped_bit_is_refused(tmp_path):
     import torch
 
-    from benchmarks.store.files import DamagedFileError, load_model, save_model
+    from benchmarks.store.files import DamagedFileError, write_verified
+    from benchmarks.store.model_files import load_model, model_bytes
     from tissuenet.registry import create_model_for_input
 
     model = create_model_for_input("mlp", 10, 1, 28)
-    path = save_model(model, tmp_path / "m.pt", {"model": "mlp", "num_classes": 10, "in_channels": 1, "input_size": 28})
+    arch = {"model": "mlp", "num_classes": 10, "in_channels": 1, "input_size": 28}
+    path = write_verified(tmp_path / "m.pt", model_bytes(model, arch))  # as the driver writes a job's model
     load_model(path)  # intact: loads
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10

@@ -109,7 +109,9 @@ def test_quick_pass_of_every_suite_on_its_real_layout(name, data_root, tmp_path,
 
     assert main(["report", "--results", str(results)]) == 0
     manifest = json.loads((results / "report" / "manifest.json").read_text())
-    assert manifest["gaps"] == [], manifest["gaps"]
+    # the quick pass switches latency off: its two speed figures are "not measured" gaps, and nothing else is
+    missing = [g for g in manifest["gaps"] if g["status"] != "not measured" or "speed-up" not in g["job_id"].lower()]
+    assert missing == [], missing
     reference = tmp_path / "reference.csv"
     assert main(["check", "--results", str(results), "--update", "--against", str(reference)]) == 0
     assert main(["check", "--results", str(results), "--against", str(reference)]) == 0

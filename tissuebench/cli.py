@@ -57,7 +57,7 @@ USER_ERRORS = (
     ("tissuenet.registry", "ModelOptionError"),
     ("benchmarks.store.files", "DamagedFileError"),
     ("benchmarks.store.files", "PathError"),
-    ("benchmarks.run.local", "DeviceError"),
+    ("benchmarks.run.executor", "DeviceError"),
     ("benchmarks.gate.reference", "CheckError"),
 )
 

@@ -63,12 +63,12 @@ def run_asv(mode: str, machine: str, profile: str, log) -> tuple[bool, str]:
 def make_runner(suite, store, execution, device, data_root):
     """The local runner, or the Ray runner when ``execution.executor == "ray"``."""
     if execution.executor == "ray":
-        from benchmarks.run.ray_cluster import RayRunner
+        from benchmarks.run.ray_cluster import RayExecutor
 
-        return RayRunner(suite, store, execution, device=device, data_root=data_root)
-    from benchmarks.run.local import Runner
+        return RayExecutor(suite, store, execution, device=device, data_root=data_root)
+    from benchmarks.run.local import LocalExecutor
 
-    return Runner(suite, store, device=device, data_root=data_root)
+    return LocalExecutor(suite, store, device=device, data_root=data_root)
 
 
 def _check(store: ResultStore, reference: Path, history, log, suite) -> tuple[str, bool]:

@@ -64,7 +64,7 @@ def check_method(name: str, *, model: str = "resnet20", target=None, options: di
     from baselines.contract import JobContext, MethodError, get_method, list_methods
     from benchmarks.data.datasets import make_loaders
     from benchmarks.run.train import train
-    from benchmarks.store.files import load_model, model_bytes
+    from benchmarks.store.model_files import load_model, model_bytes
     from benchmarks.suites.checks import parse_suite
     from benchmarks.suites.planning import plan_context
     from benchmarks.suites.settings import BudgetConfig

@@ -38,14 +38,3 @@ def tca_ratio(base_acc: float, acc: float, base_flops: float, flops: float) -> f
 def tsa_ratio(base_acc: float, acc: float, base_params: float, params: float) -> float:
     """Ratio form with parameters: (p_b / p_n) * (a_n / a_b)."""
     return (base_params / params) * (acc / base_acc)
-
-
-def all_tradeoffs(base_acc, acc, base_flops, flops, base_params, params) -> dict[str, float]:
-    """Every TCA/TSA column the result schema stores, keyed ``tca_1_1`` ... ``tsa_ratio``."""
-    out = {}
-    for w1, w2 in WEIGHTINGS:
-        out[f"tca_{w1}_{w2}"] = tca(base_acc, acc, base_flops, flops, w1, w2)
-        out[f"tsa_{w1}_{w2}"] = tsa(base_acc, acc, base_params, params, w1, w2)
-    out["tca_ratio"] = tca_ratio(base_acc, acc, base_flops, flops)
-    out["tsa_ratio"] = tsa_ratio(base_acc, acc, base_params, params)
-    return out

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.data.datasets import get_dataset, load_splits, make_loaders
-from benchmarks.run.local import resolve_device
+from benchmarks.run.executor import resolve_device
 from benchmarks.run.train import compiled, evaluate, make_optimizer, train
 from benchmarks.suites.settings import TrainConfig
 from tissuenet.registry import create_model_for_input

@@ -153,7 +153,7 @@ def export_check(model: nn.Module, run_numpy, example: torch.Tensor) -> dict:
     return {"max_abs_diff": diff, "relative": diff / scale, "ok": diff / scale <= EXPORT_TOLERANCE}
 
 
-class Prepared:
+class RuntimeForms:
     """Per model, the callables each runtime times (ONNX exported once, sessions built once per model)."""
 
     def __init__(self, model: nn.Module, threads: int, deploy_form, eager_form) -> None:

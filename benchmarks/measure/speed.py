@@ -54,8 +54,8 @@ def measure_pair(
     if eager_form is None:
         names = [n for n in names if n != "eager"]
     eager_form = eager_form or deploy_form
-    forms = {"model": rt.Prepared(model, threads, deploy_form, eager_form)}
-    forms["dense"] = rt.Prepared(dense, threads, deploy_form, eager_form)
+    forms = {"model": rt.RuntimeForms(model, threads, deploy_form, eager_form)}
+    forms["dense"] = rt.RuntimeForms(dense, threads, deploy_form, eager_form)
     table: dict = {}
     pairs: dict = {}
     for name in names:

@@ -4,7 +4,8 @@ Every baseline of a group starts from the same weights; their SHA-256 goes into 
 file is named after the dense job's id (``checkpoints/dense/<job_id>.pt``). Training happens
 under a per-checkpoint lock, so two runs on one folder wait instead of training twice, and it
 resumes from its own per-epoch state if a sweep was killed mid-way. A damaged checkpoint is set
-aside (quarantine) and trained again.
+aside (quarantine) and trained again. A start checkpoint of its own (Network Slimming's sparsity
+training) is a dense job with a regularizer, trained and shared the same way.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
+from benchmarks.data.errors import DataError
 from benchmarks.measure.cost import measure_cost
+from benchmarks.run.env import Env, new_dense, shape_of
 from benchmarks.run.train import check_finite, evaluate, train
 from benchmarks.store.files import DamagedFileError, load_torch, remove_verified, save_torch_atomic
+from benchmarks.suites.suite import Job, Suite
 
 DENSE_FORMAT = "tissuebench.dense/1"
 
@@ -44,43 +48,49 @@ def weights_sha256(state_dict: dict) -> str:
     return h.hexdigest()
 
 
-def train_dense(model, info: dict, loaders, cfg, *, checkpoint=None, progress=None, set_aside=None, extra_loss=None):
-    """Train and evaluate one dense model (``extra_loss``: a start checkpoint's regularizer); returns (CPU state
-    dict, meta). Writes nothing but its resume state."""
-    from baselines.regularizers import bn_statistics
+def train_dense(suite: Suite, dense_job: Job, env: Env, checkpoint=None) -> tuple[dict, dict]:
+    """Train, evaluate and cost one dense job's model; returns (CPU state dict, meta). Writes nothing but its
+    resume state (``checkpoint``)."""
+    from baselines.regularizers import bn_statistics, regularizer
 
-    train_loader, test_loader = loaders
+    shape = shape_of(suite, dense_job)
+    epochs = dense_job.epochs_override or suite.budgets.dense_epochs
+    cfg = suite.phase_config("dense", epochs)
+    torch.manual_seed(dense_job.seed)
+    model = new_dense(shape, env.device)
+    train_loader, test_loader = env.loaders(dense_job, cfg.batch_size, cfg.channels_last)
     result = train(
         model,
         train_loader,
         test_loader,
         cfg,
         checkpoint=checkpoint,
-        progress=progress,
-        set_aside=set_aside,
-        extra_loss=extra_loss,
+        progress=env.epoch_progress(dense_job.job_id, epochs),
+        set_aside=env.set_aside,
+        extra_loss=regularizer(dense_job.options) if dense_job.options else None,  # a method's own start
     )
     check_finite(model, "after dense training")
-    final = evaluate(model, test_loader)
-    cost = measure_cost(model, info["in_channels"], info["input_size"])
-    meta = info | {
-        "top1": final["top1"],
-        "top5": final["top5"],
-        "test_loss": final["loss"],
-        "params": cost["params"],
-        "params_nonzero": cost["params_nonzero"],
-        "macs": cost["macs"],
-        "history": result.history,
-        "train_images": train_loader.num_items,
-        "bn": bn_statistics(model),  # how many BN scales are near zero (sparsity training drives them there)
-        "train": {
-            "epochs": cfg.epochs,
-            "wall_s": result.wall_s,
-            "img_per_s": result.img_per_s,
-            "peak_mem_mb": result.peak_mem_mb,
-            "peak_mem_kind": result.peak_mem_kind,
-        },
-    }
+    accuracy = evaluate(model, test_loader)
+    cost = measure_cost(model, shape["in_channels"], shape["input_size"])
+    meta = (
+        shape
+        | accuracy
+        | {
+            "params": cost["params"],
+            "params_nonzero": cost["params_nonzero"],
+            "macs": cost["macs"],
+            "history": result.history,
+            "train_images": train_loader.num_items,
+            "bn": bn_statistics(model),  # how many BN scales are near zero (sparsity training drives them there)
+            "train": {
+                "epochs": cfg.epochs,
+                "wall_s": result.wall_s,
+                "img_per_s": result.img_per_s,
+                "peak_mem_mb": result.peak_mem_mb,
+                "peak_mem_kind": result.peak_mem_kind,
+            },
+        }
+    )
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, meta
 
 
@@ -109,13 +119,42 @@ def save_dense(store, job_id: str, state: dict, meta: dict) -> DenseRef:
     return DenseRef(job_id, weights_sha256(state), meta, state)
 
 
-def get_or_train(store, job_id: str, make, log) -> DenseRef:
-    """The dense checkpoint of ``job_id``: loaded if present, else ``make()`` -> (state, meta), saved, once."""
-    with store.lock(f"dense-{job_id}"):
-        ref = load_dense(store, job_id)
-        if ref is None:
-            log(f"[dense] training {job_id}")
-            state, meta = make(path_of(store, job_id).with_suffix(".partial.pt"))
-            ref = save_dense(store, job_id, state, meta)
-            remove_verified(path_of(store, job_id).with_suffix(".partial.pt"))
-    return ref
+class DenseCheckpoints:
+    """The dense checkpoints of one run: each loaded, or trained once under its lock and saved; one that could
+    not be trained fails its dependents at once (with the cause) instead of training again for each."""
+
+    def __init__(self, suite: Suite, store, env: Env) -> None:
+        self.suite, self.store, self.env = suite, store, env
+        self._refs: dict[str, DenseRef] = {}
+        self._failed: dict[str, str] = {}
+
+    def get(self, dense_job: Job) -> DenseRef:
+        key = dense_job.job_id
+        if key in self._failed:
+            raise RuntimeError(f"its dense checkpoint {key} could not be trained: {self._failed[key]}")
+        if key not in self._refs:
+            try:
+                self._refs[key] = self._load_or_train(dense_job)
+            except DataError:
+                raise
+            except Exception as exc:
+                self._failed[key] = f"{type(exc).__name__}: {exc}"
+                raise
+        return self._refs[key]
+
+    def refs(self, job: Job) -> tuple[DenseRef, DenseRef]:
+        """(the checkpoint the job starts from, the equal-budget dense reference it is compared with)."""
+        start, reference = self.suite.checkpoints(job)
+        return self.get(start), self.get(reference)
+
+    def _load_or_train(self, dense_job: Job) -> DenseRef:
+        job_id = dense_job.job_id
+        with self.store.lock(f"dense-{job_id}"):
+            ref = load_dense(self.store, job_id)
+            if ref is None:
+                self.env.log(f"[dense] training {job_id}")
+                partial = path_of(self.store, job_id).with_suffix(".partial.pt")
+                state, meta = train_dense(self.suite, dense_job, self.env, partial)
+                ref = save_dense(self.store, job_id, state, meta)
+                remove_verified(partial)
+        return ref

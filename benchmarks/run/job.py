@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import copy
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -22,127 +20,22 @@ from baselines.contract import JobContext, Prepared, get_method
 from benchmarks.measure.cost import deploy_form, eager_form, measure_cost
 from benchmarks.measure.speed import measure_pair, suspect
 from benchmarks.run.checkpoints import DenseRef
+from benchmarks.run.env import Env, identity, new_dense, shape_of
 from benchmarks.run.train import check_finite, evaluate, train
-from benchmarks.store.files import StorageError, model_bytes
+from benchmarks.store.files import StorageError
 from benchmarks.store.metric_table import derive
+from benchmarks.store.model_files import model_bytes
 from benchmarks.store.provenance import device_info, static_provenance, utc_now
 from benchmarks.suites.phases import own_phases, phases_of, with_macs
 from benchmarks.suites.suite import Job, Suite
-from tissuenet.registry import create_model_for_input
 
 EVAL_BATCH = 256  # test-set batch size (evaluation only; never changes a result)
-
-
-@dataclass
-class Env:
-    """Where a job runs: device, data, and what it may write."""
-
-    device: torch.device
-    loaders: Callable  # (job, batch_size, channels_last) -> (train_loader, test_loader)
-    state_dir: Path | None  # per-epoch resume checkpoints (None: no shared folder)
-    log: Callable[[str], None]
-    epoch_progress: Callable[[str, int], Callable]  # (job_id, epochs) -> per-epoch callback
-    set_aside: Callable | None = None  # damaged resume files
-    executor: str = "local"
-    data_source: Callable[[str], dict] | None = None  # dataset -> the copy used (path, file hashes)
-    run_started: str | None = None  # UTC time the run (sweep) began: before its dense checkpoints trained
-
-
-def data_source(data_root=None) -> Callable[[str], dict]:
-    from benchmarks.data.datasets import source_of
-
-    return lambda dataset: source_of(dataset, data_root)
 
 
 @dataclass
 class Outcome:
     record: dict
     model_file: bytes | None  # the trained model's file (written by the driver)
-
-
-def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
-    """``(job, batch_size, channels_last) -> (train, test)`` loaders on ``device`` (datasets cached per process)."""
-    from benchmarks.data.datasets import make_loaders
-
-    def loaders(job: Job, batch_size: int, channels_last: bool):
-        _, train_loader, test_loader = make_loaders(
-            job.dataset,
-            batch_size=batch_size,
-            device=device,
-            data_root=data_root,
-            download=download,
-            seed=job.seed,
-            channels_last=channels_last,
-            train_limit=suite.data.train_limit,
-            test_limit=suite.data.test_limit,
-            input_size=suite.data.input_size,
-            workers=suite.data.workers,
-            skip_unreadable=suite.data.skip_unreadable,
-        )
-        return train_loader, test_loader
-
-    return loaders
-
-
-def train_dense_job(suite: Suite, dense_job: Job, env: Env, checkpoint=None):
-    """Train one dense job's checkpoint: returns (CPU state dict, meta). Writes only its resume state."""
-    from baselines.regularizers import regularizer
-    from benchmarks.run.checkpoints import train_dense
-
-    shape = shape_of(suite, dense_job)
-    epochs = dense_job.epochs_override or suite.budgets.dense_epochs
-    cfg = suite.phase_config("dense", epochs)
-    torch.manual_seed(dense_job.seed)
-    model = new_dense(shape, env.device)
-    loaders = env.loaders(dense_job, cfg.batch_size, cfg.channels_last)
-    return train_dense(
-        model,
-        shape,
-        loaders,
-        cfg,
-        checkpoint=checkpoint,
-        progress=env.epoch_progress(dense_job.job_id, epochs),
-        set_aside=env.set_aside,
-        extra_loss=regularizer(dense_job.options) if dense_job.options else None,  # a method's own start
-    )
-
-
-def shape_of(suite: Suite, job: Job) -> dict:
-    from benchmarks.data.datasets import get_dataset
-
-    info = get_dataset(job.dataset)
-    return {
-        "model": job.model,
-        "num_classes": info.num_classes,
-        "in_channels": info.in_channels,
-        "input_size": suite.data.size_of(info),
-    }
-
-
-def new_dense(shape: dict, device) -> torch.nn.Module:
-    model = create_model_for_input(shape["model"], shape["num_classes"], shape["in_channels"], shape["input_size"])
-    return model.to(device)
-
-
-def identity(job: Job) -> dict:
-    return {
-        "suite": job.suite,
-        "job_id": job.job_id,
-        "dataset": job.dataset,
-        "model": job.model,
-        "method": job.method,
-        "label": job.label,
-        "method_options": job.options,
-        "target_kind": job.target.kind,
-        "target_value": job.target.value,
-        "seed": job.seed,
-        "config_hash": job.config_hash,
-        "group_hash": job.group_hash,
-        "train_hash": job.train_hash,
-        "suite_variant": job.variant,  # '' unless --set changed what the job computes
-        "overrides": job.overrides,  # every --set of the run (provenance)
-        "plugins": job.config.get("plugins", {}),  # where the job's dataset, model and method come from
-    }
 
 
 def run_job(suite: Suite, job: Job, start: DenseRef, reference: DenseRef, env: Env) -> Outcome:
@@ -249,12 +142,8 @@ def train_step(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, env:
 
 def evaluate_step(model, test_loader, history: list[dict]) -> dict:
     """Step 3: final-epoch accuracy, fp32, on the whole test set (the best epoch only as an extra)."""
-    final = evaluate(model, test_loader)
     best = max(history, key=lambda r: r["test_top1"]) if history else None
-    return {
-        "top1": final["top1"],
-        "top5": final["top5"],
-        "test_loss": final["loss"],
+    return evaluate(model, test_loader) | {
         "best_top1": best["test_top1"] if best else None,
         "best_epoch": best["epoch"] if best else None,
     }

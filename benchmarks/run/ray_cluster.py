@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.run.checkpoints import DenseRef, load_dense, save_dense, weights_sha256
-from benchmarks.run.job import Env, Outcome, data_source, job_loaders, run_job, train_dense_job
-from benchmarks.run.local import Runner, RunSummary, _failed
-from benchmarks.run.progress import SuiteProgress
+from benchmarks.run.checkpoints import DenseRef, load_dense, save_dense, train_dense, weights_sha256
+from benchmarks.run.env import Env, data_source, failed_record, job_loaders
+from benchmarks.run.executor import Executor, RunSummary
+from benchmarks.run.job import Outcome, run_job
 from benchmarks.suites.settings import ExecutionConfig
 from benchmarks.suites.suite import Job, Suite
 from tissuenet import plugins
@@ -55,7 +55,7 @@ class WorkerSettings:
 def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
     import torch
 
-    from benchmarks.run.local import resolve_device
+    from benchmarks.run.executor import resolve_device
     from tissuenet import plugins
 
     plugins.load_in_worker(list(settings.plugins))  # a fresh worker process knows no plugin yet
@@ -93,7 +93,7 @@ def dense_task(suite: Suite, dense_job: Job, settings: WorkerSettings, progress)
     checkpoint = None
     if env.state_dir is not None:
         checkpoint = env.state_dir.parent / "dense" / f"{dense_job.job_id}.partial.pt"
-    state, meta = train_dense_job(suite, dense_job, env, checkpoint)
+    state, meta = train_dense(suite, dense_job, env, checkpoint)
     return dense_job.job_id, state, meta, socket.gethostname()
 
 
@@ -122,8 +122,8 @@ def init_ray(execution: ExecutionConfig, log):
     return ray
 
 
-class RayRunner(Runner):
-    executor = "ray"
+class RayExecutor(Executor):
+    name = "ray"
 
     def __init__(
         self,
@@ -142,37 +142,15 @@ class RayRunner(Runner):
         self.execution = execution
         self.worker_device = "cuda" if execution.gpus_per_job > 0 else device
 
-    def run(self, only: str | None = None) -> RunSummary:
-        from benchmarks.store.provenance import utc_now
-
-        self.started_utc = utc_now()
-        summary, start_time = RunSummary(), time.perf_counter()
-        self.clean_leftovers()
-        self.store.write_plan(self.suite.plan_name, [j.job_id for j in self.suite.jobs()], self.suite.suite_hash)
-        jobs = self.plan(only)
-        self.progress = SuiteProgress(len(jobs), self.log, self.tty)
-        todo = []
-        for job in jobs:
-            if self.store.is_done(job.job_id):
-                summary.skipped.append(job.job_id)
-                self.progress.skip()
-            else:
-                todo.append(job)
+    def execute(self, todo: list[tuple[int, Job]], summary: RunSummary) -> None:
         try:
-            if todo:
-                self._run_on_ray(todo, summary)
+            self._run_on_ray([job for _, job in todo], summary)
         except KeyboardInterrupt:  # Ctrl-C ends the process at once: a local instance this run started goes first
             if self._own_ray:
                 import ray
 
                 ray.shutdown()
             raise
-        finally:
-            self.progress.close()
-            if jobs:
-                self.store.consolidate()
-        summary.wall_s = time.perf_counter() - start_time
-        return summary
 
     def _settings(self) -> WorkerSettings:
         token = secrets.token_hex(8)
@@ -272,20 +250,9 @@ class RayRunner(Runner):
         try:
             outcome = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - a dead worker after its retries, or a failed dependency
-            outcome = Outcome(_failed(job, RuntimeError(_cause(exc))) | {"executor": "ray"}, None)
-        self.save(outcome)
-        rec = outcome.record
-        ok = rec["status"] == "ok"
-        (summary.ok if ok else summary.failed).append(job.job_id)
-        self.progress.finish(ok, time.perf_counter() - t0)
-        where = f" on {rec.get('host')}" if rec.get("host") else ""
-        if ok:
-            self.progress.line(
-                f"  ok {job.job_id}{where}: top-1 {rec['top1']:.2f} %, MACs (effective) "
-                f"{rec['macs_effective'] / 1e6:.2f} M"
-            )
-        else:
-            self.progress.line(f"  FAILED {job.job_id}{where}: {rec['error']}")
+            outcome = Outcome(failed_record(job, RuntimeError(_cause(exc)), executor="ray"), None)
+        host = outcome.record.get("host")
+        self.finish(outcome, t0, summary, who=f" {job.job_id}" + (f" on {host}" if host else ""))
 
     def _drain(self, progress) -> None:
         while not progress.empty():

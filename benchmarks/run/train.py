@@ -87,7 +87,8 @@ def lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader) -> dict:
-    """Top-1 / top-5 accuracy (percent) and mean cross-entropy on a loader, always in fp32."""
+    """Top-1 / top-5 accuracy (percent) and mean cross-entropy on a loader, always in fp32: the record's (and a
+    dense checkpoint's) ``top1``, ``top5`` and ``test_loss``."""
     model.eval()
     correct1 = correct5 = loss_sum = 0.0
     n = 0
@@ -102,7 +103,7 @@ def evaluate(model: nn.Module, loader) -> dict:
         n += len(y)
     if n == 0:
         raise NoStepsError("the test set is empty")
-    return {"top1": 100 * correct1 / n, "top5": 100 * correct5 / n, "loss": loss_sum / n}
+    return {"top1": 100 * correct1 / n, "top5": 100 * correct5 / n, "test_loss": loss_sum / n}
 
 
 def train(
@@ -181,7 +182,7 @@ def train(
         row = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
-            "test_loss": test["loss"],
+            "test_loss": test["test_loss"],
             "test_top1": test["top1"],
             "test_top5": test["top5"],
             "lr": optimizer.param_groups[0]["lr"],

@@ -1,4 +1,4 @@
-"""Every file the project writes or reads back: atomic writes, safe loads, model files, quarantine.
+"""Every file the project writes or reads back: atomic writes, safe loads, quarantine.
 
 * Writes go to a temporary name in the same folder and are renamed into place, so a kill never
   leaves half a file; a full or read-only disk gives one :class:`StorageError` line and no
@@ -7,8 +7,6 @@
   that cannot be read (truncated, wrong bytes, wrong shape, a planted pickle) raises
   :class:`DamagedFileError` naming it; callers move it to ``<results>/quarantine/`` and redo the
   work it held.
-* Model files hold registry name + options + state dict (never a pickled module); loading builds
-  the architecture, resizes pruned layers to the stored shapes and loads the weights strictly.
 """
 
 from __future__ import annotations
@@ -23,12 +21,9 @@ import stat
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from benchmarks.store.text import clean_text
-from tissuenet.registry import create_model_for_input
 
-MODEL_FORMAT = "tissuebench.model/1"
 QUARANTINE = "quarantine"
 
 
@@ -53,10 +48,10 @@ def inside(root: Path, *parts: str) -> Path:
     symbolic link on the way: a results folder is input, and a planted link must not redirect a write)."""
     root = Path(root)
     path = root.joinpath(*parts)
+    no_links(root, path.parent)  # first: a planted link is named as such, not as the place it leads to
     resolved, base = path.resolve(), root.resolve()
     if resolved != base and base not in resolved.parents:
         raise PathError(f"{'/'.join(parts)!r} would leave {root}")
-    no_links(root, path.parent)
     return path
 
 
@@ -179,7 +174,7 @@ def load_torch(path: Path, map_location="cpu") -> dict:
     try:
         obj = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to read means the file is unusable
-        raise DamagedFileError(path, f"not a readable torch file ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise DamagedFileError(path, f"not a readable torch file ({type(exc).__name__}: {first_line(exc)})") from exc
     if not isinstance(obj, dict):
         raise DamagedFileError(path, f"holds a {type(obj).__name__}, not a dict")
     return obj
@@ -265,66 +260,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# -- model files -----------------------------------------------------------------------------
-def save_model(model: nn.Module, path: Path, arch: dict) -> Path:
-    """``arch``: model (registry name), num_classes, in_channels, input_size, options."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return save_torch_atomic({"format": MODEL_FORMAT, "arch": arch, "state_dict": state}, Path(path))
-
-
-def model_bytes(model: nn.Module, arch: dict) -> bytes:
-    """The bytes of a model file (workers send these to the driver, which writes them)."""
-    buffer = io.BytesIO()
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": MODEL_FORMAT, "arch": arch, "state_dict": state}, buffer)
-    return buffer.getvalue()
-
-
-def load_model(path: Path, device="cpu") -> tuple[nn.Module, dict]:
-    saved = load_torch(path)
-    if saved.get("format") != MODEL_FORMAT:
-        raise DamagedFileError(path, f"not a tissuebench model file (format {saved.get('format')!r})")
-    arch = saved["arch"]
-    try:
-        model = create_model_for_input(
-            arch["model"], arch["num_classes"], arch["in_channels"], arch["input_size"], **arch.get("options", {})
-        )
-        resize_to(model, saved["state_dict"])
-        model.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise DamagedFileError(path, f"does not match its architecture ({_first_line(exc)})") from exc
-    return model.to(device).eval(), arch
-
-
-def resize_to(model: nn.Module, state: dict) -> None:
-    """Give every layer the channel counts its stored weights have (undoing nothing else)."""
-    for name, module in model.named_modules():
-        key = f"{name}.weight" if name else "weight"
-        if key not in state:
-            continue
-        shape = state[key].shape
-        if isinstance(module, nn.modules.conv._ConvNd):
-            depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
-            module.out_channels = shape[0]
-            module.groups = shape[0] if depthwise else module.groups
-            module.in_channels = shape[1] * module.groups
-        elif isinstance(module, nn.Linear):
-            module.out_features, module.in_features = shape
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.num_features = shape[0]
-        elif isinstance(module, nn.LayerNorm):
-            module.normalized_shape = tuple(shape)
-        else:
-            continue
-        for pname, tensor in list(module.named_parameters(recurse=False)):
-            stored = state[f"{name}.{pname}" if name else pname]
-            setattr(module, pname, nn.Parameter(torch.empty_like(stored), requires_grad=tensor.requires_grad))
-        for bname, _ in list(module.named_buffers(recurse=False)):
-            stored = state.get(f"{name}.{bname}" if name else bname)
-            if stored is not None:
-                module.register_buffer(bname, torch.empty_like(stored))
-
-
 def process_alive(pid: str) -> bool:
     """Whether process ``pid`` still runs (a temporary file or folder named after it is in use)."""
     try:
@@ -345,7 +280,7 @@ def _why(exc: OSError) -> str:
     }.get(exc.errno, exc.strerror or str(exc))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 

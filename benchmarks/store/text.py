@@ -35,3 +35,14 @@ def spreadsheet_safe(frame):
 
 def _cell(value: str) -> str:
     return ("'" if value.startswith(FORMULA_PREFIXES) else "") + clean_text(value)
+
+
+def markdown_table(header: list[str], rows, right_from: int | None = None) -> list[str]:
+    """The lines of a Markdown table (every one the project prints or writes): ``|`` inside a cell escaped,
+    the columns from ``right_from`` on right-aligned."""
+
+    def cells(values) -> str:
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    align = ["---:" if right_from is not None and i >= right_from else "---" for i in range(len(header))]
+    return [cells(header), "|" + "|".join(align) + "|", *(cells(row) for row in rows)]

@@ -234,7 +234,7 @@ def _same_architecture(suite: Suite) -> None:
                 for target in spec.targets:
                     plan = plan_context(suite, dataset, model, suite.seeds[0], spec, target)
                     key = (method.name, _key(method, plan), spec.epochs, repr(sorted(spec.train.items())))
-                    label = spec.label + (f"@{target.slug()}" if target.kind != "none" else "")
+                    label = target.job_label(spec.label)
                     if key in seen:
                         raise SuiteError(
                             f"'{seen[key]}' and '{label}' are the same architecture with the same "

@@ -272,7 +272,7 @@ class Suite:
                             group.append(self.dense_job(dataset, model, seed, start=own_start))
                         job_config = config | ({"plugins": origins[spec.name]} if origins[spec.name] else {})
                         for target in spec.targets:
-                            label = spec.label + (f"@{target.slug()}" if target.kind != "none" else "")
+                            label = target.job_label(spec.label)
                             group.append(
                                 Job(
                                     self.name,

@@ -74,7 +74,7 @@ def run(args) -> int:
     load_plugins(args)
     from benchmarks.measure.cost import deploy_form, eager_form
     from benchmarks.measure.timing import time_paired
-    from benchmarks.run.local import resolve_device
+    from benchmarks.run.executor import resolve_device
     from tissuenet import count_macs, get_entry
     from tissuenet.registry import create_model_for_input
 
@@ -99,7 +99,7 @@ def run(args) -> int:
         raise UserError(f"--runtime: {exc}") from None
     threads = args.threads or torch_threads()
     prepared = {
-        k: rt.Prepared(m, threads, deploy_form(True), eager_form(True)) for k, m in (("m", model), ("d", dense))
+        k: rt.RuntimeForms(m, threads, deploy_form(True), eager_form(True)) for k, m in (("m", model), ("d", dense))
     }
     rows = []
     for name in names:

@@ -47,7 +47,6 @@ def execution(args, suite):
 
 
 def dry_run(runner, only, as_json: bool) -> int:
-    from benchmarks.run.progress import duration  # noqa: F401  (same units as run's progress)
     from benchmarks.suites.planning import plan, total_compute
 
     jobs = runner.plan(only)
@@ -108,7 +107,7 @@ def _sizes_for_plan(runner, jobs) -> dict[str, int]:
 
 def run(args) -> int:
     load_plugins(args)
-    from benchmarks.run.local import Runner
+    from benchmarks.run.local import LocalExecutor
     from benchmarks.store.results import ResultStore
     from benchmarks.suites.load import load_suite
     from benchmarks.suites.overrides import describe
@@ -122,11 +121,11 @@ def run(args) -> int:
     if suite.overrides and not args.json:
         print(f"overrides: {describe(suite.overrides)} (results in {store.root})", file=sys.stderr)
     if exe.executor == "ray" and not args.dry_run:
-        from benchmarks.run.ray_cluster import RayRunner
+        from benchmarks.run.ray_cluster import RayExecutor
 
-        runner = RayRunner(suite, store, exe, device=args.device, data_root=args.data_root, download=args.download)
+        runner = RayExecutor(suite, store, exe, device=args.device, data_root=args.data_root, download=args.download)
     else:
-        runner = Runner(suite, store, device=args.device, data_root=args.data_root, download=args.download)
+        runner = LocalExecutor(suite, store, device=args.device, data_root=args.data_root, download=args.download)
     if args.dry_run:
         return dry_run(runner, args.only, args.json)
     jobs = runner.plan(args.only)

@@ -163,11 +163,10 @@ def print_table(store, *, fmt="table", include_superseded=False, columns=None, s
 
             print(spreadsheet_safe(view(table, cols, scaled=False)).to_csv(index=False), end="")
         elif fmt == "markdown":
+            from benchmarks.store.text import markdown_table
+
             frame = view(table, cols, scaled=True)
-            print("| " + " | ".join(frame.columns) + " |")
-            print("|" + "|".join("---" for _ in frame.columns) + "|")
-            for row in frame.itertuples(index=False):
-                print("| " + " | ".join(str(v) for v in row) + " |")
+            print("\n".join(markdown_table(list(frame.columns), frame.itertuples(index=False))))
         else:
             frame, hidden = _fit(view(table, cols, scaled=True), shutil.get_terminal_size((160, 24)).columns)
             print(frame.to_string(index=False))
