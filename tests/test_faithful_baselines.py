@@ -276,3 +276,17 @@ def test_bottleneck_feeds_conv1s_output_to_its_units_and_says_the_authors_code_d
         block(x)
         assert torch.equal(seen["in"], block.body[0](x))
     assert "BunitBottleneck.forward" in (REPO / "docs" / "method.md").read_text()
+
+
+def test_measurement_overrides_share_the_train_hash_of_every_job():
+    """Seeds run with ``--set measure.latency=false`` pool with the suite's own run, dense and method jobs alike (the
+    dense checkpoint's config nests the overrides and a method's job names it by hash: both missed before); a
+    training override does not pool."""
+    from benchmarks.suites.load import load_suite
+
+    plain = load_suite("smoke").jobs()
+    untimed = load_suite("smoke", overrides={"measure.latency": False, "seeds": [7]}).jobs()
+    other = load_suite("smoke", overrides={"train.lr": 0.05}).jobs()
+    assert [j.train_hash for j in plain] == [j.train_hash for j in untimed]
+    assert all(a.job_id != b.job_id for a, b in zip(plain, untimed, strict=True))  # ids still name the measurement
+    assert not {j.train_hash for j in plain} & {j.train_hash for j in other}

@@ -60,6 +60,8 @@ class Job:
     config: dict = field(repr=False)  # everything else that determines the result
     train_overrides: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict, repr=False, compare=False)  # the run's --set (provenance)
+    # the train hash of the dense checkpoint it starts from: ``config["dense"]`` hashes ``--set measure.*`` too
+    dense_train_hash: str = field(default="", repr=False, compare=False)
 
     @property
     def variant(self) -> str:
@@ -68,11 +70,9 @@ class Job:
 
     def identity(self, *, with_seed: bool = True, with_measure: bool = True) -> dict:
         config = self.config
-        if not with_measure and "overrides" in config:  # what training computes, whatever is measured after it
-            training = {k: v for k, v in config["overrides"].items() if not k.startswith(MEASURE_PREFIX)}
-            config = {k: v for k, v in config.items() if k != "overrides"} | (
-                {"overrides": training} if training else {}
-            )
+        if not with_measure:
+            hashed = isinstance(config.get("dense"), str)  # a method's job names its dense checkpoint by hash
+            config = _without_measure(config) | ({"dense": self.dense_train_hash} if hashed else {})
         out = {
             "dataset": self.dataset,
             "model": self.model,
@@ -105,6 +105,21 @@ class Job:
         """Readable and file-name safe; the hash makes it unique and stable."""
         readable = JOB_ID_SAFE.sub("-", f"{self.dataset}.{self.model}.{self.label}.s{self.seed}")[:READABLE_MAX]
         return f"{readable}.{self.config_hash[:HASH_CHARS]}"
+
+
+def _without_measure(config: dict) -> dict:
+    """``config`` without ``--set measure.*`` at any depth (the dense checkpoint's config nests its own overrides):
+    what training computes, whatever is measured after it."""
+    out = {}
+    for key, value in config.items():
+        if key == "overrides" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if not k.startswith(MEASURE_PREFIX)}
+            if not value:
+                continue
+        elif isinstance(value, dict):
+            value = _without_measure(value)
+        out[key] = value
+    return out
 
 
 @dataclass
@@ -234,6 +249,7 @@ class Suite:
         from baselines.contract import get_method
 
         dense_hash = stable_hash(self.dense_config(self.budgets.dense_epochs))
+        dense_train_hash = stable_hash(_without_measure(self.dense_config(self.budgets.dense_epochs)))
         budgets = self.budgets.to_dict()
         # per method: (spec, method, reference epochs, the job config without its plugins); the same for every seed
         specs = []
@@ -287,6 +303,7 @@ class Suite:
                                     job_config,
                                     spec.train,
                                     self.overrides,
+                                    dense_train_hash,
                                 )
                             )
                     out += list({j.job_id: j for j in group}.values())  # a dense reference once per group
