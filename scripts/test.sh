@@ -9,7 +9,10 @@ bash scripts/setup.sh || exit 1
 # the fused CPU kernel, built once before the tests share it (two workers compiling it at once under load
 # would spend a per-test timeout waiting on each other)
 .venv/bin/python -c "from tissuenet.kernels.cpu import extension; extension()" || exit 1
-.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+# --maxschedchunk 1: a worker takes the next test when it has one left, so the longest tests (collected first,
+# tests/conftest.py) spread over both workers; pytest-xdist's default hands each worker a quarter of the
+# collection at once, which put every long test on the first worker (its tail set CI's time)
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --maxschedchunk 1 "$@"
 rc=$?
 if [ $rc -eq 5 ]; then
     echo "test.sh: pytest collected no tests: that is a broken test set-up, not a pass" >&2

@@ -23,19 +23,24 @@ def _seed():
 
 
 # Seconds the longest tests took in a CI-like run (2 cores, two workers). Only the order depends on
-# them: pytest-xdist hands tests to its workers in collection order, so the longest go first,
-# largest first, and the two workers finish together instead of one idling through a long tail.
-LONGEST = {
-    "test_quick_pass_of_every_suite_on_its_real_layout[paper-imagenet]": 300,
-    "test_smoke_with_one_thread_per_job_locally_and_under_ray": 270,
-    "test_quick_pass_of_every_suite_on_its_real_layout[paper-cifar10]": 230,
-    "test_quick_pass_of_every_suite_on_its_real_layout[paper-cifar100]": 200,
-    "test_quick_pass_of_every_suite_on_its_real_layout[paper-tiny-imagenet]": 140,
-    "test_driver_killed_then_rerun_completes_only_the_rest": 53,
-    "test_quick_pass_of_every_suite_on_its_real_layout[fashion-resnet56]": 52,
-    "test_the_example_plugin_runs_next_to_prune_l1[ray]": 52,
-    "test_each_night_measures_its_own_commit": 50,
-    "test_sigkill_mid_sweep_then_resume": 48,
+# them: pytest-xdist hands tests to its workers in collection order (one at a time: scripts/test.sh), so the
+# longest go first, largest first, and the two workers finish together instead of one idling through a long tail.
+LONGEST = {  # the fresh-clone CI run of 2026-12-06 (`--durations=25`)
+    "test_quick_pass_of_every_suite_on_its_real_layout[paper-imagenet]": 346,
+    "test_smoke_with_one_thread_per_job_locally_and_under_ray": 299,
+    "test_quick_pass_of_every_suite_on_its_real_layout[paper-cifar10]": 285,
+    "test_quick_pass_of_every_suite_on_its_real_layout[paper-cifar100]": 270,
+    "test_quick_pass_of_every_suite_on_its_real_layout[paper-tiny-imagenet]": 168,
+    "test_each_night_measures_its_own_commit": 71,
+    "test_driver_killed_then_rerun_completes_only_the_rest": 64,
+    "test_quick_pass_of_every_suite_on_its_real_layout[fashion-resnet56]": 54,
+    "test_a_killed_worker_is_retried": 48,
+    "test_any_valid_label_goes_through_run_show_report_check": 42,
+    "test_the_example_plugin_runs_next_to_prune_l1[ray]": 41,
+    "test_installed_copy_works_from_any_directory": 36,
+    "test_ray_matches_local": 33,
+    "test_sigkill_mid_sweep_then_resume": 29,
+    "test_ctrl_c_exits_130_at_any_moment": 28,
 }
 
 
