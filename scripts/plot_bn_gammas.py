@@ -44,7 +44,7 @@ def main(argv=None) -> None:
         small = float((values < SMALL_GAMMA).mean())
         title = f"{label}: {small:.1%} of {values.size} below {SMALL_GAMMA:g}, median {np.median(values):.3f}"
         ax.set_title(title, fontsize=9)
-    np.atleast_1d(axes)[-1].set_xlabel("|gamma| (BN scale)")
+    np.atleast_1d(axes)[-1].set_xlabel("|gamma| (BN scale; below 1e-4 counted in the first bin)")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
