@@ -29,6 +29,7 @@ OUT = (fn.prune_conv_out_channels, fn.prune_linear_out_channels, fn.prune_depthw
 IN = (fn.prune_conv_in_channels, fn.prune_linear_in_channels, fn.prune_depthwise_conv_in_channels)
 BN_OUT = (fn.prune_batchnorm_out_channels,)
 _BN = nn.modules.batchnorm._BatchNorm
+_KINDS = (OUT, IN, BN_OUT, OUT + BN_OUT)  # every kind of member the methods ask for
 
 
 class ChannelGroups:
@@ -136,6 +137,8 @@ class ChannelGroups:
 
     def remove(self) -> nn.Module:
         """Prune the masked channels out of the model for good (exact: they were zero)."""
+        if self.graph is None:
+            raise RuntimeError("a worker's copy of the channel groups cannot remove channels; the job's process does")
         for g, roots in enumerate(self.masked):
             if roots:
                 dep, idxs = self.groups[g][0]
@@ -144,6 +147,18 @@ class ChannelGroups:
         self.masked = [set() for _ in self.groups]
         self._members = {}  # the layers changed shape: what they held is gone
         return self.model
+
+    # -- travelling to data-parallel workers ----------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """What a worker needs to score, mask and count (every group's members, resolved here); the dependency
+        graph holds autograd nodes that do not pickle, and removal stays with the job's own process."""
+        members = {(g, i): self.members(g, kinds) for g in range(len(self.groups)) for i, kinds in enumerate(_KINDS)}
+        drop = ("graph", "groups", "_members")  # the kinds are bound methods: keyed by position, not identity
+        return {k: v for k, v in self.__dict__.items() if k not in drop} | {"members_by_kind": members}
+
+    def __setstate__(self, state: dict) -> None:
+        members = {(g, _KINDS[i]): value for (g, i), value in state.pop("members_by_kind").items()}
+        self.__dict__.update(state, graph=None, groups=[None] * len(state["widths"]), _members=members)
 
     def keep_at_least(self, g: int, max_ratio: float) -> int:
         """Channels of group ``g`` that must stay: never more than ``max_ratio`` of a group goes."""

@@ -32,3 +32,11 @@ timeout 240 $TB run fashion-resnet56 --device cuda --results "$OUT/fashion-resne
 timeout 240 $TB run fashion-resnet56 --device cuda --results "$OUT/fashion-resnet56" --only '*tissuenet*'
 $TB report --results "$OUT/fashion-resnet56" --out "$OUT/report" || true
 $TB show --results "$OUT/fashion-resnet56" --format markdown | tee "$OUT/fashion-resnet56.md"
+
+echo "== 5. one job on two GPUs (data parallel, NCCL), only where the machine has two and Ray is installed"
+if [ "$(nvidia-smi -L | wc -l)" -ge 2 ] && python -c "import ray.train" 2>/dev/null; then
+    timeout 300 $TB run smoke --device cuda --workers-per-job 2 --results "$OUT/smoke-2gpu" --only '*dense*'
+    $TB show --results "$OUT/smoke-2gpu" --format markdown | tee "$OUT/smoke-2gpu.md"
+else
+    echo "(skipped: one GPU here, or no Ray)"
+fi

@@ -30,10 +30,12 @@ LONGEST = {  # the fresh-clone CI run of 2026-12-06 (`--durations=25`)
     "test_smoke_with_one_thread_per_job_locally_and_under_ray": 299,
     "test_quick_pass_of_every_suite_on_its_real_layout[paper-cifar10]": 285,
     "test_quick_pass_of_every_suite_on_its_real_layout[paper-cifar100]": 270,
+    "test_one_and_two_workers_train_the_same_jobs": 240,  # measured alone, 2026-12-06
     "test_quick_pass_of_every_suite_on_its_real_layout[paper-tiny-imagenet]": 168,
     "test_each_night_measures_its_own_commit": 71,
     "test_driver_killed_then_rerun_completes_only_the_rest": 64,
     "test_quick_pass_of_every_suite_on_its_real_layout[fashion-resnet56]": 54,
+    "test_a_dead_worker_fails_the_job_in_one_line_and_it_resumes_on_any_world_size": 60,
     "test_a_killed_worker_is_retried": 48,
     "test_any_valid_label_goes_through_run_show_report_check": 42,
     "test_the_example_plugin_runs_next_to_prune_l1[ray]": 41,

@@ -68,7 +68,7 @@ def make_runner(suite, store, execution, device, data_root):
         return RayExecutor(suite, store, execution, device=device, data_root=data_root)
     from benchmarks.run.local import LocalExecutor
 
-    return LocalExecutor(suite, store, device=device, data_root=data_root)
+    return LocalExecutor(suite, store, device=device, data_root=data_root, execution=execution)
 
 
 def _check(store: ResultStore, reference: Path, history, log, suite) -> tuple[str, bool]:

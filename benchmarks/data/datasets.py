@@ -332,18 +332,21 @@ def make_loaders(
     workers=4,
     input_size=None,
     skip_unreadable=False,
+    shard=None,
 ):
-    """(train, test) loaders: device-resident for small sets, streaming for ImageFolder sets."""
+    """(train, test) loaders: device-resident for small sets, streaming for ImageFolder sets; with ``shard``, one
+    data-parallel worker's part of every batch (``batch_size`` stays the global batch)."""
     from benchmarks.data.device_loader import DeviceLoader
     from benchmarks.data.folder import StreamLoader
 
     info = get_dataset(name)
     eval_bs = eval_batch_size or max(batch_size, 256)
+    shard_arg = {} if shard is None else {"shard": shard}
     if info.resident:
         tx, ty, vx, vy = load_splits(
             name, data_root=data_root, device=device, download=download, train_limit=train_limit, test_limit=test_limit
         )
-        common = dict(mean=info.mean, std=info.std, seed=seed, channels_last=channels_last)
+        common = dict(mean=info.mean, std=info.std, seed=seed, channels_last=channels_last, **shard_arg)
         train = DeviceLoader(
             tx, ty, batch_size=batch_size, train=True, crop_padding=info.crop_padding, flip=info.flip, **common
         )
@@ -357,6 +360,7 @@ def make_loaders(
         channels_last=channels_last,
         size=input_size,
         skip_unreadable=skip_unreadable,
+        **shard_arg,
     )
     train = StreamLoader(path, "train", info, train=True, batch_size=batch_size, limit=train_limit, **common)
     test = StreamLoader(path, "val", info, train=False, batch_size=eval_bs, limit=test_limit, **common)

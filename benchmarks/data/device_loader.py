@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.data.epochs import EpochLoader
+from benchmarks.data.epochs import EpochLoader, Shard
 
 
 class DeviceLoader(EpochLoader):
@@ -27,8 +27,10 @@ class DeviceLoader(EpochLoader):
         seed: int = 0,
         drop_last: bool | None = None,
         channels_last: bool = False,
+        shard: Shard = Shard(),
     ) -> None:
         self.images, self.labels = images, labels
+        self.shard = shard
         self.device = images.device
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(mean, device=self.device).view(shape) * 255
@@ -51,25 +53,31 @@ class DeviceLoader(EpochLoader):
         else:
             g, order = None, torch.arange(n, device=self.device)
         for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            batch = order[i * self.batch_size : (i + 1) * self.batch_size]
+            mine = self.shard.part(len(batch))  # the random draws are the whole batch's, then this shard's
+            idx = batch[mine]
             x = self.images.index_select(0, idx)
             if self.crop_padding:
-                x = random_crop(x, self.crop_padding, g)
+                x = random_crop(x, self.crop_padding, g, len(batch), mine)
             x = (x.float() - self.mean) / self.std
             if self.flip:
-                flip = torch.rand(len(idx), device=self.device, generator=g) < 0.5
+                flip = torch.rand(len(batch), device=self.device, generator=g)[mine] < 0.5
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels.index_select(0, idx)
 
 
-def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample random crop of the zero-padded batch, back to the original size (one gather)."""
+def random_crop(
+    x: torch.Tensor, pad: int, generator: torch.Generator, drawn: int | None = None, part: slice = slice(None)
+) -> torch.Tensor:
+    """Per-sample random crop of the zero-padded batch, back to the original size (one gather); the offsets are
+    drawn for ``drawn`` images (the global batch) and ``part`` of them used (this shard's)."""
     n, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device, generator=generator)
+    drawn = n if drawn is None else drawn
+    dy = torch.randint(0, 2 * pad + 1, (drawn, 1), device=x.device, generator=generator)[part]
+    dx = torch.randint(0, 2 * pad + 1, (drawn, 1), device=x.device, generator=generator)[part]
     rows = (dy + torch.arange(h, device=x.device)).view(n, 1, h, 1)
     cols = (dx + torch.arange(w, device=x.device)).view(n, 1, 1, w)
     batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)

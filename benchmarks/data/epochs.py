@@ -6,14 +6,32 @@ uninterrupted run would have seen.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of every batch when one job trains on ``world`` workers (data parallel).
+
+    Every worker draws the same global batch (and its augmentation) from (seed, epoch) and keeps its contiguous
+    part: the union of the parts is the batch a single device sees, and a test batch is evaluated exactly once.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    def part(self, n: int) -> slice:
+        return slice(n * self.rank // self.world, n * (self.rank + 1) // self.world)
+
+
 class EpochLoader:
-    batch_size: int
+    batch_size: int  # the global batch: a shard's batches are parts of it
     drop_last: bool
     seed: int = 0
     epoch: int = 0
+    shard: Shard = Shard()
 
     @property
     def num_items(self) -> int:

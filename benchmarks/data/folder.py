@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.data.epochs import EpochLoader
+from benchmarks.data.epochs import EpochLoader, Shard
 from benchmarks.data.images import check_images
 
 ANNOTATIONS = "val_annotations.txt"
@@ -93,6 +93,7 @@ class StreamLoader(EpochLoader):
         channels_last: bool = False,
         size: int | None = None,
         skip_unreadable: bool = False,
+        shard: Shard = Shard(),
     ) -> None:
         import torchvision.transforms as T
 
@@ -121,7 +122,7 @@ class StreamLoader(EpochLoader):
         if chosen is not None:
             self.dataset = torch.utils.data.Subset(self.dataset, chosen)
         self.train, self.batch_size, self.seed, self.epoch = train, batch_size, seed, 0
-        self.drop_last = train
+        self.drop_last, self.shard = train, shard
         self.device, self.workers, self.channels_last = torch.device(device), workers, channels_last
 
     @property
@@ -130,11 +131,12 @@ class StreamLoader(EpochLoader):
 
     def __iter__(self):
         g = self.generator()
+        batching = dict(batch_size=self.batch_size, shuffle=self.train, drop_last=self.train)
+        if self.shard.world > 1:  # a distributed sampler: this worker's part of every global batch
+            batching = dict(batch_sampler=ShardedBatches(len(self.dataset), self.batch_size, self.train, g, self.shard))
         loader = torch.utils.data.DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
-            shuffle=self.train,
-            drop_last=self.train,
+            **batching,
             generator=g,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
@@ -146,6 +148,22 @@ class StreamLoader(EpochLoader):
                 x.to(self.device, non_blocking=True, memory_format=memory_format),
                 y.to(self.device, non_blocking=True),
             )
+
+
+class ShardedBatches(torch.utils.data.Sampler):
+    """The indices of one worker's part of every global batch of an epoch (all workers draw the same order)."""
+
+    def __init__(self, n: int, batch_size: int, train: bool, generator: torch.Generator, shard: Shard) -> None:
+        self.n, self.batch_size, self.train, self.generator, self.shard = n, batch_size, train, generator, shard
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.train else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator) if self.train else torch.arange(self.n)
+        for i in range(len(self)):
+            batch = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield batch[self.shard.part(len(batch))].tolist()
 
 
 def find_folder(roots, folder_name: str) -> tuple[Path | None, list[str]]:

@@ -18,7 +18,7 @@ import torch
 from benchmarks.data.errors import DataError
 from benchmarks.measure.cost import measure_cost
 from benchmarks.run.env import Env, new_dense, shape_of
-from benchmarks.run.train import check_finite, evaluate, train
+from benchmarks.run.train import check_finite, evaluate
 from benchmarks.store.files import DamagedFileError, load_torch, remove_verified, save_torch_atomic
 from benchmarks.suites.suite import Job, Suite
 
@@ -58,11 +58,9 @@ def train_dense(suite: Suite, dense_job: Job, env: Env, checkpoint=None) -> tupl
     cfg = suite.phase_config("dense", epochs)
     torch.manual_seed(dense_job.seed)
     model = new_dense(shape, env.device)
-    train_loader, test_loader = env.loaders(dense_job, cfg.batch_size, cfg.channels_last)
-    result = train(
+    result = env.train(
         model,
-        train_loader,
-        test_loader,
+        dense_job,
         cfg,
         checkpoint=checkpoint,
         progress=env.epoch_progress(dense_job.job_id, epochs),
@@ -70,6 +68,7 @@ def train_dense(suite: Suite, dense_job: Job, env: Env, checkpoint=None) -> tupl
         extra_loss=regularizer(dense_job.options) if dense_job.options else None,  # a method's own start
     )
     check_finite(model, "after dense training")
+    train_loader, test_loader = env.loaders(dense_job, cfg.batch_size, cfg.channels_last)
     accuracy = evaluate(model, test_loader)
     cost = measure_cost(model, shape["in_channels"], shape["input_size"])
     meta = (
@@ -88,6 +87,9 @@ def train_dense(suite: Suite, dense_job: Job, env: Env, checkpoint=None) -> tupl
                 "img_per_s": result.img_per_s,
                 "peak_mem_mb": result.peak_mem_mb,
                 "peak_mem_kind": result.peak_mem_kind,
+                "world_size": result.world_size,
+                "dist_backend": result.dist_backend,
+                "per_worker_batch": result.per_worker_batch,
             },
         }
     )

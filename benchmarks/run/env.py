@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.suites.settings import ExecutionConfig
 from benchmarks.suites.suite import Job, Suite
 from tissuenet.registry import create_model_for_input
 
@@ -26,6 +27,34 @@ class Env:
     executor: str = "local"
     data_source: Callable[[str], dict] | None = None  # dataset -> the copy used (path, file hashes)
     run_started: str | None = None  # UTC time the run (sweep) began: before its dense checkpoints trained
+    execution: ExecutionConfig = ExecutionConfig()  # workers_per_job > 1: each phase trains data parallel
+    plugins: tuple[str, ...] = ()  # modules a data-parallel worker loads first (plugins.modules_for_workers)
+
+    def train(self, model: torch.nn.Module, job: Job, cfg, **kwargs):
+        """Train ``model`` on the job's data under ``cfg`` (``train.train``'s keywords): in this process, or on
+        ``execution.workers_per_job`` workers (``data_parallel.py``). Returns the ``TrainResult``."""
+        from benchmarks.run.train import train
+
+        workers = self.execution.workers_per_job
+        if workers == 1:
+            return train(model, *self.loaders(job, cfg.batch_size, cfg.channels_last), cfg, **kwargs)
+        from benchmarks.run.data_parallel import fit
+
+        loaders, size, last = self.loaders, cfg.batch_size, cfg.channels_last
+        kwargs.pop("progress", None)  # a worker's lines reach this console through Ray, rank 0's only
+        return fit(
+            model,
+            lambda device, shard: loaders(job, size, last, device=device, shard=shard),
+            cfg,
+            workers=workers,
+            cpus=self.execution.cpus_per_job,
+            device=self.device,
+            max_failures=self.execution.max_retries,
+            storage=self.state_dir,
+            plugins=self.plugins,
+            address=self.execution.address,
+            **kwargs,
+        )
 
 
 def data_source(data_root=None) -> Callable[[str], dict]:
@@ -35,14 +64,16 @@ def data_source(data_root=None) -> Callable[[str], dict]:
 
 
 def job_loaders(suite: Suite, device, data_root=None, download: bool = False):
-    """``(job, batch_size, channels_last) -> (train, test)`` loaders on ``device`` (datasets cached per process)."""
+    """``(job, batch_size, channels_last) -> (train, test)`` loaders on ``device`` (datasets cached per process);
+    a data-parallel worker names its own ``device`` and ``shard``."""
     from benchmarks.data.datasets import make_loaders
 
-    def loaders(job: Job, batch_size: int, channels_last: bool):
+    def loaders(job: Job, batch_size: int, channels_last: bool, *, device=device, shard=None):
         _, train_loader, test_loader = make_loaders(
             job.dataset,
             batch_size=batch_size,
             device=device,
+            shard=shard,
             data_root=data_root,
             download=download,
             seed=job.seed,

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from benchmarks.run.data_parallel import check_split
 from benchmarks.run.env import Env, data_source, job_loaders
 from benchmarks.run.job import Outcome
 from benchmarks.run.progress import SuiteProgress
 from benchmarks.store.files import inside, remove_verified, write_verified
 from benchmarks.store.results import ResultStore
+from benchmarks.suites.settings import ExecutionConfig
 from benchmarks.suites.suite import Job, Suite, SuiteError
+from tissuenet import plugins
 
 
 class DeviceError(ValueError):
@@ -72,8 +75,10 @@ class Executor:
         download=False,
         progress: bool | None = None,
         log=None,
+        execution: ExecutionConfig | None = None,
     ) -> None:
         self.suite, self.store = suite, store
+        self.execution = execution or suite.execution
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.data_root, self.download = data_root, download
         self.tty = sys.stderr.isatty() if progress is None else progress
@@ -108,6 +113,7 @@ class Executor:
             if test_loader.num_items == 0:
                 raise SuiteError(f"dataset {dataset!r}: the test set is empty ([data] test_limit?)")
             for where, batch_size in self._batch_sizes():
+                check_split(batch_size, self.execution.workers_per_job, where)
                 if batch_size > sizes[dataset]:
                     raise SuiteError(
                         f"{where} batch_size = {batch_size} is larger than the {sizes[dataset]} "
@@ -138,6 +144,8 @@ class Executor:
             self.name,
             data_source(self.data_root),
             self.started_utc,
+            self.execution,
+            tuple(plugins.modules_for_workers()),
         )
 
     # -- a run ----------------------------------------------------------------------------------------------

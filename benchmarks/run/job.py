@@ -21,7 +21,7 @@ from benchmarks.measure.cost import deploy_form, eager_form, measure_cost
 from benchmarks.measure.speed import measure_pair, suspect
 from benchmarks.run.checkpoints import DenseRef
 from benchmarks.run.env import Env, identity, new_dense, shape_of
-from benchmarks.run.train import check_finite, evaluate, train
+from benchmarks.run.train import check_finite, evaluate
 from benchmarks.store.files import StorageError
 from benchmarks.store.metric_table import derive
 from benchmarks.store.model_files import model_bytes
@@ -68,8 +68,7 @@ def prepare(suite: Suite, job: Job, start: DenseRef, shape: dict, env: Env) -> P
     train_loader, _ = env.loaders(job, suite.train.batch_size, suite.train.channels_last)
 
     def train_phase(model, epochs, extra_loss=None):  # a method's own training (a plugin's extra phase)
-        cfg = suite.phase_config("finetune", epochs, job.train_overrides)
-        train(model, *env.loaders(job, cfg.batch_size, cfg.channels_last), cfg, extra_loss=extra_loss)
+        env.train(model, job, suite.phase_config("finetune", epochs, job.train_overrides), extra_loss=extra_loss)
 
     ctx = JobContext(
         dataset=job.dataset,
@@ -106,18 +105,17 @@ def train_step(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, env:
             "peak_mem_mb": own.get("peak_mem_mb"),
             "peak_mem_kind": own.get("peak_mem_kind"),
             "train_images": start.meta.get("train_images"),
+            **{k: own.get(k) for k in ("world_size", "dist_backend", "per_worker_batch")},
         }
     history, wall, seen, peak = [], 0.0, 0, (0.0, "")
     for i, phase in enumerate(phases):
         cfg = suite.phase_config(phase.settings, phase.epochs, job.train_overrides | phase.overrides)
-        train_loader, test_loader = env.loaders(job, cfg.batch_size, cfg.channels_last)
         state = None  # per-phase resume state: a later phase may train a pruned model
         if env.state_dir is not None:
             state = env.state_dir / (f"{job.job_id}.pt" if i == 0 else f"{job.job_id}.phase{i}.pt")
-        result = train(
+        result = env.train(
             prepared.model,
-            train_loader,
-            test_loader,
+            job,
             cfg,
             checkpoint=state,
             extra_loss=prepared.extra_loss,
@@ -130,6 +128,7 @@ def train_step(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, env:
         history += [row | {"train_phase": phase.name, "epoch": len(history) + 1} for row in result.history]
         wall, seen = wall + result.wall_s, seen + result.train_samples
         peak = max(peak, (result.peak_mem_mb, result.peak_mem_kind))
+    train_loader, _ = env.loaders(job, cfg.batch_size, cfg.channels_last)
     return {
         "history": history,
         "train_wall_s": wall,
@@ -137,6 +136,16 @@ def train_step(suite: Suite, job: Job, prepared: Prepared, start: DenseRef, env:
         "peak_mem_mb": peak[0],
         "peak_mem_kind": peak[1],
         "train_images": train_loader.num_items,
+        **parallelism(result),
+    }
+
+
+def parallelism(result) -> dict:
+    """The record's word on how the job's (last) phase trained: workers, their backend, each one's batch."""
+    return {
+        "world_size": result.world_size,
+        "dist_backend": result.dist_backend,
+        "per_worker_batch": result.per_worker_batch,
     }
 
 

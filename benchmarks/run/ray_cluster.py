@@ -19,7 +19,6 @@ Ray is imported only here, and only when ``--executor ray`` is used.
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import time
@@ -30,6 +29,7 @@ from benchmarks.run.checkpoints import DenseRef, load_dense, save_dense, train_d
 from benchmarks.run.env import Env, data_source, failed_record, job_loaders
 from benchmarks.run.executor import Executor, RunSummary
 from benchmarks.run.job import Outcome, run_job
+from benchmarks.run.ray_init import init_ray
 from benchmarks.suites.settings import ExecutionConfig
 from benchmarks.suites.suite import Job, Suite
 from tissuenet import plugins
@@ -50,6 +50,7 @@ class WorkerSettings:
     marker: str  # token in the results folder's marker file: seen by a worker = shared filesystem
     plugins: tuple = ()  # (module, folder) of the plugins the driver loaded by name: workers import them too
     run_started: str | None = None  # UTC time the driver began the run
+    execution: ExecutionConfig = ExecutionConfig()  # workers_per_job: a job's own data-parallel workers
 
 
 def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
@@ -76,7 +77,17 @@ def _worker_env(suite: Suite, settings: WorkerSettings, progress) -> Env:
 
     loaders = job_loaders(suite, device, settings.data_root, settings.download)
     return Env(
-        device, loaders, state_dir, print, epochs, None, "ray", data_source(settings.data_root), settings.run_started
+        device,
+        loaders,
+        state_dir,
+        print,
+        epochs,
+        None,
+        "ray",
+        data_source(settings.data_root),
+        settings.run_started,
+        settings.execution,
+        settings.plugins,
     )
 
 
@@ -105,21 +116,6 @@ def job_task(suite: Suite, job: Job, start: tuple, reference: tuple, settings: W
 
 def _ref(job_id: str, state: dict, meta: dict) -> DenseRef:
     return DenseRef(job_id, weights_sha256(state), meta, state)
-
-
-def init_ray(execution: ExecutionConfig, log):
-    """Connect to ``address`` (auto, HOST:PORT) or start a local instance on this machine."""
-    import ray
-
-    if ray.is_initialized():
-        return ray
-    if execution.address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local instance: no token to distribute
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
-    else:
-        ray.init(address=execution.address, log_to_driver=True, configure_logging=False)
-    log(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs")
-    return ray
 
 
 class RayExecutor(Executor):
@@ -168,6 +164,7 @@ class RayExecutor(Executor):
             token,
             tuple(plugins.modules_for_workers()),
             self.started_utc,
+            self.execution,
         )
 
     _own_ray = False  # this run started the Ray instance it uses
@@ -176,7 +173,7 @@ class RayExecutor(Executor):
         import ray as ray_module
 
         self._own_ray = not ray_module.is_initialized()
-        ray = init_ray(self.execution, self.log)
+        ray = init_ray(self.execution.address, self.log)
         from ray.util.queue import Queue
 
         progress = Queue(actor_options={"num_cpus": 0})

@@ -8,6 +8,9 @@ without a single optimizer step. With a checkpoint path, the state (tensors and 
 only: it loads with ``weights_only=True``) is saved atomically after every epoch and a rerun
 resumes from it: batches depend only on (seed, epoch), so a resumed run matches an uninterrupted
 one. A damaged resume file is set aside and the job starts over.
+
+On several workers (``parallel``: ``data_parallel.py``) the same loop runs in every worker on its shard of each
+batch; sums (loss, images, test counts) are reduced over the workers, and only rank 0 writes the resume file.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class TrainResult:
     train_samples: int = 0
     peak_mem_mb: float = 0.0
     peak_mem_kind: str = ""
+    world_size: int = 1  # workers the job trained on (data parallel); train_samples counts all of them
+    dist_backend: str | None = None  # gloo | nccl (None: one process)
+    per_worker_batch: int | None = None
 
     @property
     def img_per_s(self) -> float:
@@ -86,9 +92,9 @@ def lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader) -> dict:
+def evaluate(model: nn.Module, loader, parallel=None) -> dict:
     """Top-1 / top-5 accuracy (percent) and mean cross-entropy on a loader, always in fp32: the record's (and a
-    dense checkpoint's) ``top1``, ``top5`` and ``test_loss``."""
+    dense checkpoint's) ``top1``, ``top5`` and ``test_loss``; with ``parallel``, over every worker's shard."""
     model.eval()
     correct1 = correct5 = loss_sum = 0.0
     n = 0
@@ -101,6 +107,8 @@ def evaluate(model: nn.Module, loader) -> dict:
         correct1 += (top[:, 0] == y).sum().item()
         correct5 += (top == y[:, None]).any(dim=1).sum().item()
         n += len(y)
+    if parallel is not None:
+        correct1, correct5, loss_sum, n = parallel.total(correct1, correct5, loss_sum, n)
     if n == 0:
         raise NoStepsError("the test set is empty")
     return {"top1": 100 * correct1 / n, "top5": 100 * correct5 / n, "test_loss": loss_sum / n}
@@ -117,12 +125,14 @@ def train(
     progress: Callable[[int, dict], None] | None = None,
     set_aside: Callable[[DamagedFileError], None] | None = None,
     hook=None,
+    parallel=None,
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.epochs``; evaluate after every epoch.
 
     ``set_aside`` is called with a damaged resume checkpoint (which is then ignored). ``hook`` (a method's
     ``TrainingHook``) sees every step's gradients, every step and every epoch's end; its state is saved with
-    the resume checkpoint.
+    the resume checkpoint. ``parallel``: this process is one worker of a data-parallel job (the loaders are
+    its shards); the hook then sees the gradients already averaged over the workers.
     """
     device = next(model.parameters()).device
     if cfg.channels_last:
@@ -137,7 +147,8 @@ def train(
     if checkpoint is not None and Path(checkpoint).exists():
         result = _resume(checkpoint, model, optimizer, scheduler, device, set_aside, hook)
         start_epoch = len(result.history)
-    step_fn = compiled(model, cfg.compile)
+    step_fn = compiled(model if parallel is None else parallel.wrap(model), cfg.compile)
+    writer = parallel is None or parallel.rank == 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -171,14 +182,16 @@ def train(
             seen += len(y)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        if parallel is not None:
+            loss_sum, seen = parallel.total(loss_sum, seen)
         result.wall_s += time.perf_counter() - t0
         result.train_samples += seen
-        train_loss = (loss_sum / max(seen, 1)).item()  # one sync per epoch, not per step
+        train_loss = float(loss_sum / max(seen, 1))  # one sync per epoch, not per step
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss became {train_loss} in epoch {epoch + 1} (lr {cfg.lr})")
         if hook is not None:
             hook.end_epoch(model, epoch)
-        test = evaluate(model, test_loader)
+        test = evaluate(model, test_loader, parallel)
         row = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -190,7 +203,7 @@ def train(
             "img_per_s": seen / max(time.perf_counter() - t0, 1e-9),
         }
         result.history.append(row)
-        if checkpoint is not None:
+        if checkpoint is not None and writer:
             save_torch_atomic(
                 {
                     "format": CHECKPOINT_FORMAT,
@@ -207,6 +220,9 @@ def train(
     if hook is not None:
         hook.end(model)
     result.peak_mem_mb, result.peak_mem_kind = peak_memory_mb(device)
+    if parallel is not None:
+        result.world_size, result.dist_backend = parallel.world, parallel.backend
+        result.per_worker_batch = cfg.batch_size // parallel.world
     return result
 
 

@@ -85,7 +85,7 @@ TRAINING = _fields(
     "phase:str epochs:int dense_epochs:int reference_epochs:int reference_job:str train_images:int "
     "train_wall_s:number img_per_s:number peak_mem_mb:number peak_mem_kind:str train_phases:list history:list "
     "dense_checkpoint:str dense_weights_sha256:str model_file:str model_sha256:str data_source:dict "
-    "tissue_options:dict method_info:dict checkpoint_bn:dict",
+    "tissue_options:dict method_info:dict checkpoint_bn:dict world_size:int dist_backend:str per_worker_batch:int",
 )
 PROVENANCE = _fields(
     "provenance",

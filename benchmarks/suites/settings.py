@@ -279,6 +279,12 @@ class ExecutionConfig(Section):
     executor: str = setting("local", choices=("local", "ray"), doc="local: one process, jobs in order; ray: a cluster")
     address: str | None = setting(None, doc="Ray address (auto, HOST:PORT); absent: start a local Ray instance")
     gpus_per_job: float = setting(0.0, min=0, max=8, doc="GPUs per job (fractions pack jobs onto one GPU)")
-    cpus_per_job: int = setting(1, min=1, max=256, doc="CPU threads per job")
+    cpus_per_job: int = setting(1, min=1, max=256, doc="CPU threads per job (per worker, with workers_per_job)")
+    workers_per_job: int = setting(
+        1,
+        min=1,
+        max=1024,
+        doc="workers one job trains on, data parallel through Ray Train (one device each; the batch is split)",
+    )
     max_concurrent: int | None = setting(None, min=1, doc="jobs running at once (absent: as resources allow)")
     max_retries: int = setting(2, min=0, max=100, doc="retries of a job whose worker died")

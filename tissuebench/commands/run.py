@@ -125,7 +125,9 @@ def run(args) -> int:
 
         runner = RayExecutor(suite, store, exe, device=args.device, data_root=args.data_root, download=args.download)
     else:
-        runner = LocalExecutor(suite, store, device=args.device, data_root=args.data_root, download=args.download)
+        runner = LocalExecutor(
+            suite, store, device=args.device, data_root=args.data_root, download=args.download, execution=exe
+        )
     if args.dry_run:
         return dry_run(runner, args.only, args.json)
     jobs = runner.plan(args.only)
