@@ -63,6 +63,33 @@ def test_fc_paths_match_per_unit_reference(units):
     _compare(layer, torch.randn(6, layer.in_channels))
 
 
+def test_fc_units_run_as_batched_matmuls_with_the_grouped_macs_and_a_masked_layer_keeps_its_convolution():
+    """The fc form (a grouped Conv1d of kernel 1 runs one tiny product per unit): no conv call, the same MACs
+    (m x c_h x (c_in + c_out)); a traced export and a weight computed by a pruning hook keep the convolution."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = StackedLayer(["2-4-2"] * 5, kind="fc")
+    op1 = layer.groups[0].op1
+    calls = []
+    op1.register_forward_hook(lambda *args: calls.append(1))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        layer.eval()(torch.randn(1, 10))
+    layer.train()
+    assert calls == [] and counter.get_total_flops() // 2 == 5 * 4 * (2 + 2)
+    torch.jit.trace(layer.eval(), torch.randn(2, 10), check_trace=False)  # an export keeps the convolution
+    layer.train()
+    assert calls == [1]
+    calls.clear()
+    from torch.nn.utils import prune
+
+    prune.l1_unstructured(op1, "weight", amount=0.5)
+    x = torch.randn(4, 10)
+    y = layer(x)
+    assert calls == [1]
+    torch.testing.assert_close(y, layer.to_per_unit()(x), atol=ATOL, rtol=1e-5)  # the masked weights are used
+
+
 def test_units_are_independent():
     """Changing one unit's input piece changes only that unit's output piece."""
     layer = StackedLayer(["2-4-2", "3-2-1", "2-4-2"]).eval()

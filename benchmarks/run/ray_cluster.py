@@ -31,7 +31,7 @@ from benchmarks.run.executor import Executor, RunSummary
 from benchmarks.run.job import Outcome, run_job
 from benchmarks.run.ray_init import init_ray
 from benchmarks.suites.settings import ExecutionConfig
-from benchmarks.suites.suite import Job, Suite
+from benchmarks.suites.suite import Job, Suite, SuiteError
 from tissuenet import plugins
 
 MARKER = ".ray-shared-marker"
@@ -181,6 +181,7 @@ class RayExecutor(Executor):
         if self.execution.gpus_per_job > 0:
             slots = int(ray.cluster_resources().get("GPU", 0) // self.execution.gpus_per_job) or 1
         self.progress.parallel = max(1, min(slots, self.execution.max_concurrent or slots))
+        self._check_room(ray.cluster_resources())
         settings = self._settings()
         exe = self.execution
         options = {
@@ -227,6 +228,22 @@ class RayExecutor(Executor):
                     _, job, t0 = running.pop(ref)
                     self._finish(ray, ref, job, t0, summary)
         self._drain(progress)
+
+    def _check_room(self, resources: dict) -> None:
+        """A job's data-parallel workers ask the cluster for theirs on top of the job's own task: refuse, in one
+        line, what could never start (Ray would wait for it for ever)."""
+        exe = self.execution
+        if exe.workers_per_job == 1:
+            return
+        cpus = exe.cpus_per_job * (exe.workers_per_job + 1)
+        gpus = exe.gpus_per_job + exe.workers_per_job if self.worker_device == "cuda" else 0
+        if cpus > resources.get("CPU", 0) or gpus > resources.get("GPU", 0):
+            raise SuiteError(
+                f"--workers-per-job {exe.workers_per_job} under the Ray executor needs {cpus} CPUs"
+                f"{f' and {gpus:g} GPUs' if gpus else ''} at once (the job's task and its workers); this cluster "
+                f"has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs: run the local "
+                "executor (its workers still come from Ray, --address for a cluster), or fewer workers"
+            )
 
     def _dense_jobs(self, job: Job, pair: bool = False) -> list[Job]:
         """The dense jobs a job needs: (start, reference) with ``pair``, else the distinct ones."""
