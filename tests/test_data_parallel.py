@@ -117,24 +117,7 @@ def test_a_step_on_two_workers_is_the_single_device_step(tmp_path):
 
 def test_a_batch_that_does_not_split_is_refused_before_training(tmp_path):
     suite = write_suite(tmp_path / "s.toml")  # batch_size 64
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tissuebench",
-            "run",
-            str(suite),
-            "--results",
-            str(tmp_path / "r"),
-            "--workers-per-job",
-            "3",
-        ],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = _run(suite, tmp_path / "r", "--workers-per-job", "3")
     assert run.returncode == 2, run.stderr
     assert "batch_size = 64 does not split over workers_per_job = 3: use a multiple of 3" in run.stderr
     assert not (tmp_path / "r" / "records").exists() or not list((tmp_path / "r" / "records").iterdir())
@@ -307,8 +290,9 @@ def test_a_dead_worker_fails_the_job_in_one_line_and_it_resumes_on_any_world_siz
     torch.manual_seed(0)
     model = create_model_for_input("mlp", 10, 1, 28)
     hook = KillRankOne(str(tmp_path / "killed"))
-    with pytest.raises(DataParallelError) as failed:
-        fit(
+
+    def on_two_workers(model, hook, **extra):
+        return fit(
             model,
             loaders,
             cfg,
@@ -318,7 +302,11 @@ def test_a_dead_worker_fails_the_job_in_one_line_and_it_resumes_on_any_world_siz
             checkpoint=state,
             hook=hook,
             storage=tmp_path,
+            **extra,
         )
+
+    with pytest.raises(DataParallelError) as failed:
+        on_two_workers(model, hook)
     assert "\n" not in str(failed.value) and str(failed.value).startswith("training on 2 workers failed:")
     assert state.exists()  # epoch 1, written by rank 0 before worker 1 died
     from benchmarks.store.files import load_torch
@@ -331,17 +319,6 @@ def test_a_dead_worker_fails_the_job_in_one_line_and_it_resumes_on_any_world_siz
     torch.manual_seed(0)
     again = create_model_for_input("mlp", 10, 1, 28)
     state.unlink()
-    result = fit(
-        again,
-        loaders,
-        cfg,
-        workers=2,
-        cpus=1,
-        device=torch.device("cpu"),
-        checkpoint=state,
-        hook=KillRankOne(str(tmp_path / "killed")),
-        storage=tmp_path,
-        max_failures=1,
-    )
+    result = on_two_workers(again, KillRankOne(str(tmp_path / "killed")), max_failures=1)
     assert (tmp_path / "killed").exists() and [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.world_size == 2 and result.dist_backend == "gloo" and result.per_worker_batch == 32
