@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,8 +298,8 @@ def provenance(rows: pd.DataFrame) -> dict:
 
 
 def runtime_cells(ok: pd.DataFrame) -> dict:
-    """{runtime: {batch: {"speedup", "ms", "reliable"}}} over seeds (means; reliable only if every seed's is),
-    or {runtime: {"unavailable": why}}: what the report's runtime table shows, unreliable cells marked."""
+    """{runtime: {batch: {"speedup", "ms", "reliable", "forms"}}} over seeds (means; reliable only if every seed's
+    is), or {runtime: {"unavailable": why}}: what the report's runtime table shows, unreliable cells marked."""
     out: dict = {}
     for raw in ok.get("runtimes", pd.Series(dtype=object)).dropna():
         table = json.loads(raw) if isinstance(raw, str) else raw
@@ -307,9 +308,8 @@ def runtime_cells(ok: pd.DataFrame) -> dict:
                 out.setdefault(runtime, {"unavailable": batches["unavailable"]})
                 continue
             slot = out.setdefault(runtime, {})
-            for batch, cell in batches.items():
-                if batch.isdigit():
-                    slot.setdefault(batch, []).append(cell)
+            for batch, cell in ((b, c) for b, c in batches.items() if b.isdigit()):
+                slot.setdefault(batch, []).append(cell | {"forms": form_summary(batches.get("forms", {}).get(batch))})
     return {
         r: v
         if "unavailable" in v
@@ -318,11 +318,18 @@ def runtime_cells(ok: pd.DataFrame) -> dict:
                 "speedup": float(np.mean([c["speedup"] for c in cells])),
                 "ms": float(np.mean([c["median_ms"] for c in cells])),
                 "reliable": all(c.get("reliable", True) for c in cells),
+                "forms": cells[0]["forms"],
             }
             for b, cells in sorted(v.items(), key=lambda i: int(i[0]))
         }
         for r, v in out.items()
     }
+
+
+def form_summary(forms: dict | None) -> str:
+    """'fused_op 7 of 9 sites, grouped 2 of 9 sites': the forms an ONNX Runtime file runs its stacked layers in."""
+    counts = Counter(f["chosen"] for f in (forms or {}).values() for _ in range(f.get("sites", 1)))
+    return ", ".join(f"{form} {n} of {counts.total()} sites" for form, n in sorted(counts.items()))
 
 
 def runtime_speedups(ok: pd.DataFrame) -> dict:

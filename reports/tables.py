@@ -332,6 +332,12 @@ def write_tables(agg: pd.DataFrame, published: pd.DataFrame, out: Path) -> list[
 __all__ = ["TRADEOFFS", "Table", "build", "caption", "tex_escape", "to_csv", "to_html", "to_latex", "write_tables"]
 
 
+RUNTIME_HEADS = {  # the two ONNX Runtime columns say which file they time
+    "onnxruntime": "onnxruntime<br>fastest exact form",
+    "onnxruntime_plain": "onnxruntime<br>as exported plainly",
+}
+
+
 def runtime_table(agg: pd.DataFrame) -> str:
     """Per runtime and batch: each row's speed-up over dense on that runtime and its latency (the dense row:
     its latency, the reference), ‡ where a timing was unreliable; the theoretical speed-up beside it."""
@@ -348,7 +354,7 @@ def runtime_table(agg: pd.DataFrame) -> str:
     if not cells:
         return ""
     columns = sorted({(rt, b) for _, rt, b in cells}, key=lambda c: (c[1], c[0]))
-    head = "".join(f"<th>{html.escape(rt)}<br>batch {b}</th>" for rt, b in columns)
+    head = "".join(f"<th>{RUNTIME_HEADS.get(rt, html.escape(rt))}<br>batch {b}</th>" for rt, b in columns)
 
     def cell(r, rt, b) -> str:
         c = cells.get((r["label"], rt, b))
@@ -357,7 +363,8 @@ def runtime_table(agg: pd.DataFrame) -> str:
         mark = "" if c["reliable"] else '<sup class="mark">‡</sup>'
         if r["method"] == "dense":
             return f"<td class='num'>1 (ref.), {c['ms']:.2f} ms{mark}</td>"
-        return f"<td class='num'>{c['speedup']:.2f}x{mark}, {c['ms']:.2f} ms</td>"
+        forms = f"<br><span class='note'>{html.escape(c['forms'])}</span>" if c.get("forms") else ""
+        return f"<td class='num'>{c['speedup']:.2f}x{mark}, {c['ms']:.2f} ms{forms}</td>"
 
     body = []
     for _, r in rows.iterrows():

@@ -51,6 +51,9 @@ def measure_pair(
     }
     batches = list(cfg.latency_batches)
     names = list(dict.fromkeys(["deploy", *rt.resolve(cfg.runtimes, device)]))
+    if "onnxruntime" in names:  # beside the fastest exact form, what a plain export gives
+        names = [n for n in names if n != "onnxruntime_plain"]
+        names.insert(names.index("onnxruntime") + 1, "onnxruntime_plain")
     if eager_form is None:
         names = [n for n in names if n != "eager"]
     eager_form = eager_form or deploy_form
@@ -62,6 +65,10 @@ def measure_pair(
         why = rt.RUNTIMES[name].unavailable(device)
         if why:
             table[name] = {"unavailable": why}
+            continue
+        if name == "onnxruntime_plain" and "onnxruntime" in table and not forms["model"].uses_fused_op():
+            same = {k: v for k, v in table["onnxruntime"].items() if k != "forms"}
+            table[name] = same | {"same_file_as": "onnxruntime"}  # one form: one measurement
             continue
         if log is not None:  # a runtime can take a while (an ONNX export, OpenVINO's compile): say which
             log(f"    latency: {name}, batch {', '.join(map(str, batches))}")
@@ -91,6 +98,8 @@ def measure_pair(
         check = forms["model"].checks.get(name)
         if check is not None and table[name] and "unavailable" not in table[name]:
             table[name]["export_check"] = check
+        if name == "onnxruntime" and forms["model"].onnx_forms and "unavailable" not in table[name]:
+            table[name]["forms"] = forms["model"].onnx_forms  # per batch: each stacked-layer shape's form, timings
     mode, kernels = forms["model"].labels.get("deploy", "deploy"), forms["model"].kernels
     del forms  # the runtimes' sessions go now, and what they left on this thread with them
     rt.release_alt_stack()

@@ -129,12 +129,14 @@ def run(args) -> int:
                     "speedup": pair.speedup,
                     "theoretical_speedup": theory,
                     "realized": pair.speedup / theory,
+                    "forms": prepared["m"].onnx_forms.get(str(batch)) if name == "onnxruntime" else None,
                     "_label": prepared["m"].labels.get(name, name),
                     "_distinct": pair.distinguishable,
                     "_reliable": pair.reliable,
                     "_check": prepared["m"].checks.get(name),
                 }
             )
+    onnx_forms = prepared["m"].onnx_forms
     prepared.clear()  # the runtimes' sessions, and the signal stack OpenVINO leaves on this thread
     rt.release_alt_stack()
     if args.json:
@@ -143,20 +145,26 @@ def run(args) -> int:
         return 0
     print(f"{args.model} vs {against}, {channels}x{size}x{size}, device {device}, {threads} threads")
     header = ("runtime", "batch", "median ms", "IQR ms", "n", "dense ms", "speed-up", "theory", "realized")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (11, 5, 10, 8, 4, 9, 9, 7, 8))))
+    wide = max([11] + [len(r["runtime"]) for r in rows])
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (wide, 5, 10, 8, 4, 9, 9, 7, 8))))
     for r in rows:
         note = "" if r["_distinct"] else "  (not distinguishable from 1)"
         note += "" if r["_reliable"] else "  (unreliable: large spread)"
         if r["_check"] and not r["_check"]["ok"]:
             note += f"  (outputs differ from PyTorch by {r['_check']['relative']:.1e})"
         print(
-            f"{r['runtime']:>11} {r['batch']:>5} {r['median_ms']:>10.3f} {r['iqr_ms']:>8.3f} {r['samples']:>4} "
+            f"{r['runtime']:>{wide}} {r['batch']:>5} {r['median_ms']:>10.3f} {r['iqr_ms']:>8.3f} {r['samples']:>4} "
             f"{r['dense_median_ms']:>9.3f} {r['speedup']:>8.2f}x {r['theoretical_speedup']:>6.2f}x "
             f"{r['realized']:>8.2f}{note}"
         )
     forms = sorted({r["_label"] for r in rows if r["runtime"] in ("deploy", "eager")})
     if forms:
         print("forms: " + "; ".join(forms))
+    for batch, shapes in onnx_forms.items():
+        print(f"onnxruntime, batch {batch}: the form of each stacked-layer shape (median ms of each candidate)")
+        for shape, f in shapes.items():
+            timed = ", ".join(f"{k} {v:.3f}" for k, v in f["candidates"].items())
+            print(f"  {shape}, {f['sites']} site(s): {f['chosen']}  ({timed})")
     return 0
 
 

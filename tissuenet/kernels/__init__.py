@@ -69,7 +69,8 @@ class _Residual:
         return self.call(x, self.shortcut(x))
 
 
-def _time(fn, x) -> float:
+def median_call_ms(fn, x) -> float:
+    """Median milliseconds of ``fn(x)`` over :data:`TIMED_CALLS` calls after two warm-up calls."""
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     for _ in range(2):
         fn(x)
@@ -133,7 +134,7 @@ def accelerate(model: nn.Module, example: torch.Tensor, choice: str = "auto") ->
             times = {}
             for name, make in candidates.items():
                 try:
-                    times[name] = _time(_site_forward(site, m, make(), block), x)
+                    times[name] = median_call_ms(_site_forward(site, m, make(), block), x)
                 except Exception:  # noqa: BLE001 - a candidate that fails here is not offered
                     continue
             chosen = min(times, key=times.get)

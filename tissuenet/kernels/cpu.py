@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("stacked_cpu.cpp")
+CORE = Path(__file__).with_name("stacked_core.h")  # the kernel; SOURCE binds it to PyTorch
+ORT_SOURCE = Path(__file__).with_name("stacked_ort.cpp")  # ... and this to ONNX Runtime (a custom-op library)
 FLAGS = {"avx512": ["-mavx512f", "-mavx512dq", "-DTB_AVX512"], "avx2": ["-mavx2", "-mfma"]}
 LANES = {"avx512": 16, "avx2": 8}
 log = logging.getLogger("tissuenet.kernels")
@@ -51,7 +53,7 @@ def extension(isa: str | None = None):
         from torch.utils.cpp_extension import load
 
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        name = f"tissuebench_stacked_{isa}"
+        name = f"tissuebench_stacked_{isa}_{source_digest(SOURCE, CORE)}"  # a changed header is a new build
         first = not _built(name)
         if first:  # a minute or more on a busy machine, once per machine and torch version: say so before it
             _say(f"tissuenet: building the fused CPU kernel for stacked layers ({isa}; first use on this machine) ...")
@@ -69,6 +71,45 @@ def extension(isa: str | None = None):
     except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a failed build: the grouped path remains
         _notice(f"could not build it ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]})")
         return None
+
+
+@functools.cache
+def ort_library(isa: str | None = None) -> Path | None:
+    """The ONNX Runtime custom-op library of the fused kernel (``stacked_ort.cpp``), built on first use with the
+    system's C++ compiler (no PyTorch inside: a deployment loads it into any ONNX Runtime process); None, with
+    one line of notice, where it cannot be built."""
+    import subprocess
+
+    if os.environ.get("TISSUEBENCH_KERNELS", "auto") == "grouped":
+        return None
+    isa = isa or cpu_isa()
+    if isa not in FLAGS:
+        _notice("this CPU has neither AVX-512 nor AVX2+FMA")
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tissuebench"
+    path = cache / f"libtissuenet_ort_{isa}_{source_digest(ORT_SOURCE, CORE)}.so"
+    if path.is_file():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    command = [os.environ.get("CXX", "g++"), "-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC"]
+    command += ["-fvisibility=hidden", *FLAGS[isa], str(ORT_SOURCE), "-o", str(partial)]
+    _say(f"tissuenet: building the ONNX Runtime operator of the fused kernel ({isa}; first use on this machine) ...")
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        _notice(f"could not build its ONNX Runtime operator ({detail.strip().splitlines()[-1][:200]})")
+        return None
+    partial.replace(path)  # atomic: a concurrent build of the same source writes the same bytes
+    return path
+
+
+def source_digest(*paths: Path) -> str:
+    """Eight hex digits of the sources' contents (torch's build cache keys on the .cpp alone, not its header)."""
+    import hashlib
+
+    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:8]
 
 
 def _built(name: str) -> bool:

@@ -1,0 +1,163 @@
+"""The exact ONNX forms of stacked layers: each form computes the per-unit reference's function on ONNX Runtime,
+the fused operator packs any width, the fastest form is chosen per site and recorded, and the two ONNX Runtime
+columns reach the latency command and the report."""
+
+import copy
+import re
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.measure import runtimes as rt
+from tissuenet import create_model
+from tissuenet.deploy import fold_bn
+from tissuenet.kernels import cpu
+from tissuenet.kernels import onnx as forms
+from tissuenet.models.resnet_blocks import BasicBlock
+from tissuenet.stacked import StackedLayer
+
+pytest.importorskip("onnxruntime")
+needs_kernel = pytest.mark.skipif(cpu.ort_library() is None, reason="no compiler or no AVX2/AVX-512 here")
+
+
+def _randomize(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics, so folding them is part of what is checked."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def _on_ort(module: nn.Module, x: torch.Tensor, form: str) -> np.ndarray:
+    run = rt._ort(rt.onnx_bytes(module, x), 2, cpu.ort_library() if form == "fused_op" else None)
+    return run(np.ascontiguousarray(x.numpy()))
+
+
+SHAPES = [  # (units, count, stride, final ReLU): widths that fill, pad and straddle the vector lanes
+    ("2-4-2", 8, 1, False),
+    ("2-4-4", 8, 2, True),
+    ("2-8-2", 3, 1, True),
+    ("2-4-2", 20, 2, False),
+    ("2-2-4", 5, 1, False),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("form", forms.FORMS)
+@pytest.mark.parametrize("units,count,stride,relu", SHAPES)
+def test_each_form_computes_the_per_unit_reference(form, units, count, stride, relu):
+    layer = _randomize(StackedLayer([units] * count, stride=stride, final_relu=relu))
+    reference = layer.to_per_unit().eval()
+    x = torch.randn(2, layer.in_channels, 9, 10)
+    folded, _ = fold_bn(layer)
+    got = _on_ort(forms.site_form(folded, folded, False, form), x, form)
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("stride,width", [(1, 16), (2, 32)])
+def test_a_residual_block_as_one_fused_node(stride, width):
+    """The block's shortcut (identity, or 1x1 conv + BN) feeds the node's residual input; add and ReLU inside."""
+    from tissuenet.kernels.onnx import FusedSite
+
+    block = _randomize(BasicBlock(16, width, stride, StackedLayer([f"2-4-{2 * width // 16}"] * 8, stride=stride)))
+    x = torch.randn(3, 16, 8, 8)
+    folded, _ = fold_bn(block)
+    site = FusedSite(folded.body, folded.shortcut)
+    got = _on_ort(site, x, "fused_op")
+    with torch.no_grad():
+        expected = block(x).numpy()
+        in_torch = site(x).numpy()  # the traced stand-in is the same function too
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(in_torch, expected, rtol=1e-4, atol=1e-4)
+    graph = onnx.load_from_string(rt.onnx_bytes(site, x)).graph
+    assert [n.op_type for n in graph.node if n.domain == "tissuenet"] == ["FusedStackedResidual"]
+
+
+@needs_kernel
+def test_the_fastest_form_is_chosen_per_site_and_the_file_matches_pytorch():
+    model = _randomize(create_model("tissue_resnet20", num_classes=10, in_channels=1, replace="all"))
+    x = torch.randn(2, 1, 16, 16)
+    module, report, fused = rt.fastest_onnx_form(model, x, threads=2)
+    sites = forms.sites(fold_bn(model)[0])
+    assert sum(f["sites"] for f in report.values()) == len(sites) == 9
+    for shape, f in report.items():
+        assert set(f["candidates"]) == set(forms.FORMS), shape
+        assert f["chosen"] == min(f["candidates"], key=f["candidates"].get)
+    graph = onnx.load_from_string(rt.onnx_bytes(module, x)).graph
+    custom = sum(f["sites"] for f in report.values() if f["chosen"] == "fused_op")
+    assert fused == (custom > 0)
+    assert sum(n.domain == "tissuenet" for n in graph.node) == custom
+    run = rt._ort(rt.onnx_bytes(module, x), 2, cpu.ort_library() if fused else None)
+    assert rt.export_check(model, run, x)["ok"]
+
+
+def test_a_model_without_stacked_layers_has_one_form():
+    dense = create_model("resnet20", num_classes=10, in_channels=1).eval()
+    module, report, fused = rt.fastest_onnx_form(dense, torch.randn(1, 1, 16, 16), threads=1)
+    assert module is dense and report == {} and fused is False
+
+
+def test_without_a_compiler_the_operator_is_not_offered(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    cpu._notice.cache_clear()
+    assert cpu.ort_library.__wrapped__() is None
+    assert "ONNX Runtime operator" in capsys.readouterr().err
+
+
+@needs_kernel
+@pytest.mark.timeout(300)
+def test_latency_prints_the_form_of_each_layer(capsys):
+    from tissuebench.cli import main
+
+    args = ["latency", "tissue_resnet20", "--set", "replace=all", "--dataset", "fashion-mnist", "--batch", "1"]
+    assert main([*args, "--runtime", "onnxruntime", "--min-run-time", "0.5", "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime, batch 1: the form of each stacked-layer shape" in out
+    lines = [line for line in out.splitlines() if "site(s):" in line]
+    assert sum(int(re.search(r", (\d+) site\(s\):", line).group(1)) for line in lines) == 9, out
+    assert all("grouped" in line and "fused_op" in line for line in lines), out
+
+
+def test_the_report_shows_both_onnx_runtime_columns_and_the_forms():
+    import pandas as pd
+
+    from reports.data import runtime_cells
+    from reports.tables import runtime_table
+
+    def timed(speedup, ms, **extra):
+        return {"64": {"speedup": speedup, "median_ms": ms, "reliable": True}} | extra
+
+    chosen = {"64": {"block 2-4-2 x8": {"chosen": "fused_op", "candidates": {}, "sites": 7},
+                     "block 2-4-4 x8": {"chosen": "grouped", "candidates": {}, "sites": 2}}}  # fmt: skip
+    tissue = {"onnxruntime": timed(3.1, 5.0, forms=chosen), "onnxruntime_plain": timed(0.5, 30.0)}
+    dense = {"onnxruntime": timed(1.0, 15.0), "onnxruntime_plain": timed(1.0, 15.0, same_file_as="onnxruntime")}
+    agg = pd.DataFrame(
+        [
+            {"label": "dense", "method": "dense", "seeds": 1, "speedup_theoretical": 1.0},
+            {"label": "tissuenet-all", "method": "tissuenet", "seeds": 1, "speedup_theoretical": 6.35},
+        ]
+    )
+    agg["runtime_cells"] = [runtime_cells(pd.DataFrame([{"runtimes": r}])) for r in (dense, tissue)]
+    table = runtime_table(agg)
+    assert "onnxruntime<br>fastest exact form<br>batch 64" in table
+    assert "onnxruntime<br>as exported plainly<br>batch 64" in table
+    assert "3.10x, 5.00 ms<br><span class='note'>fused_op 7 of 9 sites, grouped 2 of 9 sites</span>" in table
+    assert "0.50x, 30.00 ms</td>" in table
+
+
+def test_sites_of_a_traced_model_are_bare_layers_only():
+    model = create_model("tissue_resnet20", num_classes=10, in_channels=1, replace="all")
+    assert all(block for _, _, block in forms.sites(model).values())
+    bare = forms.sites(copy.deepcopy(model), blocks=False)
+    assert len(bare) == 9 and not any(block for _, _, block in bare.values())

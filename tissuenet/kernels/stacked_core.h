@@ -1,0 +1,497 @@
+// A fused CPU kernel for one stacked layer of identical c_in'=2 units (docs/method.md §2, §9).
+//
+// Inference form: BN folded into the convs (conv1 + bias, ReLU, conv2 + bias), NHWC float32,
+// 3x3 kernels, padding 1, stride 1 or 2 on the first conv. The second conv runs at the output
+// resolution. Optionally fused into the store: a residual add and a final ReLU (a ResNet block).
+//
+// Layout trick: vector lanes run across the NHWC channels. A unit's two input channels sit in
+// adjacent lanes (2u, 2u+1), so everything a unit needs from its own input is the vector itself
+// and the vector with each lane pair swapped. Hidden channels are kept as c_h/2 "parts", part p
+// holding hidden channels (2p, 2p+1) of every unit in the lanes of that unit's inputs, so the
+// second conv again needs only pair swaps. Weights are packed per lane (see kernels/cpu.py).
+// The build (kernels/cpu.py) compiles this file once per instruction set the CPU has.
+//
+// Fusion: hidden rows are computed into a rolling 3-row buffer per thread (the hidden tensor
+// never leaves cache), several output pixels share every weight load, and the work is split
+// over (image, block of output rows) with OpenMP. AVX-512 or AVX2+FMA.
+
+//
+// This header is the kernel itself, free of any framework: stacked_cpu.cpp binds it to PyTorch,
+// stacked_ort.cpp to ONNX Runtime as a custom operator.
+
+#pragma once
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int TAPS = 9;  // 3x3
+
+struct Shape {
+  int64_t n, h, w, c;       // input NHWC; c = 2 x units (lanes)
+  int64_t ho, wo, cout;     // output NHWC; cout = units x c_out'
+  int64_t stride, lanes;    // lanes = c padded to the vector width
+};
+
+// ----- vector abstractions (the build compiles one: -DTB_AVX512 with -mavx512f, else -mavx2 -mfma) -----
+#if defined(TB_AVX512)
+struct V512 {
+  using T = __m512;
+  static constexpr int W = 16;
+  static inline T zero() { return _mm512_setzero_ps(); }
+  static inline T load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static inline T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static inline T relu(T a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
+  static inline T swap(T a) { return _mm512_permute_ps(a, 0xB1); }
+  // masked forms for the last, partial vector of lanes (n valid lanes)
+  static inline T loadn(const float* p, int n) {
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+  }
+  static inline void storen(float* p, T v, int n) {
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
+  }
+  // out[0..2W) = pairs of a and b interleaved: a0 a1 b0 b1 a2 a3 b2 b3 ...
+  static inline void interleave(T a, T b, T& lo, T& hi) {
+    const __m512i il = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+    const __m512i ih = _mm512_setr_epi32(8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+    lo = _mm512_permutex2var_ps(a, il, b);
+    hi = _mm512_permutex2var_ps(a, ih, b);
+  }
+};
+
+using Vec = V512;
+#else
+struct V256 {
+  using T = __m256;
+  static constexpr int W = 8;
+  static inline T zero() { return _mm256_setzero_ps(); }
+  static inline T load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static inline T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static inline T relu(T a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+  static inline T swap(T a) { return _mm256_permute_ps(a, 0xB1); }
+  static inline __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static inline T loadn(const float* p, int n) {
+    return _mm256_maskload_ps(p, mask(n));
+  }
+  static inline void storen(float* p, T v, int n) {
+    _mm256_maskstore_ps(p, mask(n), v);
+  }
+  static inline void interleave(T a, T b, T& lo, T& hi) {
+    const __m256d l = _mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b));
+    const __m256d h = _mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b));
+    lo = _mm256_castpd_ps(_mm256_permute2f128_pd(l, h, 0x20));
+    hi = _mm256_castpd_ps(_mm256_permute2f128_pd(l, h, 0x31));
+  }
+};
+using Vec = V256;
+#endif
+
+// Register blocking: how many output columns a block computes, and whether the streaming scheme fits in
+// the vector registers (32 with AVX-512, 16 with AVX2; two kept spare for the loaded values).
+template <class V, int K>
+struct Plan1 {
+  static constexpr int REGS = V::W == 16 ? 30 : 14;
+  static constexpr bool STREAM = 6 * K + 2 * K + 2 <= REGS;
+  static constexpr int P_STREAM = (REGS - 6 * K - 2) / K > 8 ? 8 : (REGS - 6 * K - 2) / K;
+  static constexpr int P_TAP = (REGS - 2 * K - 2) / K > 4 ? 4 : ((REGS - 2 * K - 2) / K < 1 ? 1 : (REGS - 2 * K - 2) / K);
+  static constexpr int P = STREAM ? P_STREAM : P_TAP;
+};
+template <class V, int R>
+struct Plan2 {
+  static constexpr int REGS = V::W == 16 ? 30 : 14;
+  static constexpr bool STREAM = 6 * R + 2 * R + 2 <= REGS;
+  static constexpr int P_STREAM = (REGS - 6 * R - 2) / R > 8 ? 8 : (REGS - 6 * R - 2) / R;
+  static constexpr int P_TAP = (REGS - 2 * R - 2) / R > 6 ? 6 : (REGS - 2 * R - 2) / R;
+  static constexpr int P = STREAM ? P_STREAM : P_TAP;
+};
+
+// Buffers are "lane-block major": [lane block][...][2][W], a value and its pair-swapped copy side by
+// side, so the inner loops step by compile-time strides (immediate displacements, no address math).
+
+// ----- one input row, blocked: [lane block][w][2][W] (the value, its swapped copy); padded lanes zero -----
+template <class V>
+inline void input_row(const float* row, const Shape& s, float* out) {
+  const int64_t blocks = s.lanes / V::W;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lb = b * V::W;
+    const int valid = (int)std::min<int64_t>(V::W, s.c - lb);
+    float* dst = out + b * s.w * 2 * V::W;
+    for (int64_t ix = 0; ix < s.w; ++ix) {
+      const float* px = row + ix * s.c + lb;
+      const auto xv = valid >= V::W ? V::load(px) : (valid > 0 ? V::loadn(px, valid) : V::zero());
+      V::store(dst + ix * 2 * V::W, xv);
+      V::store(dst + ix * 2 * V::W + V::W, V::swap(xv));
+    }
+  }
+}
+
+// ----- conv1 for PB hidden columns starting at hx (constant PB and stride: registers, immediates) -----
+// xin[ky]: the blocked input rows of this lane block (nullptr: zero padding); hid: this lane block's hidden
+// row, [K parts][wo + 2 columns][2][W], columns 0 and wo + 1 zero.
+// STREAM: each input column is loaded once and applied to every output column it feeds (the weights of
+// all three kx taps stay in registers); else tap by tap (fewer registers, for wide units or AVX2).
+template <class V, int K, int S, int PB, bool CHECKED, bool STREAM>
+inline void conv1_block(const float* const xin[3], const Shape& s, const float* w1, const typename V::T bias[K],
+                        int64_t hx, float* hid) {
+  using T = typename V::T;
+  constexpr int W = V::W;
+  const int64_t part = (s.wo + 2) * 2 * W;
+  T acc[K][PB];
+#pragma GCC unroll 16
+  for (int p = 0; p < K; ++p)
+#pragma GCC unroll 8
+    for (int q = 0; q < PB; ++q) acc[p][q] = bias[p];
+#pragma GCC unroll 3
+  for (int ky = 0; ky < 3; ++ky) {
+    const float* row = xin[ky];
+    if (row == nullptr) continue;  // above or below the input: zero padding
+    if constexpr (STREAM) {
+      T a[3][K], b[3][K];
+#pragma GCC unroll 3
+      for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 16
+        for (int p = 0; p < K; ++p) {
+          const float* wt = w1 + ((int64_t)p * TAPS + ky * 3 + kx) * 2 * W;
+          a[kx][p] = V::load(wt);
+          b[kx][p] = V::load(wt + W);
+        }
+      const float* base = row + (hx * S - 1) * 2 * W;
+#pragma GCC unroll 24
+      for (int c = 0; c < (PB - 1) * S + 3; ++c) {
+        if (CHECKED) {
+          const int64_t ix = hx * S - 1 + c;
+          if (ix < 0 || ix >= s.w) continue;
+        }
+        const T xv = V::load(base + c * 2 * W);
+        const T xs = V::load(base + c * 2 * W + W);
+#pragma GCC unroll 8
+        for (int q = 0; q < PB; ++q) {
+          const int kx = c - q * S;
+          if (kx < 0 || kx > 2) continue;
+#pragma GCC unroll 16
+          for (int p = 0; p < K; ++p) acc[p][q] = V::fma(b[kx][p], xs, V::fma(a[kx][p], xv, acc[p][q]));
+        }
+      }
+    } else {
+#pragma GCC unroll 3
+      for (int kx = 0; kx < 3; ++kx) {
+        const float* wt = w1 + (int64_t)(ky * 3 + kx) * 2 * W;  // [K][9][2][W] of this lane block
+        T a[K], b[K];
+#pragma GCC unroll 16
+        for (int p = 0; p < K; ++p) {
+          a[p] = V::load(wt + (int64_t)p * TAPS * 2 * W);
+          b[p] = V::load(wt + (int64_t)p * TAPS * 2 * W + W);
+        }
+        const float* base = row + (hx * S + kx - 1) * 2 * W;
+#pragma GCC unroll 8
+        for (int q = 0; q < PB; ++q) {
+          if (CHECKED) {
+            const int64_t ix = (hx + q) * S + kx - 1;
+            if (ix < 0 || ix >= s.w) continue;
+          }
+          const T xv = V::load(base + q * S * 2 * W);
+          const T xs = V::load(base + q * S * 2 * W + W);
+#pragma GCC unroll 16
+          for (int p = 0; p < K; ++p) acc[p][q] = V::fma(b[p], xs, V::fma(a[p], xv, acc[p][q]));
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < PB; ++q)
+#pragma GCC unroll 16
+    for (int p = 0; p < K; ++p) {
+      const T h = V::relu(acc[p][q]);
+      float* dst = hid + p * part + (hx + q + 1) * 2 * W;
+      V::store(dst, h);
+      V::store(dst + W, V::swap(h));
+    }
+}
+
+// ----- one hidden row (all lane blocks): conv1 (+bias, ReLU) -------------------------------------------
+// hidden layout: [lane block][K parts][wo + 2 columns][2][W]
+template <class V, int K, int S, int P>
+inline void hidden_row(const float* const xin[3], const Shape& s, const float* w1, const float* b1, float* hid) {
+  using T = typename V::T;
+  constexpr int W = V::W;
+  const int64_t blocks = s.lanes / W;
+  const int64_t hsize = K * (s.wo + 2) * 2 * W, xsize = s.w * 2 * W;
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const float* xb[3];
+    for (int ky = 0; ky < 3; ++ky) xb[ky] = xin[ky] ? xin[ky] + blk * xsize : nullptr;
+    const float* wb = w1 + blk * K * TAPS * 2 * W;
+    float* hb = hid + blk * hsize;
+    T bias[K];
+    for (int p = 0; p < K; ++p) bias[p] = V::load(b1 + (blk * K + p) * W);
+    int64_t hx = 0;
+    constexpr bool STREAM = Plan1<V, K>::STREAM;
+    // blocks of P, then 4, then 2 columns whose taps are all inside the input; single (checked) columns else
+    auto inside = [&](int64_t width) { return hx + width <= s.wo && hx * S >= 1 && (hx + width - 1) * S + 1 < s.w; };
+    while (hx < s.wo) {
+      if (inside(P)) {
+        conv1_block<V, K, S, P, false, STREAM>(xb, s, wb, bias, hx, hb);
+        hx += P;
+      } else if (P > 4 && inside(4)) {
+        conv1_block<V, K, S, (P > 4 ? 4 : 1), false, STREAM>(xb, s, wb, bias, hx, hb);
+        hx += P > 4 ? 4 : 1;
+      } else if (P > 2 && inside(2)) {
+        conv1_block<V, K, S, (P > 2 ? 2 : 1), false, STREAM>(xb, s, wb, bias, hx, hb);
+        hx += P > 2 ? 2 : 1;
+      } else {
+        conv1_block<V, K, S, 1, true, STREAM>(xb, s, wb, bias, hx, hb);
+        hx += 1;
+      }
+    }
+  }
+}
+
+// ----- conv2 for PB output columns starting at ox, then residual, ReLU and the store ----------------
+// STREAM: each hidden column is loaded once per (row, part) and applied to every output column it feeds.
+template <class V, int K, int R, int PB, bool STREAM>
+inline void conv2_block(const Shape& s, const float* const hrows[3], const float* w2, const typename V::T bias[R],
+                        int64_t lb, int valid, int64_t ox, const float* res, bool relu_out, float* out) {
+  using T = typename V::T;
+  constexpr int W = V::W;
+  const int64_t part = (s.wo + 2) * 2 * W;
+  T acc[R][PB];
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < PB; ++q) acc[r][q] = bias[r];
+#pragma GCC unroll 3
+  for (int ky = 0; ky < 3; ++ky) {
+    const float* hr = hrows[ky];
+#pragma GCC unroll 8
+    for (int p = 0; p < K; ++p) {
+      const float* hp = hr + p * part + ox * 2 * W;  // hidden column ox - 1 (+1 border)
+      if constexpr (STREAM) {
+        T a[3][R], b[3][R];
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 2
+          for (int r = 0; r < R; ++r) {
+            const float* wt = w2 + (((int64_t)r * K + p) * TAPS + ky * 3 + kx) * 2 * W;
+            a[kx][r] = V::load(wt);
+            b[kx][r] = V::load(wt + W);
+          }
+#pragma GCC unroll 10
+        for (int c = 0; c < PB + 2; ++c) {
+          const T hv = V::load(hp + c * 2 * W);
+          const T hs = V::load(hp + c * 2 * W + W);
+#pragma GCC unroll 8
+          for (int q = 0; q < PB; ++q) {
+            const int kx = c - q;
+            if (kx < 0 || kx > 2) continue;
+#pragma GCC unroll 2
+            for (int r = 0; r < R; ++r) acc[r][q] = V::fma(b[kx][r], hs, V::fma(a[kx][r], hv, acc[r][q]));
+          }
+        }
+      } else {
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; ++kx) {
+          T a[R], b[R];
+#pragma GCC unroll 2
+          for (int r = 0; r < R; ++r) {
+            const float* wt = w2 + (((int64_t)r * K + p) * TAPS + ky * 3 + kx) * 2 * W;
+            a[r] = V::load(wt);
+            b[r] = V::load(wt + W);
+          }
+#pragma GCC unroll 8
+          for (int q = 0; q < PB; ++q) {
+            const T hv = V::load(hp + (q + kx) * 2 * W);
+            const T hs = V::load(hp + (q + kx) * 2 * W + W);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; ++r) acc[r][q] = V::fma(b[r], hs, V::fma(a[r], hv, acc[r][q]));
+          }
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < PB; ++q) {
+    float* o = out + (ox + q) * s.cout;
+    const float* rr = res ? res + (ox + q) * s.cout : nullptr;
+    if (R == 1) {
+      T y = acc[0][q];
+      if (valid == V::W) {
+        if (rr) y = V::add(y, V::load(rr + lb));
+        if (relu_out) y = V::relu(y);
+        V::store(o + lb, y);
+      } else {
+        if (rr) y = V::add(y, V::loadn(rr + lb, valid));
+        if (relu_out) y = V::relu(y);
+        V::storen(o + lb, y, valid);
+      }
+    } else {  // c_out' = 4: output channel 4u + 2r + o from lane 2u + o of part r
+      T lo, hi;
+      V::interleave(acc[0][q], acc[R - 1][q], lo, hi);
+      const int64_t ob = 2 * lb;
+      const int n_lo = std::min(V::W, 2 * valid), n_hi = std::max(0, 2 * valid - V::W);
+      if (rr) {
+        lo = V::add(lo, n_lo == V::W ? V::load(rr + ob) : V::loadn(rr + ob, n_lo));
+        if (n_hi) hi = V::add(hi, n_hi == V::W ? V::load(rr + ob + V::W) : V::loadn(rr + ob + V::W, n_hi));
+      }
+      if (relu_out) {
+        lo = V::relu(lo);
+        hi = V::relu(hi);
+      }
+      if (n_lo == V::W) V::store(o + ob, lo); else V::storen(o + ob, lo, n_lo);
+      if (n_hi == V::W) V::store(o + ob + V::W, hi); else if (n_hi) V::storen(o + ob + V::W, hi, n_hi);
+    }
+  }
+}
+
+// ----- one output row: conv2 (+bias) over three hidden rows, residual, ReLU, store ---------------
+template <class V, int K, int R, int P>
+inline void output_row(const Shape& s, const float* const hrows[3], const float* w2, const float* b2,
+                       const float* res, bool relu_out, float* out) {
+  using T = typename V::T;
+  constexpr int W = V::W;
+  const int64_t hsize = K * (s.wo + 2) * 2 * W;
+  for (int64_t blk = 0; blk < s.lanes / W; ++blk) {
+    const int64_t lb = blk * W;
+    const int valid = (int)std::min<int64_t>(W, s.c - lb);
+    if (valid <= 0) continue;
+    const float* hb[3] = {hrows[0] + blk * hsize, hrows[1] + blk * hsize, hrows[2] + blk * hsize};
+    const float* wb = w2 + blk * R * K * TAPS * 2 * W;
+    T bias[R];
+    for (int r = 0; r < R; ++r) bias[r] = V::load(b2 + (blk * R + r) * W);
+    constexpr bool STREAM = Plan2<V, R>::STREAM;
+    constexpr int P4 = P > 4 ? 4 : 1, P2 = P > 2 ? 2 : 1;
+    int64_t ox = 0;
+    for (; ox + P <= s.wo; ox += P) conv2_block<V, K, R, P, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
+    for (; ox + P4 <= s.wo; ox += P4) conv2_block<V, K, R, P4, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
+    for (; ox + P2 <= s.wo; ox += P2) conv2_block<V, K, R, P2, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
+    for (; ox < s.wo; ++ox) conv2_block<V, K, R, 1, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
+  }
+}
+
+// A small cache of rows, each computed once, by row index.
+struct RowCache {
+  float* base;
+  int64_t size;
+  int slots;
+  int64_t held[4] = {-9, -9, -9, -9};
+  float* find(int64_t row) {
+    for (int k = 0; k < slots; ++k)
+      if (held[k] == row) return base + k * size;
+    return nullptr;
+  }
+  float* claim(int64_t row) {  // rows are visited in order: slot row % slots held the oldest row
+    const int k = (int)(((row % slots) + slots) % slots);
+    held[k] = row;
+    return base + k * size;
+  }
+  void clear() {
+    for (auto& h : held) h = -9;
+  }
+};
+
+template <class V, int K, int R, int S>
+void run(const float* x, const Shape& s, const float* w1, const float* b1, const float* w2, const float* b2,
+         const float* res, bool relu_out, float* out, int64_t rows_per_task, int threads) {
+  constexpr int P1 = Plan1<V, K>::P;
+  constexpr int P2 = Plan2<V, R>::P;
+  constexpr int W = V::W;
+  const int64_t tasks_per_image = (s.ho + rows_per_task - 1) / rows_per_task;
+  const int64_t blocks = s.lanes / W;
+  const int64_t hidden_size = blocks * K * (s.wo + 2) * 2 * W, input_size = blocks * s.w * 2 * W;
+#pragma omp parallel num_threads(threads)
+  {
+    // 3 hidden rows + 1 zero row; 4 blocked input rows (stride 2 reuses one row between hidden rows)
+    std::vector<float> buffer(4 * hidden_size + 4 * input_size, 0.0f);
+    float* zero_row = buffer.data() + 3 * hidden_size;
+    RowCache hidden{buffer.data(), hidden_size, 3};
+    RowCache inputs{buffer.data() + 4 * hidden_size, input_size, 4};
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < s.n * tasks_per_image; ++t) {
+      const int64_t n = t / tasks_per_image, r0 = (t % tasks_per_image) * rows_per_task;
+      const int64_t r1 = std::min(s.ho, r0 + rows_per_task);
+      const float* xn = x + n * s.h * s.w * s.c;
+      hidden.clear();
+      inputs.clear();
+      auto input = [&](int64_t iy) -> const float* {
+        if (iy < 0 || iy >= s.h) return nullptr;
+        float* cached = inputs.find(iy);
+        if (cached == nullptr) {
+          cached = inputs.claim(iy);
+          input_row<V>(xn + iy * s.w * s.c, s, cached);
+        }
+        return cached;
+      };
+      auto get = [&](int64_t hy) -> const float* {
+        if (hy < 0 || hy >= s.ho) return zero_row;
+        float* cached = hidden.find(hy);
+        if (cached == nullptr) {
+          const float* rows[3] = {input(hy * S - 1), input(hy * S), input(hy * S + 1)};
+          cached = hidden.claim(hy);
+          hidden_row<V, K, S, P1>(rows, s, w1, b1, cached);  // borders (columns 0, wo + 1) stay zero
+        }
+        return cached;
+      };
+      for (int64_t oy = r0; oy < r1; ++oy) {
+        const float* rows[3] = {get(oy - 1), get(oy), get(oy + 1)};
+        const float* rn = res ? res + (n * s.ho + oy) * s.wo * s.cout : nullptr;
+        output_row<V, K, R, P2>(s, rows, w2, b2, rn, relu_out, out + (n * s.ho + oy) * s.wo * s.cout);
+      }
+    }
+  }
+}
+
+template <class V>
+bool dispatch(int K, int R, const float* x, const Shape& s, const float* w1, const float* b1, const float* w2,
+              const float* b2, const float* res, bool relu_out, float* out, int64_t rows, int threads) {
+#define TB_CASE(k, r)                                                                                          \
+  if (K == k && R == r) {                                                                                      \
+    if (s.stride == 1) return run<V, k, r, 1>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, threads), true; \
+    return run<V, k, r, 2>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, threads), true;                    \
+  }
+  TB_CASE(1, 1) TB_CASE(1, 2) TB_CASE(2, 1) TB_CASE(2, 2) TB_CASE(3, 1) TB_CASE(3, 2) TB_CASE(4, 1)
+  TB_CASE(4, 2) TB_CASE(6, 1) TB_CASE(6, 2) TB_CASE(8, 1) TB_CASE(8, 2)
+#undef TB_CASE
+  return false;
+}
+
+}  // namespace
+
+namespace stacked {
+
+inline const char* isa() { return Vec::W == 16 ? "avx512" : "avx2"; }
+constexpr int kVectorWidth = Vec::W;
+
+inline bool supports(int64_t c_h, int64_t c_out) {
+  const int64_t K = c_h / 2;
+  return c_h % 2 == 0 && (c_out == 2 || c_out == 4) && (K == 1 || K == 2 || K == 3 || K == 4 || K == 6 || K == 8);
+}
+
+// The lanes a layer of c channels occupies: c rounded up to whole vectors (the packed weights' width).
+inline int64_t lanes(int64_t c) { return (c + Vec::W - 1) / Vec::W * Vec::W; }
+
+// One fused stacked layer on NHWC float32: x (n, h, w, c) -> out (n, ho, wo, c / 2 * c_out), with packed
+// weights (kernels/cpu.py:pack or pack_weights below), an optional residual (shaped like out) added before
+// the final ReLU. Returns false for a unit shape without a kernel.
+inline bool forward(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const float* w1, const float* b1,
+                    const float* w2, const float* b2, int64_t c_h, int64_t c_out, int64_t stride, const float* res,
+                    bool relu_out, float* out, int threads) {
+  if (!supports(c_h, c_out) || c % 2 != 0 || (stride != 1 && stride != 2)) return false;
+  const int64_t ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1, cout = c / 2 * c_out;
+  Shape s{n, h, w, c, ho, wo, cout, stride, lanes(c)};
+  // enough tasks for every thread, rows long enough that recomputing 2 hidden rows per task is cheap
+  int64_t rows = ho;
+  while (rows > 4 && n * ((ho + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
+  return dispatch<Vec>((int)(c_h / 2), (int)(c_out / 2), x, s, w1, b1, w2, b2, res, relu_out, out, rows, threads);
+}
+
+}  // namespace stacked
