@@ -332,9 +332,11 @@ def write_tables(agg: pd.DataFrame, published: pd.DataFrame, out: Path) -> list[
 __all__ = ["TRADEOFFS", "Table", "build", "caption", "tex_escape", "to_csv", "to_html", "to_latex", "write_tables"]
 
 
-RUNTIME_HEADS = {  # the two ONNX Runtime columns say which file they time
+RUNTIME_HEADS = {  # the ONNX runtimes' columns say which file they time
     "onnxruntime": "onnxruntime<br>fastest exact form",
     "onnxruntime_plain": "onnxruntime<br>as exported plainly",
+    "openvino": "openvino<br>fastest exact form",
+    "openvino_plain": "openvino<br>as exported plainly",
 }
 
 

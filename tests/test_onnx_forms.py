@@ -1,6 +1,6 @@
-"""The exact ONNX forms of stacked layers: each form computes the per-unit reference's function on ONNX Runtime,
-the fused operator packs any width, the fastest form is chosen per site and recorded, and the two ONNX Runtime
-columns reach the latency command and the report."""
+"""The exact ONNX forms of stacked layers: each form computes the per-unit reference's function on ONNX Runtime
+and OpenVINO, the fused operation packs any width, the fastest form is chosen per site and recorded, and both
+columns of each runtime reach the latency command and the report."""
 
 import copy
 import re
@@ -20,7 +20,11 @@ from tissuenet.models.resnet_blocks import BasicBlock
 from tissuenet.stacked import StackedLayer
 
 pytest.importorskip("onnxruntime")
-needs_kernel = pytest.mark.skipif(cpu.ort_library() is None, reason="no compiler or no AVX2/AVX-512 here")
+pytest.importorskip("openvino")
+RUNTIMES = tuple(rt.SESSIONS)  # onnxruntime, openvino
+needs_kernel = pytest.mark.skipif(
+    any(cpu.runtime_library(r) is None for r in RUNTIMES), reason="no compiler or no AVX2/AVX-512 here"
+)
 
 
 def _randomize(model: nn.Module) -> nn.Module:
@@ -35,8 +39,9 @@ def _randomize(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _on_ort(module: nn.Module, x: torch.Tensor, form: str) -> np.ndarray:
-    run = rt._ort(rt.onnx_bytes(module, x), 2, cpu.ort_library() if form == "fused_op" else None)
+def _run(module: nn.Module, x: torch.Tensor, form: str, runtime: str) -> np.ndarray:
+    library = cpu.runtime_library(runtime) if form == "fused_op" else None
+    run = rt.SESSIONS[runtime](rt.onnx_bytes(module, x), 2, library)
     return run(np.ascontiguousarray(x.numpy()))
 
 
@@ -50,22 +55,24 @@ SHAPES = [  # (units, count, stride, final ReLU): widths that fill, pad and stra
 
 
 @needs_kernel
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("form", forms.FORMS)
 @pytest.mark.parametrize("units,count,stride,relu", SHAPES)
-def test_each_form_computes_the_per_unit_reference(form, units, count, stride, relu):
+def test_each_form_computes_the_per_unit_reference(runtime, form, units, count, stride, relu):
     layer = _randomize(StackedLayer([units] * count, stride=stride, final_relu=relu))
     reference = layer.to_per_unit().eval()
     x = torch.randn(2, layer.in_channels, 9, 10)
     folded, _ = fold_bn(layer)
-    got = _on_ort(forms.site_form(folded, folded, False, form), x, form)
+    got = _run(forms.site_form(folded, folded, False, form), x, form, runtime)
     with torch.no_grad():
         expected = reference(x).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 @needs_kernel
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("stride,width", [(1, 16), (2, 32)])
-def test_a_residual_block_as_one_fused_node(stride, width):
+def test_a_residual_block_as_one_fused_node(runtime, stride, width):
     """The block's shortcut (identity, or 1x1 conv + BN) feeds the node's residual input; add and ReLU inside."""
     from tissuenet.kernels.onnx import FusedSite
 
@@ -73,7 +80,7 @@ def test_a_residual_block_as_one_fused_node(stride, width):
     x = torch.randn(3, 16, 8, 8)
     folded, _ = fold_bn(block)
     site = FusedSite(folded.body, folded.shortcut)
-    got = _on_ort(site, x, "fused_op")
+    got = _run(site, x, "fused_op", runtime)
     with torch.no_grad():
         expected = block(x).numpy()
         in_torch = site(x).numpy()  # the traced stand-in is the same function too
@@ -84,10 +91,11 @@ def test_a_residual_block_as_one_fused_node(stride, width):
 
 
 @needs_kernel
-def test_the_fastest_form_is_chosen_per_site_and_the_file_matches_pytorch():
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_fastest_form_is_chosen_per_site_and_the_file_matches_pytorch(runtime):
     model = _randomize(create_model("tissue_resnet20", num_classes=10, in_channels=1, replace="all"))
     x = torch.randn(2, 1, 16, 16)
-    module, report, fused = rt.fastest_onnx_form(model, x, threads=2)
+    module, report, fused = rt.fastest_onnx_form(model, x, threads=2, runtime=runtime)
     sites = forms.sites(fold_bn(model)[0])
     assert sum(f["sites"] for f in report.values()) == len(sites) == 9
     for shape, f in report.items():
@@ -97,22 +105,24 @@ def test_the_fastest_form_is_chosen_per_site_and_the_file_matches_pytorch():
     custom = sum(f["sites"] for f in report.values() if f["chosen"] == "fused_op")
     assert fused == (custom > 0)
     assert sum(n.domain == "tissuenet" for n in graph.node) == custom
-    run = rt._ort(rt.onnx_bytes(module, x), 2, cpu.ort_library() if fused else None)
+    run = rt.SESSIONS[runtime](rt.onnx_bytes(module, x), 2, cpu.runtime_library(runtime) if fused else None)
     assert rt.export_check(model, run, x)["ok"]
 
 
-def test_a_model_without_stacked_layers_has_one_form():
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_model_without_stacked_layers_has_one_form(runtime):
     dense = create_model("resnet20", num_classes=10, in_channels=1).eval()
-    module, report, fused = rt.fastest_onnx_form(dense, torch.randn(1, 1, 16, 16), threads=1)
+    module, report, fused = rt.fastest_onnx_form(dense, torch.randn(1, 1, 16, 16), threads=1, runtime=runtime)
     assert module is dense and report == {} and fused is False
 
 
-def test_without_a_compiler_the_operator_is_not_offered(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_without_a_compiler_the_operation_is_not_offered(runtime, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     cpu._notice.cache_clear()
-    assert cpu.ort_library.__wrapped__() is None
-    assert "ONNX Runtime operator" in capsys.readouterr().err
+    assert cpu.runtime_library.__wrapped__(runtime) is None
+    assert f"could not build its {runtime} operation" in capsys.readouterr().err
 
 
 @needs_kernel
@@ -121,11 +131,13 @@ def test_latency_prints_the_form_of_each_layer(capsys):
     from tissuebench.cli import main
 
     args = ["latency", "tissue_resnet20", "--set", "replace=all", "--dataset", "fashion-mnist", "--batch", "1"]
-    assert main([*args, "--runtime", "onnxruntime", "--min-run-time", "0.5", "--threads", "2"]) == 0
+    args += ["--runtime", "onnxruntime", "--runtime", "openvino", "--min-run-time", "0.5", "--threads", "2"]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "onnxruntime, batch 1: the form of each stacked-layer shape" in out
-    lines = [line for line in out.splitlines() if "site(s):" in line]
-    assert sum(int(re.search(r", (\d+) site\(s\):", line).group(1)) for line in lines) == 9, out
+    for runtime in RUNTIMES:
+        section = out.split(f"{runtime}, batch 1: the form of each stacked-layer shape")[1].split(", batch 1:")[0]
+        lines = [line for line in section.splitlines() if "site(s):" in line]
+        assert sum(int(re.search(r", (\d+) site\(s\):", line).group(1)) for line in lines) == 9, out
     assert all("grouped" in line and "fused_op" in line for line in lines), out
 
 

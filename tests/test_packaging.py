@@ -37,7 +37,8 @@ def test_wheel_carries_kernel_source_suites_and_data(wheel):
     """The fused CPU kernel compiles from its .cpp on first use (without it an install falls back silently);
     the published rows, presets and references are read through importlib.resources."""
     names = set(zipfile.ZipFile(wheel).namelist())
-    kernel = {f"tissuenet/kernels/{n}" for n in ("stacked_core.h", "stacked_cpu.cpp", "stacked_ort.cpp")}
+    sources = ("stacked_core.h", "stacked_cpu.cpp", "stacked_ort.cpp", "stacked_openvino.cpp")
+    kernel = {f"tissuenet/kernels/{n}" for n in sources}
     assert kernel <= names, sorted(kernel - names)
     assert "reports/tissuebench.mplstyle" in names
     shipped = {f"benchmarks/suites/{p.name}" for p in (REPO / "benchmarks/suites").glob("*.toml")}

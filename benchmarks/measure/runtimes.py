@@ -6,17 +6,18 @@
 | ``deploy`` | CPU, CUDA | BN folded, channels-last, stacked layers on the fastest kernel (fused CPU, Triton) |
 | ``onnxruntime`` | CPU | the model exported to ONNX (opset :data:`OPSET`), stacked layers in their fastest exact form |
 | ``onnxruntime_plain`` | CPU | the same, exported plainly (stacked layers as grouped ``Conv`` nodes) |
-| ``openvino`` | CPU | the same ONNX file compiled by OpenVINO for the CPU (latency hint) |
+| ``openvino`` | CPU | the ONNX file compiled by OpenVINO for the CPU (latency hint), fastest exact forms |
+| ``openvino_plain`` | CPU | the plain export on OpenVINO |
 | ``compile`` | CUDA | ``torch.compile`` of the deployment form |
 | ``tensorrt`` | CUDA | ``torch_tensorrt`` of the eval model, where installed |
 
-ONNX Runtime times each stacked-layer site (a ResNet block or a bare layer) in every exact form it can run
-(``tissuenet/kernels/onnx.py``: grouped convolutions, or the fused kernel as a custom operator) on the input the
-site sees, per batch, and exports the model with the faster form at each site; the record keeps the choices
-and their timings (``runtimes.onnxruntime.forms``) and the plain export's timing beside it
-(``onnxruntime_plain``: what a user gets from ``torch.onnx.export``). A model without stacked layers has one
-form, so its plain column is the same measurement. Each ONNX file's outputs are compared with PyTorch's (the
-check is recorded, and a runtime whose outputs differ is marked). Every runtime is timed paired
+ONNX Runtime and OpenVINO each time every stacked-layer site (a ResNet block or a bare layer) in every exact
+form they can run (``tissuenet/kernels/onnx.py``: grouped convolutions, or the fused kernel as the runtime's
+custom operation) on the input the site sees, per batch, and run the model exported with the faster form at
+each site; the record keeps the choices and their timings (``runtimes.<runtime>.forms``) and the plain export's
+timing beside it (``<runtime>_plain``: what a user gets from ``torch.onnx.export``). A model without stacked
+layers has one form, so its plain column is the same measurement. Each ONNX file's outputs are compared with
+PyTorch's (the check is recorded, and a runtime whose outputs differ is marked). Every runtime is timed paired
 with the dense model on the same runtime (A/B/A/B, ``timing.time_paired``). A runtime that is not
 installed, or not for this device, is recorded as unavailable with the reason, never a failure.
 Masked (unstructured) models run dense on every runtime here: no sparse kernel is used, and the
@@ -65,7 +66,8 @@ RUNTIMES = {
         Runtime("deploy", ("cpu", "cuda"), None, "BN folded, channels-last, fastest stacked-layer kernel"),
         Runtime("onnxruntime", ("cpu",), "onnxruntime", "ONNX Runtime, CPU, fastest exact form per stacked layer"),
         Runtime("onnxruntime_plain", ("cpu",), "onnxruntime", "ONNX Runtime, CPU, the plain export"),
-        Runtime("openvino", ("cpu",), "openvino", "OpenVINO, CPU, latency hint"),
+        Runtime("openvino", ("cpu",), "openvino", "OpenVINO, CPU, latency hint, fastest exact form per stacked layer"),
+        Runtime("openvino_plain", ("cpu",), "openvino", "OpenVINO, CPU, latency hint, the plain export"),
         Runtime("compile", ("cuda",), None, "torch.compile of the deployment form"),
         Runtime("tensorrt", ("cuda",), "torch_tensorrt", "Torch-TensorRT"),
     )
@@ -133,10 +135,16 @@ def release_alt_stack() -> None:
 SS_DISABLE = 2  # <signal.h>
 
 
-def _openvino(onnx: bytes, threads: int):
+def _openvino(onnx: bytes, threads: int, library=None):
+    """An infer request's run function; ``library``: the fused kernel's extension, for files that use it."""
     import openvino as ov
 
     core = ov.Core()
+    if library is not None:
+        import ctypes
+
+        core.add_extension(str(library))
+        ctypes.CDLL(str(library)).tissuenet_set_threads(threads)
     compiled = core.compile_model(
         core.read_model(onnx),
         "CPU",
@@ -166,25 +174,28 @@ def export_check(model: nn.Module, run_numpy, example: torch.Tensor) -> dict:
     return {"max_abs_diff": diff, "relative": diff / scale, "ok": diff / scale <= EXPORT_TOLERANCE}
 
 
-_FORM_CHOICES: dict[tuple, tuple[str, dict[str, float]]] = {}  # (site shape, threads) -> (form, {form: ms})
+_FORM_CHOICES: dict[tuple, tuple[str, dict[str, float]]] = {}  # (runtime, shape, threads) -> (form, {form: ms})
+SESSIONS = {"onnxruntime": _ort, "openvino": _openvino}  # the runtimes whose files have forms to choose from
 
 
-def fastest_onnx_form(model: nn.Module, example: torch.Tensor, threads: int) -> tuple[nn.Module, dict, bool]:
-    """The model for ONNX Runtime with each stacked-layer site in the exact form that runs it fastest there.
+def fastest_onnx_form(
+    model: nn.Module, example: torch.Tensor, threads: int, runtime: str = "onnxruntime"
+) -> tuple[nn.Module, dict, bool]:
+    """The model for ``runtime`` with each stacked-layer site in the exact form that runs it fastest there.
 
     Each site shape is exported alone in every form it has and timed on the input it sees (cached per shape and
     thread count, like the deployment kernels). Returns (model to export, {site shape: {"chosen", "candidates"
-    (median ms), "sites"}}, whether it needs the custom-op library). A model without sites comes back as is.
+    (median ms), "sites"}}, whether it needs the custom-operation library). A model without sites comes back as is.
     """
     from tissuenet.deploy import fold_bn
-    from tissuenet.kernels import cpu, median_call_ms
+    from tissuenet.kernels import median_call_ms
     from tissuenet.kernels import onnx as forms
 
     folded, report = fold_bn(model)
     found = forms.sites(folded, blocks=not report.traced)
     if not found:
         return model, {}, False
-    library = cpu.ort_library()
+    library, session = runtime_library(runtime), SESSIONS[runtime]
     seen: dict[str, torch.Tensor] = {}
     hooks = [s.register_forward_pre_hook(lambda _m, a, n=n: seen.setdefault(n, a[0])) for n, (s, _, _) in found.items()]
     with torch.no_grad():
@@ -197,17 +208,18 @@ def fastest_onnx_form(model: nn.Module, example: torch.Tensor, threads: int) -> 
         x = seen[name].contiguous()
         specs = ",".join(sorted({str(u) for u in layer.units}))
         label = f"{'block ' if block else ''}{specs} x{len(layer.units)}, stride {layer.stride}, input {tuple(x.shape)}"
-        if (label, threads) not in _FORM_CHOICES:
+        key = (runtime, label, threads)
+        if key not in _FORM_CHOICES:
             times = {}
             array = np.ascontiguousarray(x.numpy())
             for form in forms.FORMS:
                 if form == "fused_op" and (library is None or not forms.fused_op_supports(layer)):
                     continue
                 onnx = onnx_bytes(forms.site_form(site, layer, block, form), x)
-                run = _ort(onnx, threads, library if form == "fused_op" else None)
+                run = session(onnx, threads, library if form == "fused_op" else None)
                 times[form] = median_call_ms(lambda _x, run=run, array=array: run(array), x)
-            _FORM_CHOICES[(label, threads)] = (min(times, key=times.get), times)
-        chosen[name], times = _FORM_CHOICES[(label, threads)]
+            _FORM_CHOICES[key] = (min(times, key=times.get), times)
+        chosen[name], times = _FORM_CHOICES[key]
         timed = {k: round(v, 4) for k, v in times.items()}
         entry = out.setdefault(label, {"chosen": chosen[name], "candidates": timed})
         entry["sites"] = entry.get("sites", 0) + 1
@@ -226,7 +238,7 @@ class RuntimeForms:
         self.checks: dict[str, dict] = {}
         self.labels: dict[str, str] = {}
         self.kernels: dict = {}
-        self.onnx_forms: dict[str, dict] = {}  # batch -> the stacked-layer forms ONNX Runtime runs
+        self.onnx_forms: dict[str, dict] = {}  # runtime -> batch -> the stacked-layer forms its file runs
 
     def target(self, runtime: str, example: torch.Tensor) -> Callable:
         if runtime == "eager":
@@ -243,28 +255,30 @@ class RuntimeForms:
             import torch_tensorrt
 
             return torch_tensorrt.compile(self.model.eval(), inputs=[example])
-        key = f"{runtime}@{example.shape[0]}" if runtime == "onnxruntime" else runtime  # forms depend on the batch
+        key = f"{runtime}@{example.shape[0]}" if runtime in SESSIONS else runtime  # forms depend on the batch
         if key not in self._sessions:
-            if runtime == "onnxruntime":
-                module, forms, fused = fastest_onnx_form(self.model, example, self.threads)
-                self.onnx_forms[str(example.shape[0])] = forms
-                run = _ort(onnx_bytes(module, example), self.threads, cpu_library() if fused else None)
+            if runtime in SESSIONS:
+                module, forms, fused = fastest_onnx_form(self.model, example, self.threads, runtime)
+                self.onnx_forms.setdefault(runtime, {})[str(example.shape[0])] = forms
+                library = runtime_library(runtime) if fused else None
+                run = SESSIONS[runtime](onnx_bytes(module, example), self.threads, library)
             else:
                 if self._onnx is None:
                     self._onnx = onnx_bytes(self.model, example)
-                run = (_ort if runtime == "onnxruntime_plain" else _openvino)(self._onnx, self.threads)
+                run = SESSIONS[runtime.removesuffix("_plain")](self._onnx, self.threads)
             self.checks[runtime] = export_check(self.model, run, example)
             self._sessions[key] = run
         return _callable(self._sessions[key], example)
 
-    def uses_fused_op(self) -> bool:
-        return any(f["chosen"] == "fused_op" for forms in self.onnx_forms.values() for f in forms.values())
+    def uses_fused_op(self, runtime: str) -> bool:
+        batches = self.onnx_forms.get(runtime, {}).values()
+        return any(f["chosen"] == "fused_op" for forms in batches for f in forms.values())
 
 
-def cpu_library():
-    from tissuenet.kernels.cpu import ort_library
+def runtime_library(runtime: str):
+    from tissuenet.kernels.cpu import runtime_library
 
-    return ort_library()
+    return runtime_library(runtime)
 
 
 def defaults(device: torch.device) -> tuple[str, ...]:

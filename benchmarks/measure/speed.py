@@ -51,9 +51,9 @@ def measure_pair(
     }
     batches = list(cfg.latency_batches)
     names = list(dict.fromkeys(["deploy", *rt.resolve(cfg.runtimes, device)]))
-    if "onnxruntime" in names:  # beside the fastest exact form, what a plain export gives
-        names = [n for n in names if n != "onnxruntime_plain"]
-        names.insert(names.index("onnxruntime") + 1, "onnxruntime_plain")
+    for runtime in [n for n in names if n in rt.SESSIONS]:  # beside the fastest exact form, what a plain export gives
+        names = [n for n in names if n != f"{runtime}_plain"]
+        names.insert(names.index(runtime) + 1, f"{runtime}_plain")
     if eager_form is None:
         names = [n for n in names if n != "eager"]
     eager_form = eager_form or deploy_form
@@ -66,9 +66,10 @@ def measure_pair(
         if why:
             table[name] = {"unavailable": why}
             continue
-        if name == "onnxruntime_plain" and "onnxruntime" in table and not forms["model"].uses_fused_op():
-            same = {k: v for k, v in table["onnxruntime"].items() if k != "forms"}
-            table[name] = same | {"same_file_as": "onnxruntime"}  # one form: one measurement
+        chosen = name.removesuffix("_plain")
+        if name.endswith("_plain") and chosen in table and not forms["model"].uses_fused_op(chosen):
+            same = {k: v for k, v in table[chosen].items() if k != "forms"}
+            table[name] = same | {"same_file_as": chosen}  # one form: one measurement
             continue
         if log is not None:  # a runtime can take a while (an ONNX export, OpenVINO's compile): say which
             log(f"    latency: {name}, batch {', '.join(map(str, batches))}")
@@ -98,8 +99,8 @@ def measure_pair(
         check = forms["model"].checks.get(name)
         if check is not None and table[name] and "unavailable" not in table[name]:
             table[name]["export_check"] = check
-        if name == "onnxruntime" and forms["model"].onnx_forms and "unavailable" not in table[name]:
-            table[name]["forms"] = forms["model"].onnx_forms  # per batch: each stacked-layer shape's form, timings
+        if forms["model"].onnx_forms.get(name) and "unavailable" not in table[name]:
+            table[name]["forms"] = forms["model"].onnx_forms[name]  # per batch: each site shape's form, timings
     mode, kernels = forms["model"].labels.get("deploy", "deploy"), forms["model"].kernels
     del forms  # the runtimes' sessions go now, and what they left on this thread with them
     rt.release_alt_stack()

@@ -129,7 +129,7 @@ def run(args) -> int:
                     "speedup": pair.speedup,
                     "theoretical_speedup": theory,
                     "realized": pair.speedup / theory,
-                    "forms": prepared["m"].onnx_forms.get(str(batch)) if name == "onnxruntime" else None,
+                    "forms": prepared["m"].onnx_forms.get(name, {}).get(str(batch)),
                     "_label": prepared["m"].labels.get(name, name),
                     "_distinct": pair.distinguishable,
                     "_reliable": pair.reliable,
@@ -160,11 +160,12 @@ def run(args) -> int:
     forms = sorted({r["_label"] for r in rows if r["runtime"] in ("deploy", "eager")})
     if forms:
         print("forms: " + "; ".join(forms))
-    for batch, shapes in onnx_forms.items():
-        print(f"onnxruntime, batch {batch}: the form of each stacked-layer shape (median ms of each candidate)")
-        for shape, f in shapes.items():
-            timed = ", ".join(f"{k} {v:.3f}" for k, v in f["candidates"].items())
-            print(f"  {shape}, {f['sites']} site(s): {f['chosen']}  ({timed})")
+    for runtime, batches in onnx_forms.items():
+        for batch, shapes in batches.items():
+            print(f"{runtime}, batch {batch}: the form of each stacked-layer shape (median ms of each candidate)")
+            for shape, f in shapes.items():
+                timed = ", ".join(f"{k} {v:.3f}" for k, v in f["candidates"].items())
+                print(f"  {shape}, {f['sites']} site(s): {f['chosen']}  ({timed})")
     return 0
 
 

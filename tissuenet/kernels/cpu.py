@@ -20,7 +20,6 @@ import torch
 
 SOURCE = Path(__file__).with_name("stacked_cpu.cpp")
 CORE = Path(__file__).with_name("stacked_core.h")  # the kernel; SOURCE binds it to PyTorch
-ORT_SOURCE = Path(__file__).with_name("stacked_ort.cpp")  # ... and this to ONNX Runtime (a custom-op library)
 FLAGS = {"avx512": ["-mavx512f", "-mavx512dq", "-DTB_AVX512"], "avx2": ["-mavx2", "-mfma"]}
 LANES = {"avx512": 16, "avx2": 8}
 log = logging.getLogger("tissuenet.kernels")
@@ -73,11 +72,17 @@ def extension(isa: str | None = None):
         return None
 
 
+RUNTIME_SOURCES = {  # the fused kernel as each ONNX runtime's custom operation (tissuenet/kernels/onnx.py)
+    "onnxruntime": Path(__file__).with_name("stacked_ort.cpp"),  # a custom-op library
+    "openvino": Path(__file__).with_name("stacked_openvino.cpp"),  # an extension (its wheel ships the headers)
+}
+
+
 @functools.cache
-def ort_library(isa: str | None = None) -> Path | None:
-    """The ONNX Runtime custom-op library of the fused kernel (``stacked_ort.cpp``), built on first use with the
-    system's C++ compiler (no PyTorch inside: a deployment loads it into any ONNX Runtime process); None, with
-    one line of notice, where it cannot be built."""
+def runtime_library(runtime: str, isa: str | None = None) -> Path | None:
+    """The fused kernel built as ``runtime``'s custom operation (``RUNTIME_SOURCES``), on first use, with the
+    system's C++ compiler and no PyTorch inside (a deployment loads it into any process of that runtime);
+    None, with one line of notice, where it cannot be built."""
     import subprocess
 
     if os.environ.get("TISSUEBENCH_KERNELS", "auto") == "grouped":
@@ -86,23 +91,35 @@ def ort_library(isa: str | None = None) -> Path | None:
     if isa not in FLAGS:
         _notice("this CPU has neither AVX-512 nor AVX2+FMA")
         return None
+    source = RUNTIME_SOURCES[runtime]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tissuebench"
-    path = cache / f"libtissuenet_ort_{isa}_{source_digest(ORT_SOURCE, CORE)}.so"
+    path = cache / f"libtissuenet_{runtime}_{isa}_{source_digest(source, CORE)}.so"
     if path.is_file():
         return path
     cache.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     command = [os.environ.get("CXX", "g++"), "-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC"]
-    command += ["-fvisibility=hidden", *FLAGS[isa], str(ORT_SOURCE), "-o", str(partial)]
-    _say(f"tissuenet: building the ONNX Runtime operator of the fused kernel ({isa}; first use on this machine) ...")
+    command += ["-fvisibility=hidden", *FLAGS[isa], str(source), "-o", str(partial)]
+    _say(f"tissuenet: building the fused kernel as a {runtime} operation ({isa}; first use on this machine) ...")
     try:
-        subprocess.run(command, check=True, capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
+        subprocess.run(command + _links(runtime), check=True, capture_output=True, text=True)
+    except (OSError, ImportError, StopIteration, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        _notice(f"could not build its ONNX Runtime operator ({detail.strip().splitlines()[-1][:200]})")
+        _notice(f"could not build its {runtime} operation ({detail.strip().splitlines()[-1][:200]})")
         return None
     partial.replace(path)  # atomic: a concurrent build of the same source writes the same bytes
     return path
+
+
+def _links(runtime: str) -> list[str]:
+    """Compiler arguments for the runtime's headers and libraries (OpenVINO's come with its Python wheel)."""
+    if runtime != "openvino":
+        return []
+    import openvino
+
+    root = Path(openvino.__file__).parent
+    libs = [str(next((root / "libs").glob(f"lib{name}.so*"))) for name in ("openvino", "openvino_onnx_frontend")]
+    return [f"-I{root / 'include'}", *libs, f"-Wl,-rpath,{root / 'libs'}"]
 
 
 def source_digest(*paths: Path) -> str:

@@ -2,13 +2,14 @@
 
 * ``grouped``: two grouped ``Conv`` nodes, what ``torch.onnx.export`` writes; every ONNX runtime runs it.
 * ``fused_op``: one ``tissuenet::FusedStacked`` node (``FusedStackedResidual`` for a block, its residual add and
-  ReLU inside) on the fused kernel (``stacked_ort.cpp``), for ONNX Runtime with that library loaded
-  (``cpu.ort_library()``). The node reads and writes NHWC between ``Transpose`` nodes, which ONNX Runtime
-  cancels between consecutive sites. Its weights are the folded convolutions' own, unpacked.
+  ReLU inside) on the fused kernel, which ONNX Runtime runs with the custom-op library ``stacked_ort.cpp`` and
+  OpenVINO with the extension ``stacked_openvino.cpp`` (``cpu.runtime_library(runtime)`` builds either). The
+  node reads and writes NHWC between ``Transpose`` nodes, which the runtimes cancel between consecutive sites.
+  Its weights are the folded convolutions' own, unpacked: one file serves AVX-512 and AVX2 machines.
 
-The harness times both forms per site shape and exports the model with the faster one at each site
-(``benchmarks/measure/runtimes.py``); :func:`with_forms` builds that model. Both forms compute the function of
-the BN-folded model (tested against the per-unit reference).
+The harness times both forms per site shape on each runtime and exports the model with the faster one at each
+site (``benchmarks/measure/runtimes.py``); :func:`with_forms` builds that model. Both forms compute the function
+of the BN-folded model (tested against the per-unit reference on both runtimes).
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ class FusedSite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grp = self.layer.groups[0]
         weights = (grp.op1.weight, grp.op1.bias, grp.op2.weight, grp.op2.bias)
+        nhwc = x.permute(0, 2, 3, 1)
         residual = None if self.shortcut is None else self.shortcut(x).permute(0, 2, 3, 1)
-        relu = int(self.layer.final_relu)
-        y = _FusedNode.apply(x.permute(0, 2, 3, 1), *weights, residual, self.layer.stride, relu)
+        if isinstance(self.shortcut, nn.Identity):  # one Transpose of x, not two: runtimes then cancel the pairs
+            residual = nhwc
+        y = _FusedNode.apply(nhwc, *weights, residual, self.layer.stride, int(self.layer.final_relu))
         return y.permute(0, 3, 1, 2)
 
 

@@ -112,52 +112,11 @@ struct OrtCustomOp {
 constexpr int kFloat = 1;  // ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
 int g_threads = 0;         // 0: omp_get_max_threads()
 
-// The lane layout of kernels/cpu.py:pack, from the folded grouped-conv weights (see stacked_core.h).
-struct Packed {
-  std::vector<float> w1, b1, w2, b2;
-  const float* source = nullptr;  // the w1 these were packed from (initializers keep their address)
-};
-
-// out[block][d][lane in block] = value(d, lane) for lanes < used, zero beyond (the kernel's blocked layout)
-template <class F>
-std::vector<float> blocked(int64_t leading, int64_t lanes, int64_t used, F value) {
-  const int64_t W = stacked::kVectorWidth, blocks = lanes / W;
-  std::vector<float> out(blocks * leading * W, 0.0f);
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t d = 0; d < leading; ++d)
-      for (int64_t l = 0; l < W; ++l)
-        if (b * W + l < used) out[(b * leading + d) * W + l] = value(d, b * W + l);
-  return out;
-}
-
-void pack(Packed& p, const float* w1, const float* b1, const float* w2, const float* b2, int64_t m, int64_t c_h,
-          int64_t c_out) {
-  const int64_t k = c_h / 2, r = c_out / 2, lanes = stacked::lanes(2 * m), used = 2 * m;
-  // w1[u, p, i, j, t] = hidden channel 2p+i of unit u from its input j, tap t
-  auto W1 = [&](int64_t u, int64_t part, int64_t i, int64_t j, int64_t t) {
-    return w1[((u * c_h + 2 * part + i) * 2 + j) * 9 + t];
-  };
-  auto W2 = [&](int64_t u, int64_t rp, int64_t o, int64_t part, int64_t j, int64_t t) {
-    return w2[((u * c_out + 2 * rp + o) * c_h + 2 * part + j) * 9 + t];
-  };
-  p.w1 = blocked(k * 9 * 2, lanes, used, [&](int64_t d, int64_t lane) {
-    const int64_t a = d % 2, t = (d / 2) % 9, part = d / 18, u = lane / 2, i = lane % 2;
-    return W1(u, part, i, a ? 1 - i : i, t);
-  });
-  p.b1 = blocked(k, lanes, used, [&](int64_t part, int64_t lane) { return b1[(lane / 2) * c_h + 2 * part + lane % 2]; });
-  p.w2 = blocked(r * k * 9 * 2, lanes, used, [&](int64_t d, int64_t lane) {
-    const int64_t a = d % 2, t = (d / 2) % 9, part = (d / 18) % k, rp = d / (18 * k), u = lane / 2, o = lane % 2;
-    return W2(u, rp, o, part, a ? 1 - o : o, t);
-  });
-  p.b2 = blocked(r, lanes, used, [&](int64_t rp, int64_t lane) { return b2[(lane / 2) * c_out + 2 * rp + lane % 2]; });
-  p.source = w1;
-}
-
 struct Kernel {
   Api api;
   int64_t stride, relu;
   bool residual;
-  Packed packed;
+  stacked::Packed packed;
   std::mutex packing;
 
   void compute(OrtKernelContext* ctx) {
@@ -173,7 +132,7 @@ struct Kernel {
     {
       std::lock_guard<std::mutex> hold(packing);
       if (packed.source != w1)
-        pack(packed, w1, api.data(api.input(ctx, 2)), api.data(api.input(ctx, 3)), api.data(api.input(ctx, 4)), m, c_h,
+        stacked::pack(packed, w1, api.data(api.input(ctx, 2)), api.data(api.input(ctx, 3)), api.data(api.input(ctx, 4)), m, c_h,
              c_out);
     }
     const int64_t ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1;
