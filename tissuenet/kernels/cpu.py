@@ -115,9 +115,12 @@ def _links(runtime: str) -> list[str]:
     """Compiler arguments for the runtime's headers and libraries (OpenVINO's come with its Python wheel)."""
     if runtime != "openvino":
         return []
-    import openvino
+    import importlib.util
 
-    root = Path(openvino.__file__).parent
+    spec = importlib.util.find_spec("openvino")  # located, not imported: the method package imports only torch
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("openvino is not installed")
+    root = Path(spec.submodule_search_locations[0])
     libs = [str(next((root / "libs").glob(f"lib{name}.so*"))) for name in ("openvino", "openvino_onnx_frontend")]
     return [f"-I{root / 'include'}", *libs, f"-Wl,-rpath,{root / 'libs'}"]
 
