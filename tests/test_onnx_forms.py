@@ -173,3 +173,30 @@ def test_sites_of_a_traced_model_are_bare_layers_only():
     assert all(block for _, _, block in forms.sites(model).values())
     bare = forms.sites(copy.deepcopy(model), blocks=False)
     assert len(bare) == 9 and not any(block for _, _, block in bare.values())
+
+
+@needs_kernel
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_deployable_file_runs_outside_the_suite_with_its_library(runtime, tmp_path):
+    """What the README's "Deploying" shows: the file and the library, loaded by the runtime's own API."""
+    model = _randomize(create_model("tissue_resnet20", num_classes=10, in_channels=1, replace="all"))
+    x = torch.randn(4, 1, 16, 16)
+    path = tmp_path / "tissue.onnx"
+    library = rt.export_onnx(model, x, path, runtime, threads=2)
+    if library is None:  # every site chose the plain form on this machine: a file any runtime reads
+        assert not any(n.domain == "tissuenet" for n in onnx.load(str(path)).graph.node)
+        return
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.register_custom_ops_library(str(library))
+        got = ort.InferenceSession(str(path), options).run(None, {"x": x.numpy()})[0]
+    else:
+        import openvino as ov
+
+        core = ov.Core()
+        core.add_extension(str(library))
+        got = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)

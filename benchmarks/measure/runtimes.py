@@ -227,6 +227,23 @@ def fastest_onnx_form(
     return (forms.with_forms(folded, chosen) if fused else model), out, fused
 
 
+def export_onnx(model: nn.Module, example: torch.Tensor, path, runtime: str = "onnxruntime", threads: int = 0):
+    """Write the ONNX file to deploy ``model`` on ``runtime`` (each stacked layer in the form that runs fastest
+    there, chosen by timing on ``example``'s shape), checked against PyTorch. Returns the custom-operation library
+    the file needs (load it as the README's "Deploying" says), or None for a plain file any runtime reads."""
+    from pathlib import Path
+
+    threads = threads or torch.get_num_threads()
+    module, _, fused = fastest_onnx_form(model.eval(), example, threads, runtime)
+    onnx = onnx_bytes(module, example)
+    library = runtime_library(runtime) if fused else None
+    check = export_check(model, SESSIONS[runtime](onnx, threads, library), example)
+    if not check["ok"]:
+        raise RuntimeError(f"the exported file's outputs differ from PyTorch's by {check['relative']:.1e}")
+    Path(path).write_bytes(onnx)
+    return library
+
+
 class RuntimeForms:
     """Per model, the callables each runtime times (ONNX exported once, sessions built once per model)."""
 

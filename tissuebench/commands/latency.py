@@ -68,6 +68,13 @@ def add_arguments(p) -> None:
         help=f"seconds per model and batch size (>= {MIN_LATENCY_SECONDS})",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per batch size")
+    p.add_argument(
+        "--save-onnx",
+        default=None,
+        metavar="DIR",
+        help="also write each ONNX runtime's file, stacked layers in their chosen forms, to DIR "
+        "(MODEL-RUNTIME-bBATCH.onnx) and say which library it needs",
+    )
 
 
 def run(args) -> int:
@@ -137,6 +144,7 @@ def run(args) -> int:
                 }
             )
     onnx_forms = prepared["m"].onnx_forms
+    saved = _save_onnx(args, model, names, batches, channels, size, device, threads) if args.save_onnx else []
     prepared.clear()  # the runtimes' sessions, and the signal stack OpenVINO leaves on this thread
     rt.release_alt_stack()
     if args.json:
@@ -160,6 +168,8 @@ def run(args) -> int:
     forms = sorted({r["_label"] for r in rows if r["runtime"] in ("deploy", "eager")})
     if forms:
         print("forms: " + "; ".join(forms))
+    for line in saved:
+        print(line)
     for runtime, batches in onnx_forms.items():
         for batch, shapes in batches.items():
             print(f"{runtime}, batch {batch}: the form of each stacked-layer shape (median ms of each candidate)")
@@ -167,6 +177,23 @@ def run(args) -> int:
                 timed = ", ".join(f"{k} {v:.3f}" for k, v in f["candidates"].items())
                 print(f"  {shape}, {f['sites']} site(s): {f['chosen']}  ({timed})")
     return 0
+
+
+def _save_onnx(args, model, names, batches, channels, size, device, threads) -> list[str]:
+    """The deployable files of the ONNX runtimes timed: one line each, with the library a file needs."""
+    from pathlib import Path
+
+    from benchmarks.measure.runtimes import SESSIONS, export_onnx
+
+    folder = Path(args.save_onnx)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for runtime in [n for n in names if n in SESSIONS]:
+        for batch in batches:
+            path = folder / f"{args.model}-{runtime}-b{batch}.onnx"
+            library = export_onnx(model, torch_randn(batch, channels, size, device), path, runtime, threads)
+            lines.append(f"wrote {path}" + (f" (load {library} first)" if library else " (plain ONNX)"))
+    return lines
 
 
 def torch_threads() -> int:
