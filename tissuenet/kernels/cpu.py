@@ -39,14 +39,22 @@ def cpu_isa() -> str | None:
     return None
 
 
-@functools.cache
-def extension(isa: str | None = None):
-    """The compiled kernel module for ``isa`` (default: the best this CPU has), or None when unavailable."""
+def _wanted_isa(isa: str | None) -> str | None:
+    """The instruction set to build for, or None: kernels switched off, or a CPU with neither (said once)."""
     if os.environ.get("TISSUEBENCH_KERNELS", "auto") == "grouped":
         return None
     isa = isa or cpu_isa()
     if isa not in FLAGS:
         _notice("this CPU has neither AVX-512 nor AVX2+FMA")
+        return None
+    return isa
+
+
+@functools.cache
+def extension(isa: str | None = None):
+    """The compiled kernel module for ``isa`` (default: the best this CPU has), or None when unavailable."""
+    isa = _wanted_isa(isa)
+    if isa is None:
         return None
     try:
         from torch.utils.cpp_extension import load
@@ -85,11 +93,8 @@ def runtime_library(runtime: str, isa: str | None = None) -> Path | None:
     None, with one line of notice, where it cannot be built."""
     import subprocess
 
-    if os.environ.get("TISSUEBENCH_KERNELS", "auto") == "grouped":
-        return None
-    isa = isa or cpu_isa()
-    if isa not in FLAGS:
-        _notice("this CPU has neither AVX-512 nor AVX2+FMA")
+    isa = _wanted_isa(isa)
+    if isa is None:
         return None
     source = RUNTIME_SOURCES[runtime]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tissuebench"
