@@ -37,6 +37,7 @@ LONGEST = {  # the fresh-clone CI run of 2026-12-06 (`--durations=25`)
     "test_quick_pass_of_every_suite_on_its_real_layout[fashion-resnet56]": 54,
     "test_a_dead_worker_fails_the_job_in_one_line_and_it_resumes_on_any_world_size": 60,
     "test_a_killed_worker_is_retried": 48,
+    "test_ctrl_c_during_a_data_parallel_phase_exits_130": 55,
     "test_any_valid_label_goes_through_run_show_report_check": 42,
     "test_the_example_plugin_runs_next_to_prune_l1[ray]": 41,
     "test_installed_copy_works_from_any_directory": 36,
