@@ -12,7 +12,7 @@ deployed (BN-folded, eval) model:
 :func:`accelerate` times every available candidate on the input the site actually sees, installs the
 fastest, and caches the choice per shape for the process. A candidate that cannot run a shape
 (hybrid units, an unsupported unit, no compiler, no GPU) is simply not offered; the grouped path
-remains.
+remains. The ONNX runtimes choose between a layer's ONNX forms the same way (``onnx.py``).
 """
 
 from __future__ import annotations
