@@ -200,3 +200,19 @@ def test_the_deployable_file_runs_outside_the_suite_with_its_library(runtime, tm
         got = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_save_onnx_never_overwrites_a_file(tmp_path, capsys):
+    """Refused in one line before any timing: a file of the same name (a user's, or an earlier export) stays."""
+    from tissuebench.cli import main
+
+    mine = tmp_path / "tissue_resnet20-onnxruntime-b1.onnx"
+    mine.write_text("a user's file")
+    args = ["latency", "tissue_resnet20", "--dataset", "fashion-mnist", "--batch", "1", "--runtime", "onnxruntime"]
+    assert main([*args, "--save-onnx", str(tmp_path)]) == 2
+    assert "exists; this command never overwrites a file" in capsys.readouterr().err
+    assert mine.read_text() == "a user's file"
+    assert main([*args, "--save-onnx", str(mine)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main([*args[:-2], "--runtime", "deploy", "--save-onnx", str(tmp_path / "new")]) == 2
+    assert "no ONNX runtime to export for" in capsys.readouterr().err

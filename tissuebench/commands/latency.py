@@ -105,6 +105,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise UserError(f"--runtime: {exc}") from None
     threads = args.threads or torch_threads()
+    targets = _onnx_targets(args, names, batches) if args.save_onnx else {}  # refused before minutes of timing
     prepared = {
         k: rt.RuntimeForms(m, threads, deploy_form(True), eager_form(True)) for k, m in (("m", model), ("d", dense))
     }
@@ -144,7 +145,7 @@ def run(args) -> int:
                 }
             )
     onnx_forms = prepared["m"].onnx_forms
-    saved = _save_onnx(args, model, names, batches, channels, size, device, threads) if args.save_onnx else []
+    saved = _save_onnx(targets, model, channels, size, device, threads)
     prepared.clear()  # the runtimes' sessions, and the signal stack OpenVINO leaves on this thread
     rt.release_alt_stack()
     if args.json:
@@ -179,20 +180,39 @@ def run(args) -> int:
     return 0
 
 
-def _save_onnx(args, model, names, batches, channels, size, device, threads) -> list[str]:
-    """The deployable files of the ONNX runtimes timed: one line each, with the library a file needs."""
+def _onnx_targets(args, names, batches) -> dict:
+    """{(runtime, batch): path} of the files ``--save-onnx`` writes; a file already there is refused, never
+    overwritten (the folder may hold a user's files)."""
     from pathlib import Path
 
-    from benchmarks.measure.runtimes import SESSIONS, export_onnx
+    from benchmarks.measure.runtimes import SESSIONS
 
     folder = Path(args.save_onnx)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--save-onnx {folder}: not a folder")
+    targets = {
+        (runtime, batch): folder / f"{args.model}-{runtime}-b{batch}.onnx"
+        for runtime in names
+        if runtime in SESSIONS
+        for batch in batches
+    }
+    if not targets:
+        raise UserError("--save-onnx: no ONNX runtime to export for; add --runtime onnxruntime or openvino")
+    taken = [str(p) for p in targets.values() if p.exists()]
+    if taken:
+        raise UserError(f"--save-onnx: {taken[0]} exists; this command never overwrites a file: move it away")
+    return targets
+
+
+def _save_onnx(targets: dict, model, channels, size, device, threads) -> list[str]:
+    """The deployable files of the ONNX runtimes timed: one line each, with the library a file needs."""
+    from benchmarks.measure.runtimes import export_onnx
+
     lines = []
-    for runtime in [n for n in names if n in SESSIONS]:
-        for batch in batches:
-            path = folder / f"{args.model}-{runtime}-b{batch}.onnx"
-            library = export_onnx(model, torch_randn(batch, channels, size, device), path, runtime, threads)
-            lines.append(f"wrote {path}" + (f" (load {library} first)" if library else " (plain ONNX)"))
+    for (runtime, batch), path in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        library = export_onnx(model, torch_randn(batch, channels, size, device), path, runtime, threads)
+        lines.append(f"wrote {path}" + (f" (load {library} first)" if library else " (plain ONNX)"))
     return lines
 
 
