@@ -88,6 +88,25 @@ def test_a_residual_block_as_one_fused_node(runtime, stride, width):
     np.testing.assert_allclose(in_torch, expected, rtol=1e-4, atol=1e-4)
     graph = onnx.load_from_string(rt.onnx_bytes(site, x)).graph
     assert [n.op_type for n in graph.node if n.domain == "tissuenet"] == ["FusedStackedResidual"]
+    # a 1x1-conv shortcut runs on NHWC as one strided Slice and one MatMul (its bias folded into the node's):
+    # no Conv, whose blocked layout cost ONNX Runtime a reorder on each side
+    ops = [n.op_type for n in graph.node]
+    assert "Conv" not in ops and "Add" not in ops
+    assert (ops.count("Slice"), ops.count("MatMul")) == ((0, 0) if stride == 1 else (1, 1))
+
+
+@needs_kernel
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_site_between_fused_sites_reads_and_writes_nhwc(runtime):
+    """How a fused site is timed: as it runs between other fused sites, its layout changes cancelled."""
+    block = _randomize(BasicBlock(16, 32, 2, StackedLayer(["2-4-4"] * 8, stride=2)))
+    folded, _ = fold_bn(block)
+    site = forms.BetweenFusedSites(forms.FusedSite(folded.body, folded.shortcut))
+    x = torch.randn(2, 16, 8, 8)
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    with torch.no_grad():
+        expected = block(x).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(_run(site, nhwc, "fused_op", runtime), expected, rtol=1e-4, atol=1e-4)
 
 
 @needs_kernel

@@ -42,8 +42,14 @@ class _FusedNode(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, w1, b1, w2, b2, residual, stride: int, relu: int):
         if residual is None or residual.node().mustBeNone():
-            return g.op("tissuenet::FusedStacked", x, w1, b1, w2, b2, stride_i=stride, relu_i=relu)
-        return g.op("tissuenet::FusedStackedResidual", x, w1, b1, w2, b2, residual, stride_i=stride, relu_i=relu)
+            y = g.op("tissuenet::FusedStacked", x, w1, b1, w2, b2, stride_i=stride, relu_i=relu)
+        else:
+            y = g.op("tissuenet::FusedStackedResidual", x, w1, b1, w2, b2, residual, stride_i=stride, relu_i=relu)
+        # the output's type and shape, which the exporter cannot infer for a custom node (it warned once per node)
+        n, h, w, _ = x.type().varyingSizes()
+        spatial = [None if d is None else (d - 1) // stride + 1 for d in (h, w)]
+        y.setType(x.type().with_sizes([n, *spatial, w2.type().varyingSizes()[0]]))
+        return y
 
 
 class FusedSite(nn.Module):
@@ -58,11 +64,63 @@ class FusedSite(nn.Module):
         grp = self.layer.groups[0]
         weights = (grp.op1.weight, grp.op1.bias, grp.op2.weight, grp.op2.bias)
         nhwc = x.permute(0, 2, 3, 1)
-        residual = None if self.shortcut is None else self.shortcut(x).permute(0, 2, 3, 1)
-        if isinstance(self.shortcut, nn.Identity):  # one Transpose of x, not two: runtimes then cancel the pairs
-            residual = nhwc
+        residual, bias = self._residual(x, nhwc)
+        if bias is not None:  # the shortcut's bias joins the layer's last bias (one add fewer; constant-folded)
+            weights = (*weights[:3], weights[3] + bias)
         y = _FusedNode.apply(nhwc, *weights, residual, self.layer.stride, int(self.layer.final_relu))
         return y.permute(0, 3, 1, 2)
+
+    def _residual(self, x: torch.Tensor, nhwc: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The shortcut in NHWC, and a bias to add to the layer's output. Identity: the same Transpose of x
+        (runtimes then cancel the pairs between sites); a 1x1 conv: a strided Slice and a MatMul on NHWC, not a
+        Conv between layout changes (ONNX Runtime reordered to and from its blocked layout around each Conv)."""
+        if self.shortcut is None or isinstance(self.shortcut, nn.Identity):
+            return (None if self.shortcut is None else nhwc), None
+        conv = _pointwise_conv(self.shortcut)
+        if conv is None:
+            return self.shortcut(x).permute(0, 2, 3, 1), None
+        return _StridedRows.apply(nhwc, conv.stride[0]) @ conv.weight.flatten(1).t(), conv.bias
+
+
+class _StridedRows(torch.autograd.Function):
+    """``x[:, ::s, ::s, :]`` exported as one ``Slice`` node (indexing exports one per axis)."""
+
+    @staticmethod
+    def forward(ctx, x, s: int):
+        return x[:, ::s, ::s, :]
+
+    @staticmethod
+    def symbolic(g, x, s: int):
+        def const(values):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+        y = g.op("Slice", x, const([0, 0]), const([2**62, 2**62]), const([1, 2]), const([s, s]))
+        n, h, w, c = x.type().varyingSizes()
+        y.setType(x.type().with_sizes([n, *(None if d is None else (d - 1) // s + 1 for d in (h, w)), c]))
+        return y
+
+
+class BetweenFusedSites(nn.Module):
+    """A site as it runs between fused sites: NHWC in and out, so the Transposes around its node meet their
+    inverses, which the runtimes cancel. A form is timed this way to be timed as it runs in the model (exported
+    alone in NCHW, one fused site paid two layout changes that the model does not: OpenVINO then chose the grouped
+    form at sites where the fused node was faster in the model)."""
+
+    def __init__(self, site: nn.Module) -> None:
+        super().__init__()
+        self.site = site
+
+    def forward(self, nhwc: torch.Tensor) -> torch.Tensor:
+        return self.site(nhwc.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def _pointwise_conv(module: nn.Module) -> nn.Conv2d | None:
+    """The module's only computation if it is one 1x1 convolution without padding or groups (a folded shortcut)."""
+    layers = [m for m in (module if isinstance(module, nn.Sequential) else [module]) if not isinstance(m, nn.Identity)]
+    conv = layers[0] if len(layers) == 1 else None
+    if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (1, 1) or conv.padding != (0, 0) or conv.groups != 1:
+        return None
+    return conv if conv.stride[0] == conv.stride[1] and conv.dilation == (1, 1) else None
 
 
 def sites(model: nn.Module, blocks: bool = True) -> dict[str, tuple[nn.Module, StackedLayer, bool]]:
