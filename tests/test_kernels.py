@@ -62,6 +62,22 @@ def test_cpu_kernel_equals_grouped(isa, units, channels, size, stride):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [34, 48, 64])  # 2, 3 and 4 AVX-512 lane blocks (5, 6 and 8 with AVX2)
+def test_cpu_kernel_at_batch_one_splits_lane_blocks_between_threads(channels):
+    """At batch 1 the threads share the lane blocks (independent units), the last share possibly smaller."""
+    _extension(None)
+    layer = _layer("2-4-2", channels)
+    x = torch.randn(1, channels, 7, 7).contiguous(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    try:
+        for n in (2, 3):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                torch.testing.assert_close(cpu.FusedStacked(layer)(x), layer(x), atol=1e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_cpu_kernel_batch_one_and_chain():
     _extension(None)
     layers = [_layer("2-4-2", 16) for _ in range(3)]

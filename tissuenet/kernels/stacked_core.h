@@ -122,9 +122,8 @@ struct Plan2 {
 
 // ----- one input row, blocked: [lane block][w][2][W] (the value, its swapped copy); padded lanes zero -----
 template <class V>
-inline void input_row(const float* row, const Shape& s, float* out) {
-  const int64_t blocks = s.lanes / V::W;
-  for (int64_t b = 0; b < blocks; ++b) {
+inline void input_row(const float* row, const Shape& s, int64_t b0, int64_t b1, float* out) {
+  for (int64_t b = b0; b < b1; ++b) {
     const int64_t lb = b * V::W;
     const int valid = (int)std::min<int64_t>(V::W, s.c - lb);
     float* dst = out + b * s.w * 2 * V::W;
@@ -220,15 +219,15 @@ inline void conv1_block(const float* const xin[3], const Shape& s, const float* 
     }
 }
 
-// ----- one hidden row (all lane blocks): conv1 (+bias, ReLU) -------------------------------------------
+// ----- one hidden row (lane blocks blk0 .. blk1 - 1): conv1 (+bias, ReLU) ------------------------------
 // hidden layout: [lane block][K parts][wo + 2 columns][2][W]
 template <class V, int K, int S, int P>
-inline void hidden_row(const float* const xin[3], const Shape& s, const float* w1, const float* b1, float* hid) {
+inline void hidden_row(const float* const xin[3], const Shape& s, int64_t blk0, int64_t blk1, const float* w1,
+                       const float* b1, float* hid) {
   using T = typename V::T;
   constexpr int W = V::W;
-  const int64_t blocks = s.lanes / W;
   const int64_t hsize = K * (s.wo + 2) * 2 * W, xsize = s.w * 2 * W;
-  for (int64_t blk = 0; blk < blocks; ++blk) {
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
     const float* xb[3];
     for (int ky = 0; ky < 3; ++ky) xb[ky] = xin[ky] ? xin[ky] + blk * xsize : nullptr;
     const float* wb = w1 + blk * K * TAPS * 2 * W;
@@ -353,14 +352,15 @@ inline void conv2_block(const Shape& s, const float* const hrows[3], const float
   }
 }
 
-// ----- one output row: conv2 (+bias) over three hidden rows, residual, ReLU, store ---------------
+// ----- one output row (lane blocks blk0 .. blk1 - 1): conv2 (+bias) over three hidden rows, residual, ReLU,
+// store ------------------------------------------------------------------------------------------------
 template <class V, int K, int R, int P>
-inline void output_row(const Shape& s, const float* const hrows[3], const float* w2, const float* b2,
-                       const float* res, bool relu_out, float* out) {
+inline void output_row(const Shape& s, int64_t blk0, int64_t blk1, const float* const hrows[3], const float* w2,
+                       const float* b2, const float* res, bool relu_out, float* out) {
   using T = typename V::T;
   constexpr int W = V::W;
   const int64_t hsize = K * (s.wo + 2) * 2 * W;
-  for (int64_t blk = 0; blk < s.lanes / W; ++blk) {
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t lb = blk * W;
     const int valid = (int)std::min<int64_t>(W, s.c - lb);
     if (valid <= 0) continue;
@@ -401,12 +401,12 @@ struct RowCache {
 
 template <class V, int K, int R, int S>
 void run(const float* x, const Shape& s, const float* w1, const float* b1, const float* w2, const float* b2,
-         const float* res, bool relu_out, float* out, int64_t rows_per_task, int threads) {
+         const float* res, bool relu_out, float* out, int64_t rows_per_task, int64_t block_tasks, int threads) {
   constexpr int P1 = Plan1<V, K>::P;
   constexpr int P2 = Plan2<V, R>::P;
   constexpr int W = V::W;
-  const int64_t tasks_per_image = (s.ho + rows_per_task - 1) / rows_per_task;
-  const int64_t blocks = s.lanes / W;
+  const int64_t blocks = s.lanes / W, blocks_per_task = (blocks + block_tasks - 1) / block_tasks;
+  const int64_t row_tasks = (s.ho + rows_per_task - 1) / rows_per_task, tasks_per_image = row_tasks * block_tasks;
   const int64_t hidden_size = blocks * K * (s.wo + 2) * 2 * W, input_size = blocks * s.w * 2 * W;
 #pragma omp parallel num_threads(threads)
   {
@@ -417,8 +417,9 @@ void run(const float* x, const Shape& s, const float* w1, const float* b1, const
     RowCache inputs{buffer.data() + 4 * hidden_size, input_size, 4};
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < s.n * tasks_per_image; ++t) {
-      const int64_t n = t / tasks_per_image, r0 = (t % tasks_per_image) * rows_per_task;
+      const int64_t n = t / tasks_per_image, r0 = (t % tasks_per_image / block_tasks) * rows_per_task;
       const int64_t r1 = std::min(s.ho, r0 + rows_per_task);
+      const int64_t blk0 = (t % block_tasks) * blocks_per_task, blk1 = std::min(blocks, blk0 + blocks_per_task);
       const float* xn = x + n * s.h * s.w * s.c;
       hidden.clear();
       inputs.clear();
@@ -427,7 +428,7 @@ void run(const float* x, const Shape& s, const float* w1, const float* b1, const
         float* cached = inputs.find(iy);
         if (cached == nullptr) {
           cached = inputs.claim(iy);
-          input_row<V>(xn + iy * s.w * s.c, s, cached);
+          input_row<V>(xn + iy * s.w * s.c, s, blk0, blk1, cached);
         }
         return cached;
       };
@@ -437,14 +438,14 @@ void run(const float* x, const Shape& s, const float* w1, const float* b1, const
         if (cached == nullptr) {
           const float* rows[3] = {input(hy * S - 1), input(hy * S), input(hy * S + 1)};
           cached = hidden.claim(hy);
-          hidden_row<V, K, S, P1>(rows, s, w1, b1, cached);  // borders (columns 0, wo + 1) stay zero
+          hidden_row<V, K, S, P1>(rows, s, blk0, blk1, w1, b1, cached);  // borders (columns 0, wo + 1) stay zero
         }
         return cached;
       };
       for (int64_t oy = r0; oy < r1; ++oy) {
         const float* rows[3] = {get(oy - 1), get(oy), get(oy + 1)};
         const float* rn = res ? res + (n * s.ho + oy) * s.wo * s.cout : nullptr;
-        output_row<V, K, R, P2>(s, rows, w2, b2, rn, relu_out, out + (n * s.ho + oy) * s.wo * s.cout);
+        output_row<V, K, R, P2>(s, blk0, blk1, rows, w2, b2, rn, relu_out, out + (n * s.ho + oy) * s.wo * s.cout);
       }
     }
   }
@@ -452,12 +453,14 @@ void run(const float* x, const Shape& s, const float* w1, const float* b1, const
 
 template <class V>
 bool dispatch(int K, int R, const float* x, const Shape& s, const float* w1, const float* b1, const float* w2,
-              const float* b2, const float* res, bool relu_out, float* out, int64_t rows, int threads) {
+              const float* b2, const float* res, bool relu_out, float* out, int64_t rows, int64_t block_tasks,
+              int threads) {
 #define TB_CASE(k, r)                                                                                          \
   if (K == k && R == r) {                                                                                      \
-    if (s.stride == 1) return run<V, k, r, 1>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, threads), true; \
-    return run<V, k, r, 2>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, threads), true;                    \
+    if (s.stride == 1) return run<V, k, r, 1>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, split, threads), true; \
+    return run<V, k, r, 2>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, split, threads), true;                    \
   }
+  const int64_t split = block_tasks;
   TB_CASE(1, 1) TB_CASE(1, 2) TB_CASE(2, 1) TB_CASE(2, 2) TB_CASE(3, 1) TB_CASE(3, 2) TB_CASE(4, 1)
   TB_CASE(4, 2) TB_CASE(6, 1) TB_CASE(6, 2) TB_CASE(8, 1) TB_CASE(8, 2)
 #undef TB_CASE
@@ -488,10 +491,15 @@ inline bool forward(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, 
   if (!supports(c_h, c_out) || c % 2 != 0 || (stride != 1 && stride != 2)) return false;
   const int64_t ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1, cout = c / 2 * c_out;
   Shape s{n, h, w, c, ho, wo, cout, stride, lanes(c)};
-  // enough tasks for every thread, rows long enough that recomputing 2 hidden rows per task is cheap
+  // Enough tasks for every thread: first split the lane blocks (the units are independent: nothing is computed
+  // twice), then the rows (each task recomputes 2 hidden rows, so rows stay long enough for that to be cheap).
+  const int64_t blocks = s.lanes / Vec::W;
+  int64_t split = 1;
+  while (split < blocks && n * split < threads) ++split;
   int64_t rows = ho;
-  while (rows > 4 && n * ((ho + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
-  return dispatch<Vec>((int)(c_h / 2), (int)(c_out / 2), x, s, w1, b1, w2, b2, res, relu_out, out, rows, threads);
+  while (n * split < threads && rows > 4 && n * split * ((ho + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
+  return dispatch<Vec>((int)(c_h / 2), (int)(c_out / 2), x, s, w1, b1, w2, b2, res, relu_out, out, rows, split,
+                       threads);
 }
 
 // The lane layout of kernels/cpu.py:pack, from the folded grouped-conv weights as an ONNX file stores them
