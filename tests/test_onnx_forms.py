@@ -3,6 +3,7 @@ and OpenVINO, the fused operation packs any width, the fastest form is chosen pe
 columns of each runtime reach the latency command and the report."""
 
 import copy
+import os
 import re
 
 import numpy as np
@@ -22,9 +23,15 @@ from tissuenet.stacked import StackedLayer
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 RUNTIMES = tuple(rt.SESSIONS)  # onnxruntime, openvino
-needs_kernel = pytest.mark.skipif(
-    any(cpu.runtime_library(r) is None for r in RUNTIMES), reason="no compiler or no AVX2/AVX-512 here"
-)
+MISSING = [r for r in RUNTIMES if cpu.runtime_library(r) is None]
+needs_kernel = pytest.mark.skipif(bool(MISSING), reason="no compiler or no AVX2/AVX-512 here")
+
+
+def test_each_runtime_operation_builds_where_kernels_are_required():
+    """CI sets TISSUEBENCH_REQUIRE_KERNELS=1: there a library that fails to build is a failure, not 30 skips."""
+    if os.environ.get("TISSUEBENCH_REQUIRE_KERNELS") != "1":
+        pytest.skip("kernels not required here")
+    assert not MISSING, f"could not build the fused operation for {MISSING}"
 
 
 def _randomize(model: nn.Module) -> nn.Module:
@@ -73,7 +80,7 @@ def test_each_form_computes_the_per_unit_reference(runtime, form, units, count, 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("stride,width", [(1, 16), (2, 32)])
 def test_a_residual_block_as_one_fused_node(runtime, stride, width):
-    """The block's shortcut (identity, or 1x1 conv + BN) feeds the node's residual input; add and ReLU inside."""
+    """The block's shortcut (identity, or 1x1 conv + BN) is the node's residual; add and ReLU inside."""
     from tissuenet.kernels.onnx import FusedSite
 
     block = _randomize(BasicBlock(16, width, stride, StackedLayer([f"2-4-{2 * width // 16}"] * 8, stride=stride)))
@@ -87,12 +94,12 @@ def test_a_residual_block_as_one_fused_node(runtime, stride, width):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(in_torch, expected, rtol=1e-4, atol=1e-4)
     graph = onnx.load_from_string(rt.onnx_bytes(site, x)).graph
-    assert [n.op_type for n in graph.node if n.domain == "tissuenet"] == ["FusedStackedResidual"]
-    # a 1x1-conv shortcut runs on NHWC as one strided Slice and one MatMul (its bias folded into the node's):
-    # no Conv, whose blocked layout cost ONNX Runtime a reorder on each side
-    ops = [n.op_type for n in graph.node]
-    assert "Conv" not in ops and "Add" not in ops
-    assert (ops.count("Slice"), ops.count("MatMul")) == ((0, 0) if stride == 1 else (1, 1))
+    # a 1x1-conv shortcut is computed inside the node, its bias folded into the node's: no node of the runtime's
+    # own between fused nodes (a Conv cost ONNX Runtime a layout reorder on each side; OpenVINO's MatMul there
+    # waited for its threads while the kernel's held the cores)
+    fused = ["FusedStackedResidual"] if stride == 1 else ["FusedStackedProjected"]
+    assert [n.op_type for n in graph.node if n.domain == "tissuenet"] == fused
+    assert {n.op_type for n in graph.node} <= {"FusedStackedResidual", "FusedStackedProjected", "Transpose"}
 
 
 @needs_kernel

@@ -126,7 +126,8 @@ def _links(runtime: str) -> list[str]:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("openvino is not installed")
     root = Path(spec.submodule_search_locations[0])
-    libs = [str(next((root / "libs").glob(f"lib{name}.so*"))) for name in ("openvino", "openvino_onnx_frontend")]
+    names = ("openvino", "openvino_onnx_frontend", "tbb")  # TBB: the kernel runs on OpenVINO's threads
+    libs = [str(next((root / "libs").glob(f"lib{name}.so*"))) for name in names]
     return [f"-I{root / 'include'}", *libs, f"-Wl,-rpath,{root / 'libs'}"]
 
 

@@ -2,7 +2,8 @@
 
 * ``grouped``: two grouped ``Conv`` nodes, what ``torch.onnx.export`` writes; every ONNX runtime runs it.
 * ``fused_op``: one ``tissuenet::FusedStacked`` node (``FusedStackedResidual`` for a block, its residual add and
-  ReLU inside) on the fused kernel, which ONNX Runtime runs with the custom-op library ``stacked_ort.cpp`` and
+  ReLU inside; ``FusedStackedProjected`` for a block whose shortcut is a 1x1 convolution, computed inside too)
+  on the fused kernel, which ONNX Runtime runs with the custom-op library ``stacked_ort.cpp`` and
   OpenVINO with the extension ``stacked_openvino.cpp`` (``cpu.runtime_library(runtime)`` builds either). The
   node reads and writes NHWC between ``Transpose`` nodes, which the runtimes cancel between consecutive sites.
   Its weights are the folded convolutions' own, unpacked: one file serves AVX-512 and AVX2 machines.
@@ -29,8 +30,10 @@ class _FusedNode(torch.autograd.Function):
     """The custom node in an export; in PyTorch, the same function from the folded weights (for the trace)."""
 
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, residual, stride: int, relu: int):
+    def forward(ctx, x, w1, b1, w2, b2, residual, projection, stride: int, relu: int):
         units = x.shape[3] // 2
+        if projection is not None:  # the block's 1x1 shortcut convolution, at the layer's stride
+            residual = x[:, ::stride, ::stride, :] @ projection
         y = F.conv2d(x.permute(0, 3, 1, 2), w1, b1, stride, 1, groups=units)
         y = F.conv2d(F.relu(y), w2, b2, 1, 1, groups=units)
         if residual is not None:
@@ -40,11 +43,16 @@ class _FusedNode(torch.autograd.Function):
         return y.permute(0, 2, 3, 1).contiguous()
 
     @staticmethod
-    def symbolic(g, x, w1, b1, w2, b2, residual, stride: int, relu: int):
-        if residual is None or residual.node().mustBeNone():
-            y = g.op("tissuenet::FusedStacked", x, w1, b1, w2, b2, stride_i=stride, relu_i=relu)
-        else:
-            y = g.op("tissuenet::FusedStackedResidual", x, w1, b1, w2, b2, residual, stride_i=stride, relu_i=relu)
+    def symbolic(g, x, w1, b1, w2, b2, residual, projection, stride: int, relu: int):
+        def given(v):
+            return v is not None and not v.node().mustBeNone()
+
+        inputs, op = (x, w1, b1, w2, b2), "FusedStacked"
+        if given(projection):
+            inputs, op = (*inputs, projection), "FusedStackedProjected"
+        elif given(residual):
+            inputs, op = (*inputs, residual), "FusedStackedResidual"
+        y = g.op(f"tissuenet::{op}", *inputs, stride_i=stride, relu_i=relu)
         # the output's type and shape, which the exporter cannot infer for a custom node (it warned once per node)
         n, h, w, _ = x.type().varyingSizes()
         spatial = [None if d is None else (d - 1) // stride + 1 for d in (h, w)]
@@ -59,45 +67,27 @@ class FusedSite(nn.Module):
     def __init__(self, layer: StackedLayer, shortcut: nn.Module | None = None) -> None:
         super().__init__()
         self.layer, self.shortcut = layer, shortcut
+        grp = layer.groups[0]
+        b2, projection = grp.op2.bias.detach(), None
+        conv = _pointwise_conv(shortcut, layer.stride)
+        if conv is not None:  # computed in the node: no Conv between layout changes, no op of the runtime's own
+            projection = conv.weight.detach().flatten(1).t().contiguous()
+            if conv.bias is not None:  # joins the layer's last bias
+                b2 = b2 + conv.bias.detach()
+        for name, value in (("w1", grp.op1.weight), ("b1", grp.op1.bias), ("w2", grp.op2.weight), ("b2", b2)):
+            self.register_buffer(name, value.detach().clone())  # the file's initializers, as the node reads them
+        self.register_buffer("projection", projection)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grp = self.layer.groups[0]
-        weights = (grp.op1.weight, grp.op1.bias, grp.op2.weight, grp.op2.bias)
         nhwc = x.permute(0, 2, 3, 1)
-        residual, bias = self._residual(x, nhwc)
-        if bias is not None:  # the shortcut's bias joins the layer's last bias (one add fewer; constant-folded)
-            weights = (*weights[:3], weights[3] + bias)
-        y = _FusedNode.apply(nhwc, *weights, residual, self.layer.stride, int(self.layer.final_relu))
+        residual = None  # none, the projection (in the node), or:
+        if self.projection is None and isinstance(self.shortcut, nn.Identity):  # the same Transpose of x, so
+            residual = nhwc  # runtimes cancel the pairs between sites
+        elif self.projection is None and self.shortcut is not None:
+            residual = self.shortcut(x).permute(0, 2, 3, 1)
+        weights = (self.w1, self.b1, self.w2, self.b2)
+        y = _FusedNode.apply(nhwc, *weights, residual, self.projection, self.layer.stride, int(self.layer.final_relu))
         return y.permute(0, 3, 1, 2)
-
-    def _residual(self, x: torch.Tensor, nhwc: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The shortcut in NHWC, and a bias to add to the layer's output. Identity: the same Transpose of x
-        (runtimes then cancel the pairs between sites); a 1x1 conv: a strided Slice and a MatMul on NHWC, not a
-        Conv between layout changes (ONNX Runtime reordered to and from its blocked layout around each Conv)."""
-        if self.shortcut is None or isinstance(self.shortcut, nn.Identity):
-            return (None if self.shortcut is None else nhwc), None
-        conv = _pointwise_conv(self.shortcut)
-        if conv is None:
-            return self.shortcut(x).permute(0, 2, 3, 1), None
-        return _StridedRows.apply(nhwc, conv.stride[0]) @ conv.weight.flatten(1).t(), conv.bias
-
-
-class _StridedRows(torch.autograd.Function):
-    """``x[:, ::s, ::s, :]`` exported as one ``Slice`` node (indexing exports one per axis)."""
-
-    @staticmethod
-    def forward(ctx, x, s: int):
-        return x[:, ::s, ::s, :]
-
-    @staticmethod
-    def symbolic(g, x, s: int):
-        def const(values):
-            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
-
-        y = g.op("Slice", x, const([0, 0]), const([2**62, 2**62]), const([1, 2]), const([s, s]))
-        n, h, w, c = x.type().varyingSizes()
-        y.setType(x.type().with_sizes([n, *(None if d is None else (d - 1) // s + 1 for d in (h, w)), c]))
-        return y
 
 
 class BetweenFusedSites(nn.Module):
@@ -114,13 +104,16 @@ class BetweenFusedSites(nn.Module):
         return self.site(nhwc.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-def _pointwise_conv(module: nn.Module) -> nn.Conv2d | None:
-    """The module's only computation if it is one 1x1 convolution without padding or groups (a folded shortcut)."""
+def _pointwise_conv(module: nn.Module | None, stride: int) -> nn.Conv2d | None:
+    """The module's only computation if it is one 1x1 convolution at ``stride``, without padding or groups (a
+    folded projection shortcut), else None."""
+    if module is None:
+        return None
     layers = [m for m in (module if isinstance(module, nn.Sequential) else [module]) if not isinstance(m, nn.Identity)]
     conv = layers[0] if len(layers) == 1 else None
     if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (1, 1) or conv.padding != (0, 0) or conv.groups != 1:
         return None
-    return conv if conv.stride[0] == conv.stride[1] and conv.dilation == (1, 1) else None
+    return conv if conv.stride == (stride, stride) and conv.dilation == (1, 1) else None
 
 
 def sites(model: nn.Module, blocks: bool = True) -> dict[str, tuple[nn.Module, StackedLayer, bool]]:

@@ -13,7 +13,8 @@
 //
 // Fusion: hidden rows are computed into a rolling 3-row buffer per thread (the hidden tensor
 // never leaves cache), several output pixels share every weight load, and the work is split
-// over (image, block of output rows) with OpenMP. AVX-512 or AVX2+FMA.
+// over (image, block of output rows) with OpenMP, or the host's threads where it defines TB_PARALLEL.
+// AVX-512 or AVX2+FMA.
 
 //
 // This header is the kernel itself, free of any framework: stacked_cpu.cpp binds it to PyTorch,
@@ -45,6 +46,7 @@ struct V512 {
   using T = __m512;
   static constexpr int W = 16;
   static inline T zero() { return _mm512_setzero_ps(); }
+  static inline T set1(float v) { return _mm512_set1_ps(v); }
   static inline T load(const float* p) { return _mm512_loadu_ps(p); }
   static inline void store(float* p, T v) { _mm512_storeu_ps(p, v); }
   static inline T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
@@ -73,6 +75,7 @@ struct V256 {
   using T = __m256;
   static constexpr int W = 8;
   static inline T zero() { return _mm256_setzero_ps(); }
+  static inline T set1(float v) { return _mm256_set1_ps(v); }
   static inline T load(const float* p) { return _mm256_loadu_ps(p); }
   static inline void store(float* p, T v) { _mm256_storeu_ps(p, v); }
   static inline T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
@@ -378,6 +381,36 @@ inline void output_row(const Shape& s, int64_t blk0, int64_t blk1, const float* 
   }
 }
 
+// ----- a block's shortcut when it is a 1x1 convolution (stride S, bias folded into b2) ------------------
+// dst (wo x cout, an NHWC row) = row oy * S of x, every S-th pixel, times pw (c x cout), for the output
+// channels [c0, c1) of the task's lane blocks. Four pixels share each weight load.
+template <class V>
+inline void project_row(const float* xrow, const Shape& s, const float* pw, int64_t c0, int64_t c1, float* dst) {
+  using T = typename V::T;
+  constexpr int W = V::W, PB = 4;
+  for (int64_t j = c0; j < c1; j += W) {
+    const int n = (int)std::min<int64_t>(W, c1 - j);
+    auto weight = [&](int64_t ci) { return n == W ? V::load(pw + ci * s.cout + j) : V::loadn(pw + ci * s.cout + j, n); };
+    auto store = [&](int64_t ox, T v) { n == W ? V::store(dst + ox * s.cout + j, v) : V::storen(dst + ox * s.cout + j, v, n); };
+    int64_t ox = 0;
+    for (; ox + PB <= s.wo; ox += PB) {
+      T acc[PB];
+      for (int q = 0; q < PB; ++q) acc[q] = V::zero();
+      for (int64_t ci = 0; ci < s.c; ++ci) {
+        const T wv = weight(ci);
+#pragma GCC unroll 4
+        for (int q = 0; q < PB; ++q) acc[q] = V::fma(V::set1(xrow[(ox + q) * s.stride * s.c + ci]), wv, acc[q]);
+      }
+      for (int q = 0; q < PB; ++q) store(ox + q, acc[q]);
+    }
+    for (; ox < s.wo; ++ox) {
+      T acc = V::zero();
+      for (int64_t ci = 0; ci < s.c; ++ci) acc = V::fma(V::set1(xrow[ox * s.stride * s.c + ci]), weight(ci), acc);
+      store(ox, acc);
+    }
+  }
+}
+
 // A small cache of rows, each computed once, by row index.
 struct RowCache {
   float* base;
@@ -401,22 +434,23 @@ struct RowCache {
 
 template <class V, int K, int R, int S>
 void run(const float* x, const Shape& s, const float* w1, const float* b1, const float* w2, const float* b2,
-         const float* res, bool relu_out, float* out, int64_t rows_per_task, int64_t block_tasks, int threads) {
+         const float* res, const float* proj, bool relu_out, float* out, int64_t rows_per_task, int64_t block_tasks,
+         int threads) {
   constexpr int P1 = Plan1<V, K>::P;
   constexpr int P2 = Plan2<V, R>::P;
   constexpr int W = V::W;
   const int64_t blocks = s.lanes / W, blocks_per_task = (blocks + block_tasks - 1) / block_tasks;
   const int64_t row_tasks = (s.ho + rows_per_task - 1) / rows_per_task, tasks_per_image = row_tasks * block_tasks;
   const int64_t hidden_size = blocks * K * (s.wo + 2) * 2 * W, input_size = blocks * s.w * 2 * W;
-#pragma omp parallel num_threads(threads)
-  {
+  const int64_t total = s.n * tasks_per_image;
+  auto work = [&](int ithr, int nthr) {  // thread ithr of nthr: a contiguous share of the tasks
     // 3 hidden rows + 1 zero row; 4 blocked input rows (stride 2 reuses one row between hidden rows)
-    std::vector<float> buffer(4 * hidden_size + 4 * input_size, 0.0f);
+    std::vector<float> buffer(4 * hidden_size + 4 * input_size + (proj ? s.wo * s.cout : 0), 0.0f);
+    float* projected = buffer.data() + 4 * hidden_size + 4 * input_size;
     float* zero_row = buffer.data() + 3 * hidden_size;
     RowCache hidden{buffer.data(), hidden_size, 3};
     RowCache inputs{buffer.data() + 4 * hidden_size, input_size, 4};
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < s.n * tasks_per_image; ++t) {
+    for (int64_t t = total * ithr / nthr; t < total * (ithr + 1) / nthr; ++t) {
       const int64_t n = t / tasks_per_image, r0 = (t % tasks_per_image / block_tasks) * rows_per_task;
       const int64_t r1 = std::min(s.ho, r0 + rows_per_task);
       const int64_t blk0 = (t % block_tasks) * blocks_per_task, blk1 = std::min(blocks, blk0 + blocks_per_task);
@@ -445,20 +479,31 @@ void run(const float* x, const Shape& s, const float* w1, const float* b1, const
       for (int64_t oy = r0; oy < r1; ++oy) {
         const float* rows[3] = {get(oy - 1), get(oy), get(oy + 1)};
         const float* rn = res ? res + (n * s.ho + oy) * s.wo * s.cout : nullptr;
+        if (proj) {  // the output channels of this task's lane blocks: c_out' = 2R per unit, W / 2 units a block
+          project_row<V>(xn + oy * S * s.w * s.c, s, proj, blk0 * W * R, std::min(s.cout, blk1 * W * R), projected);
+          rn = projected;
+        }
         output_row<V, K, R, P2>(s, blk0, blk1, rows, w2, b2, rn, relu_out, out + (n * s.ho + oy) * s.wo * s.cout);
       }
     }
-  }
+  };
+#ifdef TB_PARALLEL  // the host runtime's own threads (OpenVINO: its TBB arena), so no second pool competes
+  TB_PARALLEL(threads, work);
+#else
+#pragma omp parallel num_threads(threads)
+  work(omp_get_thread_num(), omp_get_num_threads());
+#endif
 }
 
 template <class V>
 bool dispatch(int K, int R, const float* x, const Shape& s, const float* w1, const float* b1, const float* w2,
-              const float* b2, const float* res, bool relu_out, float* out, int64_t rows, int64_t block_tasks,
-              int threads) {
+              const float* b2, const float* res, const float* proj, bool relu_out, float* out, int64_t rows,
+              int64_t block_tasks, int threads) {
 #define TB_CASE(k, r)                                                                                          \
   if (K == k && R == r) {                                                                                      \
-    if (s.stride == 1) return run<V, k, r, 1>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, split, threads), true; \
-    return run<V, k, r, 2>(x, s, w1, b1, w2, b2, res, relu_out, out, rows, split, threads), true;                    \
+    if (s.stride == 1)                                                                                         \
+      return run<V, k, r, 1>(x, s, w1, b1, w2, b2, res, proj, relu_out, out, rows, split, threads), true;      \
+    return run<V, k, r, 2>(x, s, w1, b1, w2, b2, res, proj, relu_out, out, rows, split, threads), true;        \
   }
   const int64_t split = block_tasks;
   TB_CASE(1, 1) TB_CASE(1, 2) TB_CASE(2, 1) TB_CASE(2, 2) TB_CASE(3, 1) TB_CASE(3, 2) TB_CASE(4, 1)
@@ -483,11 +528,12 @@ inline bool supports(int64_t c_h, int64_t c_out) {
 inline int64_t lanes(int64_t c) { return (c + Vec::W - 1) / Vec::W * Vec::W; }
 
 // One fused stacked layer on NHWC float32: x (n, h, w, c) -> out (n, ho, wo, c / 2 * c_out), with packed
-// weights (kernels/cpu.py:pack or pack_weights below), an optional residual (shaped like out) added before
-// the final ReLU. Returns false for a unit shape without a kernel.
+// weights (kernels/cpu.py:pack or pack_weights below), an optional residual added before the final ReLU:
+// res (shaped like out), or proj (c x cout: the block's 1x1 shortcut convolution of x at the layer's stride,
+// its bias folded into b2). Returns false for a unit shape without a kernel.
 inline bool forward(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const float* w1, const float* b1,
                     const float* w2, const float* b2, int64_t c_h, int64_t c_out, int64_t stride, const float* res,
-                    bool relu_out, float* out, int threads) {
+                    bool relu_out, float* out, int threads, const float* proj = nullptr) {
   if (!supports(c_h, c_out) || c % 2 != 0 || (stride != 1 && stride != 2)) return false;
   const int64_t ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1, cout = c / 2 * c_out;
   Shape s{n, h, w, c, ho, wo, cout, stride, lanes(c)};
@@ -498,8 +544,8 @@ inline bool forward(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, 
   while (split < blocks && n * split < threads) ++split;
   int64_t rows = ho;
   while (n * split < threads && rows > 4 && n * split * ((ho + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
-  return dispatch<Vec>((int)(c_h / 2), (int)(c_out / 2), x, s, w1, b1, w2, b2, res, relu_out, out, rows, split,
-                       threads);
+  return dispatch<Vec>((int)(c_h / 2), (int)(c_out / 2), x, s, w1, b1, w2, b2, res, proj, relu_out, out, rows,
+                       split, threads);
 }
 
 // The lane layout of kernels/cpu.py:pack, from the folded grouped-conv weights as an ONNX file stores them

@@ -1,10 +1,11 @@
 // OpenVINO extension for the fused stacked-layer kernel (stacked_core.h): the ONNX nodes that stacked_ort.cpp
-// runs in ONNX Runtime, tissuenet::FusedStacked(x, w1, b1, w2, b2) and tissuenet::FusedStackedResidual(..., res),
-// read by OpenVINO's ONNX frontend into one operation that evaluates on the same kernel (same NHWC inputs, same
-// unpacked weights packed on first use for this CPU, same attributes stride and relu).
+// runs in ONNX Runtime, tissuenet::FusedStacked(x, w1, b1, w2, b2), tissuenet::FusedStackedResidual(..., res) and
+// tissuenet::FusedStackedProjected(..., pw), read by OpenVINO's ONNX frontend into one operation that evaluates on
+// the same kernel (same NHWC inputs, same unpacked weights packed on first use for this CPU, same attributes stride
+// and relu; a 4-d sixth input is the residual, a 2-d one the 1x1 shortcut's weight).
 //
 // Loading: openvino.Core().add_extension(path to this library), before reading the ONNX file.
-// Threads: OpenMP, omp_get_max_threads() unless tissuenet_set_threads(n) was called.
+// Threads: OpenVINO's (its TBB arena), all of them unless tissuenet_set_threads(n) was called.
 // Built against the headers and libraries that OpenVINO's Python wheel ships (kernels/cpu.py).
 
 #include <openvino/core/extension.hpp>
@@ -15,11 +16,18 @@
 #include <memory>
 #include <mutex>
 
+// The kernel's threads are OpenVINO's own (its TBB arena, INFERENCE_NUM_THREADS): with OpenMP threads beside them,
+// OpenVINO's workers, still spinning after its convolution, took the cores from the first fused nodes (at batch
+// 1 they ran 5x slower than the third).
+#define OV_THREAD OV_THREAD_TBB
+#include <openvino/core/parallel.hpp>
+#define TB_PARALLEL(threads, work) ov::parallel_nt((threads), (work))
+
 #include "stacked_core.h"
 
 namespace {
 
-int g_threads = 0;  // 0: omp_get_max_threads()
+int g_threads = 0;  // 0: all of OpenVINO's
 
 class FusedStacked : public ov::op::Op {
  public:
@@ -69,12 +77,14 @@ class FusedStacked : public ov::op::Op {
     }
     const int64_t ho = (h - 1) / stride_ + 1, wo = (w - 1) / stride_ + 1;
     outputs[0].set_shape(ov::Shape{(size_t)n, (size_t)ho, (size_t)wo, (size_t)(m * c_out)});
-    const bool residual = inputs.size() == 6;
-    const float* res = residual ? inputs[5].data<const float>() : nullptr;
-    const int threads = g_threads > 0 ? g_threads : omp_get_max_threads();
+    const bool shortcut = inputs.size() == 6, projected = shortcut && inputs[5].get_shape().size() == 2;
+    if (projected && (inputs[5].get_shape()[0] != (size_t)c || inputs[5].get_shape()[1] != (size_t)(m * c_out)))
+      return false;
+    const float* sixth = shortcut ? inputs[5].data<const float>() : nullptr;
+    const int threads = g_threads > 0 ? g_threads : parallel_get_max_threads();
     return stacked::forward(inputs[0].data<const float>(), n, h, w, c, packed_.w1.data(), packed_.b1.data(),
-                            packed_.w2.data(), packed_.b2.data(), c_h, c_out, stride_, res, relu_ != 0 || residual,
-                            outputs[0].data<float>(), threads);
+                            packed_.w2.data(), packed_.b2.data(), c_h, c_out, stride_, projected ? nullptr : sixth,
+                            relu_ != 0 || shortcut, outputs[0].data<float>(), threads, projected ? sixth : nullptr);
   }
 
  private:
@@ -91,4 +101,5 @@ OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
     std::make_shared<ov::OpExtension<FusedStacked>>(),
     std::make_shared<ov::frontend::onnx::OpExtension<FusedStacked>>("FusedStacked", "tissuenet"),
     std::make_shared<ov::frontend::onnx::OpExtension<FusedStacked>>("FusedStackedResidual", "tissuenet"),
+    std::make_shared<ov::frontend::onnx::OpExtension<FusedStacked>>("FusedStackedProjected", "tissuenet"),
 }));

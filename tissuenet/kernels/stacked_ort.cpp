@@ -3,10 +3,13 @@
 //
 //   tissuenet::FusedStacked(x, w1, b1, w2, b2)                -> y
 //   tissuenet::FusedStackedResidual(x, w1, b1, w2, b2, res)   -> y      (ResNet block: y = relu(F(x) + res))
+//   tissuenet::FusedStackedProjected(x, w1, b1, w2, b2, pw)   -> y      (its shortcut a 1x1 conv at the layer's
+//                                                                        stride: res = x[:, ::s, ::s] @ pw)
 //
 // x, res and y are NHWC float32 (the exporter puts Transposes around the node, which ONNX Runtime cancels
 // between consecutive nodes); w1 (m*c_h, 2, 3, 3), b1, w2 (m*c_out, c_h, 3, 3), b2 are the BN-folded weights of
-// the layer's two grouped convolutions, exactly as a plain export stores them: the kernel's lane layout is
+// the layer's two grouped convolutions, exactly as a plain export stores them (pw: (c, cout), the shortcut's
+// bias already in b2): the kernel's lane layout is
 // packed here, on the first run, for the vector width of the CPU that runs the file (so one ONNX file serves
 // AVX-512 and AVX2 machines). Attributes: stride (1 or 2), relu (0 or 1, the layer's final ReLU).
 //
@@ -112,10 +115,12 @@ struct OrtCustomOp {
 constexpr int kFloat = 1;  // ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
 int g_threads = 0;         // 0: omp_get_max_threads()
 
+enum class Shortcut { kNone, kResidual, kProjected };  // the op's sixth input: none, res or pw
+
 struct Kernel {
   Api api;
   int64_t stride, relu;
-  bool residual;
+  Shortcut shortcut;
   stacked::Packed packed;
   std::mutex packing;
 
@@ -140,15 +145,23 @@ struct Kernel {
     OrtValue* y = nullptr;
     api.check(api.get<OrtStatus* (*)(OrtKernelContext*, size_t, const int64_t*, size_t, OrtValue**)>(
         kKernelContextGetOutput)(ctx, 0, dims, 4, &y));
-    const float* res = residual ? api.data(api.input(ctx, 5)) : nullptr;
+    const float* sixth = shortcut == Shortcut::kNone ? nullptr : api.data(api.input(ctx, 5));
+    if (shortcut == Shortcut::kProjected) {
+      const std::vector<int64_t> ps = api.shape(api.input(ctx, 5));
+      if (ps.size() != 2 || ps[0] != c || ps[1] != m * c_out)
+        throw std::runtime_error("tissuenet::FusedStackedProjected: pw must be (channels in, channels out)");
+    }
+    const float* res = shortcut == Shortcut::kResidual ? sixth : nullptr;
+    const float* proj = shortcut == Shortcut::kProjected ? sixth : nullptr;
     const int threads = g_threads > 0 ? g_threads : omp_get_max_threads();
     if (!stacked::forward(api.data(x), n, h, w, c, packed.w1.data(), packed.b1.data(), packed.w2.data(),
-                          packed.b2.data(), c_h, c_out, stride, res, relu != 0 || residual, api.data(y), threads))
+                          packed.b2.data(), c_h, c_out, stride, res, relu != 0 || sixth != nullptr, api.data(y),
+                          threads, proj))
       throw std::runtime_error("tissuenet::FusedStacked: no kernel for this unit shape or stride");
   }
 };
 
-template <bool Residual>
+template <Shortcut Kind>
 OrtCustomOp make_op() {
   OrtCustomOp op{};
   op.version = kApiVersion;
@@ -157,13 +170,16 @@ OrtCustomOp make_op() {
     k->api = Api{table};
     k->stride = k->api.attribute(info, "stride", 1);
     k->relu = k->api.attribute(info, "relu", 0);
-    k->residual = Residual;
+    k->shortcut = Kind;
     return k;
   };
-  op.GetName = [](const OrtCustomOp*) { return Residual ? "FusedStackedResidual" : "FusedStacked"; };
+  op.GetName = [](const OrtCustomOp*) {
+    return Kind == Shortcut::kNone ? "FusedStacked"
+                                   : (Kind == Shortcut::kResidual ? "FusedStackedResidual" : "FusedStackedProjected");
+  };
   op.GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return nullptr; };  // CPU
   op.GetInputType = [](const OrtCustomOp*, size_t) { return kFloat; };
-  op.GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return Residual ? 6 : 5; };
+  op.GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return Kind == Shortcut::kNone ? 5 : 6; };
   op.GetOutputType = [](const OrtCustomOp*, size_t) { return kFloat; };
   op.GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
   op.KernelCompute = [](void* k, OrtKernelContext* ctx) { static_cast<Kernel*>(k)->compute(ctx); };
@@ -174,8 +190,9 @@ OrtCustomOp make_op() {
   return op;
 }
 
-OrtCustomOp g_plain = make_op<false>();
-OrtCustomOp g_residual = make_op<true>();
+OrtCustomOp g_plain = make_op<Shortcut::kNone>();
+OrtCustomOp g_residual = make_op<Shortcut::kResidual>();
+OrtCustomOp g_projected = make_op<Shortcut::kProjected>();
 
 }  // namespace
 
@@ -202,7 +219,8 @@ __attribute__((visibility("default"))) OrtStatus* RegisterCustomOps(OrtSessionOp
   if (api.get<OrtStatus* (*)(const char*, OrtCustomOpDomain**)>(kCreateCustomOpDomain)("tissuenet", &domain))
     return fail("tissuenet: could not create the custom op domain");
   auto add = api.get<OrtStatus* (*)(OrtCustomOpDomain*, const OrtCustomOp*)>(kCustomOpDomainAdd);
-  if (add(domain, &g_plain) || add(domain, &g_residual)) return fail("tissuenet: could not add the custom ops");
+  if (add(domain, &g_plain) || add(domain, &g_residual) || add(domain, &g_projected))
+    return fail("tissuenet: could not add the custom ops");
   // the domain lives as long as the process: sessions may outlive any handle we could release it with
   return api.get<OrtStatus* (*)(OrtSessionOptions*, OrtCustomOpDomain*)>(kAddCustomOpDomain)(options, domain);
 }
