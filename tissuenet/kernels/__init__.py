@@ -37,8 +37,11 @@ def _block_of(model: nn.Module) -> dict[int, nn.Module]:
     return {id(m.body): m for m in model.modules() if isinstance(m, BasicBlock) and isinstance(m.body, StackedLayer)}
 
 
-def _candidates(layer: StackedLayer, device: torch.device, residual: bool) -> dict[str, Callable]:
-    """name -> factory() -> callable(x, residual) for every kernel that can run this layer here."""
+def _candidates(
+    layer: StackedLayer, device: torch.device, residual: bool, shortcut: nn.Module | None = None
+) -> dict[str, Callable]:
+    """name -> factory() -> callable(x, residual) for every kernel that can run this layer here (one whose
+    ``projects`` is true computes the block's ``shortcut`` itself: callable(x))."""
     out: dict[str, Callable] = {"grouped": lambda: None}
     if layer.kind == "fc":
         from tissuenet.kernels.fc import EinsumUnits
@@ -50,7 +53,7 @@ def _candidates(layer: StackedLayer, device: torch.device, residual: bool) -> di
         from tissuenet.kernels import cpu
 
         if cpu.supported(layer) and cpu.extension() is not None:
-            out["cpu_fused"] = lambda: cpu.FusedStacked(layer)
+            out["cpu_fused"] = lambda: cpu.FusedStacked(layer, shortcut=shortcut)
     elif device.type == "cuda":
         from tissuenet.kernels import triton_unit
 
@@ -66,7 +69,12 @@ class _Residual:
         self.call, self.shortcut, self.kernel = kernel, shortcut, name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.call(x, self.shortcut(x))
+        return _with_shortcut(self.call, self.shortcut, x)
+
+
+def _with_shortcut(kernel, shortcut: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A block's kernel on x: the shortcut computed inside where the kernel projects, else passed as residual."""
+    return kernel(x) if getattr(kernel, "projects", False) else kernel(x, shortcut(x))
 
 
 def median_call_ms(fn, x) -> float:
@@ -89,7 +97,7 @@ def _site_forward(site: nn.Module, layer: StackedLayer, fast, block: bool):
 
     def forward(x):
         if block:
-            site.fast = None if fast is None else (lambda t, f=fast: f(t, site.shortcut(t)))
+            site.fast = None if fast is None else (lambda t, f=fast: _with_shortcut(f, site.shortcut, t))
         else:
             layer.fast = fast
         return site(x)
@@ -124,7 +132,7 @@ def accelerate(model: nn.Module, example: torch.Tensor, choice: str = "auto") ->
         spec = ",".join(sorted({str(u) for u in m.units}))
         key = (x.device.type, tuple(x.shape), spec, m.stride, block, m.kind)
         shape = f"{'block ' if block else ''}{m.kind} {spec} x{len(m.units)}, stride {m.stride}, input {tuple(x.shape)}"
-        candidates = _candidates(m, x.device, block)
+        candidates = _candidates(m, x.device, block, site.shortcut if block else None)
         if choice != "auto":
             chosen = choice if choice in candidates else "grouped"
             times = _CHOICES.get(key, (chosen, {}))[1]

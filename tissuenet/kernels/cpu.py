@@ -184,15 +184,17 @@ def supported(layer) -> bool:
     )
 
 
-def pack(layer, lanes: int, width: int) -> tuple[torch.Tensor, ...]:
-    """Per-lane weights of a folded stacked layer (the layout ``stacked_cpu.cpp`` documents)."""
+def pack(layer, lanes: int, width: int, added_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Per-lane weights of a folded stacked layer (the layout ``stacked_cpu.cpp`` documents); ``added_bias``: a
+    bias added to its output (a projection shortcut's, computed in the kernel)."""
     spec, grp = layer.group_specs[0], layer.groups[0]
     m, k, r = len(layer.units), spec.c_h // 2, spec.c_out // 2
     with torch.no_grad():
         w1 = grp.op1.weight.detach().float().reshape(m, k, 2, 2, 9)  # [unit][part][i][input i'][tap]
         b1 = grp.op1.bias.detach().float().reshape(m, k, 2)
         w2 = grp.op2.weight.detach().float().reshape(m, r, 2, k, 2, 9)  # [unit][out part][o][part][j][tap]
-        b2 = grp.op2.bias.detach().float().reshape(m, r, 2)
+        b2 = grp.op2.bias.detach().float() + (0 if added_bias is None else added_bias.detach().float())
+        b2 = b2.reshape(m, r, 2)
         idx = torch.arange(2)
         a1, s1 = w1[:, :, idx, idx], w1[:, :, idx, 1 - idx]  # (m, k, 2, 9): own-lane and swapped-lane weights
         a2, s2 = w2[:, :, idx, :, idx], w2[:, :, idx, :, 1 - idx]  # (2, m, r, k, 9): o first after advanced indexing
@@ -212,23 +214,44 @@ def _blocked(t: torch.Tensor, lanes: int, width: int) -> torch.Tensor:
 
 
 class FusedStacked:
-    """Callable: ``(x, residual=None) -> y``, the layer's output (plus the residual, then ReLU, if given)."""
+    """Callable: ``(x, residual=None) -> y``, the layer's output (plus the residual, then ReLU, if given).
 
-    def __init__(self, layer, isa: str | None = None) -> None:
+    ``shortcut``: a block's shortcut; where it is one 1x1 convolution at the layer's stride (:func:`pointwise_conv`)
+    the kernel computes it (``projects``: call with x alone), no convolution of PyTorch's own between kernels."""
+
+    def __init__(self, layer, isa: str | None = None, shortcut: torch.nn.Module | None = None) -> None:
         self.ext = extension(isa)
         if self.ext is None or not supported(layer):
             raise ValueError("no fused CPU kernel for this layer")
         spec = layer.group_specs[0]
         self.c_h, self.c_out, self.stride, self.final_relu = spec.c_h, spec.c_out, layer.stride, layer.final_relu
         width = LANES[self.ext.isa()]
-        self.weights = pack(layer, math.ceil(layer.in_channels / width) * width, width)
+        conv = pointwise_conv(shortcut, layer.stride)
+        self.projection = None if conv is None else conv.weight.detach().float().flatten(1).t().contiguous()
+        self.projects = conv is not None
+        added = None if conv is None else conv.bias
+        self.weights = pack(layer, math.ceil(layer.in_channels / width) * width, width, added)
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         if residual is not None:
             residual = residual.contiguous(memory_format=torch.channels_last)
         relu = self.final_relu or residual is not None
-        return self.ext.forward(x, *self.weights, self.c_h, self.c_out, self.stride, residual, relu)
+        return self.ext.forward(x, *self.weights, self.c_h, self.c_out, self.stride, residual, relu, self.projection)
+
+
+def pointwise_conv(module: torch.nn.Module | None, stride: int) -> torch.nn.Conv2d | None:
+    """The module's only computation if it is one 1x1 convolution at ``stride``, without padding or groups (a
+    folded projection shortcut), else None."""
+    from torch import nn
+
+    if module is None:
+        return None
+    layers = [m for m in (module if isinstance(module, nn.Sequential) else [module]) if not isinstance(m, nn.Identity)]
+    conv = layers[0] if len(layers) == 1 else None
+    if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (1, 1) or conv.padding != (0, 0) or conv.groups != 1:
+        return None
+    return conv if conv.stride == (stride, stride) and conv.dilation == (1, 1) else None
 
 
 class FusedChain(torch.nn.Module):

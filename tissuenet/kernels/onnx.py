@@ -69,7 +69,9 @@ class FusedSite(nn.Module):
         self.layer, self.shortcut = layer, shortcut
         grp = layer.groups[0]
         b2, projection = grp.op2.bias.detach(), None
-        conv = _pointwise_conv(shortcut, layer.stride)
+        from tissuenet.kernels.cpu import pointwise_conv
+
+        conv = pointwise_conv(shortcut, layer.stride)
         if conv is not None:  # computed in the node: no Conv between layout changes, no op of the runtime's own
             projection = conv.weight.detach().flatten(1).t().contiguous()
             if conv.bias is not None:  # joins the layer's last bias
@@ -102,18 +104,6 @@ class BetweenFusedSites(nn.Module):
 
     def forward(self, nhwc: torch.Tensor) -> torch.Tensor:
         return self.site(nhwc.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-
-def _pointwise_conv(module: nn.Module | None, stride: int) -> nn.Conv2d | None:
-    """The module's only computation if it is one 1x1 convolution at ``stride``, without padding or groups (a
-    folded projection shortcut), else None."""
-    if module is None:
-        return None
-    layers = [m for m in (module if isinstance(module, nn.Sequential) else [module]) if not isinstance(m, nn.Identity)]
-    conv = layers[0] if len(layers) == 1 else None
-    if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (1, 1) or conv.padding != (0, 0) or conv.groups != 1:
-        return None
-    return conv if conv.stride == (stride, stride) and conv.dilation == (1, 1) else None
 
 
 def sites(model: nn.Module, blocks: bool = True) -> dict[str, tuple[nn.Module, StackedLayer, bool]]:

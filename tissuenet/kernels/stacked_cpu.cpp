@@ -5,9 +5,11 @@
 #include "stacked_core.h"
 
 // x: (N, C, H, W) in channels_last memory; packed weights from kernels/cpu.py; returns channels_last.
+// residual: added before the final ReLU; or projection (C, C_out): the block's 1x1 shortcut convolution of x at
+// the layer's stride, computed in the kernel (its bias already in b2).
 torch::Tensor forward(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch::Tensor w2, torch::Tensor b2,
                       int64_t c_h, int64_t c_out, int64_t stride, c10::optional<torch::Tensor> residual,
-                      bool relu_out) {
+                      bool relu_out, c10::optional<torch::Tensor> projection) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu(), "stacked_cpu: x must be "
               "a 4-d float32 CPU tensor");
   TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast), "stacked_cpu: x must be channels_last");
@@ -26,9 +28,16 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch
                 "stacked_cpu: residual must match the output and be channels_last");
     res = residual->data_ptr<float>();
   }
+  const float* proj = nullptr;
+  if (projection.has_value()) {
+    TORCH_CHECK(projection->dim() == 2 && projection->size(0) == c && projection->size(1) == cout &&
+                    projection->is_contiguous() && projection->scalar_type() == torch::kFloat,
+                "stacked_cpu: projection must be a contiguous float32 (channels in, channels out) matrix");
+    proj = projection->data_ptr<float>();
+  }
   stacked::forward(x.data_ptr<float>(), n, h, w, c, w1.data_ptr<float>(), b1.data_ptr<float>(), w2.data_ptr<float>(),
-                   b2.data_ptr<float>(), c_h, c_out, stride, res, relu_out, out.data_ptr<float>(),
-                   at::get_num_threads());
+                   b2.data_ptr<float>(), c_h, c_out, stride, res, relu_out || proj, out.data_ptr<float>(),
+                   at::get_num_threads(), proj);
   return out;
 }
 
@@ -37,7 +46,7 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch
 torch::Tensor chain(torch::Tensor x, std::vector<torch::Tensor> weights, int64_t c_h) {
   TORCH_CHECK(weights.size() % 4 == 0, "stacked_cpu.chain: weights come in fours (w1, b1, w2, b2)");
   for (size_t i = 0; i < weights.size(); i += 4)
-    x = forward(x, weights[i], weights[i + 1], weights[i + 2], weights[i + 3], c_h, 2, 1, x, true);
+    x = forward(x, weights[i], weights[i + 1], weights[i + 2], weights[i + 3], c_h, 2, 1, x, true, c10::nullopt);
   return x;
 }
 
