@@ -6,9 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
-# the fused CPU kernel, built once before the tests share it (two workers compiling it at once under load
-# would spend a per-test timeout waiting on each other)
-.venv/bin/python -c "from tissuenet.kernels.cpu import extension; extension()" || exit 1
+# the fused CPU kernel and the training kernel, built once before the tests share them (two workers compiling one
+# at once under load would spend a per-test timeout waiting on each other)
+.venv/bin/python -c "from tissuenet.kernels import cpu, grouped_train; cpu.extension(); grouped_train.extension()" || exit 1
 # --maxschedchunk 1: a worker takes the next test when it has one left, so the longest tests (collected first,
 # tests/conftest.py) spread over both workers; pytest-xdist's default hands each worker a quarter of the
 # collection at once, which put every long test on the first worker (its tail set CI's time)

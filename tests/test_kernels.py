@@ -11,12 +11,12 @@ import torch
 from tests.conftest import REPO
 from tissuenet import create_model
 from tissuenet.deploy import deploy, fold_bn
-from tissuenet.kernels import cpu
+from tissuenet.kernels import build, cpu
 from tissuenet.stacked import StackedLayer
 
 # CI sets this: a kernel that cannot be built there is a failure, not a skip
 REQUIRED = os.environ.get("TISSUEBENCH_REQUIRE_KERNELS") == "1"
-ISAS = [isa for isa in ("avx512", "avx2") if isa == cpu.cpu_isa() or (isa == "avx2" and cpu.cpu_isa() == "avx512")]
+ISAS = [isa for isa in ("avx512", "avx2") if isa == build.cpu_isa() or (isa == "avx2" and build.cpu_isa() == "avx512")]
 
 
 def _layer(units: str, channels: int, stride: int = 1, final_relu: bool = False, hybrid: bool = False):

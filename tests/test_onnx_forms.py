@@ -15,7 +15,7 @@ from torch import nn
 from benchmarks.measure import runtimes as rt
 from tissuenet import create_model
 from tissuenet.deploy import fold_bn
-from tissuenet.kernels import cpu
+from tissuenet.kernels import build
 from tissuenet.kernels import onnx as forms
 from tissuenet.models.resnet_blocks import BasicBlock
 from tissuenet.stacked import StackedLayer
@@ -23,7 +23,7 @@ from tissuenet.stacked import StackedLayer
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 RUNTIMES = tuple(rt.SESSIONS)  # onnxruntime, openvino
-MISSING = [r for r in RUNTIMES if cpu.runtime_library(r) is None]
+MISSING = [r for r in RUNTIMES if build.runtime_library(r) is None]
 needs_kernel = pytest.mark.skipif(bool(MISSING), reason="no compiler or no AVX2/AVX-512 here")
 
 
@@ -47,7 +47,7 @@ def _randomize(model: nn.Module) -> nn.Module:
 
 
 def _run(module: nn.Module, x: torch.Tensor, form: str, runtime: str) -> np.ndarray:
-    library = cpu.runtime_library(runtime) if form == "fused_op" else None
+    library = build.runtime_library(runtime) if form == "fused_op" else None
     run = rt.SESSIONS[runtime](rt.onnx_bytes(module, x), 2, library)
     return run(np.ascontiguousarray(x.numpy()))
 
@@ -131,7 +131,7 @@ def test_the_fastest_form_is_chosen_per_site_and_the_file_matches_pytorch(runtim
     custom = sum(f["sites"] for f in report.values() if f["chosen"] == "fused_op")
     assert fused == (custom > 0)
     assert sum(n.domain == "tissuenet" for n in graph.node) == custom
-    run = rt.SESSIONS[runtime](rt.onnx_bytes(module, x), 2, cpu.runtime_library(runtime) if fused else None)
+    run = rt.SESSIONS[runtime](rt.onnx_bytes(module, x), 2, build.runtime_library(runtime) if fused else None)
     assert rt.export_check(model, run, x)["ok"]
 
 
@@ -146,8 +146,8 @@ def test_a_model_without_stacked_layers_has_one_form(runtime):
 def test_without_a_compiler_the_operation_is_not_offered(runtime, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    cpu._notice.cache_clear()
-    assert cpu.runtime_library.__wrapped__(runtime) is None
+    build._notice.cache_clear()
+    assert build.runtime_library.__wrapped__(runtime) is None
     assert f"could not build its {runtime} operation" in capsys.readouterr().err
 
 

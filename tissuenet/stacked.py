@@ -11,6 +11,8 @@ outputs are concatenated. Three implementations of that one function:
   one module per unit, and the weights stay small and dense (no masks, no block-diagonal copies).
 * :class:`PerUnitStack`, reference: one :class:`~tissuenet.units.BasicUnit` per unit, split/cat,
   as in the paper's code. Used by tests (equivalence) and benchmarks (latency).
+* convolutional units on a channels_last CPU tensor train on a small-group convolution kernel
+  (``kernels/grouped_train.py``): the same function and gradients, faster than oneDNN's grouped convolutions.
 * fully connected units (``kind="fc"``) keep their weights as grouped 1x1 ``Conv1d`` on ``(N, C, 1)`` and are
   computed as one batched matmul per weight layer (``einsum`` over a ``(N, units, channels)`` view): the same
   function and gradients, and per step as fast as the dense MLP, where the grouped convolution was 17x slower.
@@ -47,7 +49,7 @@ class _GroupedPair(nn.Module):
         if self.units_ and not (self.op1._forward_pre_hooks or self.op2._forward_pre_hooks or _exporting()):
             h = self.relu(self.bn1(_units_product(x, self.op1, self.units_)))
             return self.bn2(_units_product(h, self.op2, self.units_))
-        return self.bn2(self.op2(self.relu(self.bn1(self.op1(x)))))
+        return self.bn2(_conv(self.op2, self.relu(self.bn1(_conv(self.op1, x)))))
 
     @torch.no_grad()
     def fold_bn(self) -> int:
@@ -67,6 +69,14 @@ def _exporting() -> bool:
     """Traced for ONNX or OpenVINO: the runtimes run the grouped ``Conv1d`` 3x faster than an ``Einsum`` node
     (ONNX Runtime, batch 1, 2 threads: 0.054 against 0.168 ms), so exports keep it."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _conv(op: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``op(x)``; a small-group 3x3 convolution on a channels_last CPU tensor runs on the training kernel (the same
+    function and gradients; the grouped convolution made a TissueNet train slower than its dense backbone)."""
+    from tissuenet.kernels.grouped_train import conv  # lazy: kernels/ imports this module
+
+    return conv(op, x)
 
 
 def _units_product(x: torch.Tensor, conv: nn.Conv1d, n: int) -> torch.Tensor:

@@ -301,7 +301,7 @@ class RuntimeForms:
 
 
 def runtime_library(runtime: str):
-    from tissuenet.kernels.cpu import runtime_library
+    from tissuenet.kernels.build import runtime_library
 
     return runtime_library(runtime)
 

@@ -4,7 +4,7 @@
 * ``fused_op``: one ``tissuenet::FusedStacked`` node (``FusedStackedResidual`` for a block, its residual add and
   ReLU inside; ``FusedStackedProjected`` for a block whose shortcut is a 1x1 convolution, computed inside too)
   on the fused kernel, which ONNX Runtime runs with the custom-op library ``stacked_ort.cpp`` and
-  OpenVINO with the extension ``stacked_openvino.cpp`` (``cpu.runtime_library(runtime)`` builds either). The
+  OpenVINO with the extension ``stacked_openvino.cpp`` (``build.runtime_library(runtime)`` builds either). The
   node reads and writes NHWC between ``Transpose`` nodes, which the runtimes cancel between consecutive sites.
   Its weights are the folded convolutions' own, unpacked: one file serves AVX-512 and AVX2 machines.
 
