@@ -115,3 +115,24 @@ def test_a_stacked_layer_trains_through_the_kernel_with_the_references_gradients
             want = dict(unit.named_parameters())[name].grad
             got = grads[f"groups.{g}.{name}"][rows].reshape(want.shape)
             torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_macs_are_counted_where_the_kernel_runs(kernel):
+    """The counting convention reads aten's convolutions (FlopCounterMode): a layer fed channels_last, which
+    would run the kernel, counts the same MACs as in NCHW, the hand formula (m d^2 c_h (c_in' + c_out') per
+    pixel, docs/method.md §5)."""
+    from tissuenet.counting import count_macs
+
+    layer = StackedLayer(["2-4-2"] * 8)
+    want = 8 * 9 * 4 * (2 + 2) * 6 * 6
+    assert count_macs(layer, 16, 6) == want
+    assert count_macs(_ChannelsLast(layer), 16, 6) == want
+
+
+class _ChannelsLast(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x.contiguous(memory_format=torch.channels_last))

@@ -6,7 +6,7 @@ both gradients: a TissueNet with every stage replaced (6x fewer MACs) trained sl
 backbone. The kernel computes the same function and gradients (tested against ``F.conv2d`` within float32
 tolerance). :func:`conv` runs it where it applies (:func:`applies`: CPU, float32, channels_last input, 3x3,
 padding 1, stride 1 (at stride 2 oneDNN was as fast), no bias, no hook on the module, 1/2/4 input and 1/2/4/8
-output channels per group, channel counts multiples of 8, not traced); anywhere else the module runs as before.
+output channels per group, multiples of 8 channels, not traced or counted); elsewhere the module runs as before.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from tissuenet.kernels import build
 
@@ -33,6 +34,8 @@ def applies(op: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`conv` computes ``op(x)`` on the kernel."""
     if type(x) is not torch.Tensor or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False  # fx proxies, ONNX export, torch.compile: the module's own convolution
+    if is_in_torch_dispatch_mode():
+        return False  # the MAC count (FlopCounterMode) and fake tensors see aten's convolution, not a kernel
     if not isinstance(op, nn.Conv2d) or op.bias is not None or op._forward_pre_hooks or op.groups == 1:
         return False
     if (op.kernel_size, op.padding, op.dilation, op.padding_mode) != ((3, 3), (1, 1), (1, 1), "zeros"):
