@@ -136,3 +136,12 @@ class _ChannelsLast(nn.Module):
 
     def forward(self, x):
         return self.inner(x.contiguous(memory_format=torch.channels_last))
+
+
+def test_switched_off_pytorch_runs_everywhere(kernel, monkeypatch):
+    """``ENABLED = False`` (how stacked_speed times PyTorch's form against the kernel) keeps aten's convolution."""
+    op, x = nn.Conv2d(16, 32, 3, 1, 1, groups=8, bias=False), _nhwc(2, 16, 8, 8)
+    monkeypatch.setattr(grouped_train, "ENABLED", False)
+    assert not grouped_train.applies(op, x)
+    monkeypatch.setattr(grouped_train, "ENABLED", True)
+    assert grouped_train.applies(op, x)

@@ -112,14 +112,31 @@ def time_paired(
         if cuda:
             torch.cuda.synchronize(example.device)
 
+    return time_paired_calls(
+        lambda: model(example),
+        lambda: dense(example),
+        min_run_time=min_run_time,
+        min_samples=min_samples,
+        thread_count=thread_count,
+        sync=sync,
+    )
+
+
+def time_paired_calls(
+    model: Callable[[], object],
+    dense: Callable[[], object],
+    *,
+    min_run_time: float,
+    min_samples: int,
+    thread_count: int | None = None,
+    sync: Callable[[], None] = lambda: None,
+) -> PairedTiming:
+    """A/B/A/B timing of two calls (an inference, or a whole training step); ``sync`` waits for the device."""
     with threads(thread_count):
         for _ in range(WARMUP_CALLS):
-            model(example)
-            dense(example)
-        calls = {
-            "m": _calls_per_block(lambda: model(example), sync),
-            "d": _calls_per_block(lambda: dense(example), sync),
-        }
+            model()
+            dense()
+        calls = {"m": _calls_per_block(model, sync), "d": _calls_per_block(dense, sync)}
         times: dict[str, list[float]] = {"m": [], "d": []}
         spent = {"m": 0.0, "d": 0.0}
         while min(len(times["m"]), len(times["d"])) < min_samples or min(spent.values()) < min_run_time:
@@ -128,7 +145,7 @@ def time_paired(
                 sync()
                 t0 = time.perf_counter()
                 for _ in range(n):
-                    fn(example)
+                    fn()
                 sync()
                 elapsed = time.perf_counter() - t0
                 spent[key] += elapsed

@@ -22,6 +22,7 @@ from tissuenet.kernels import build
 
 SOURCE = Path(__file__).with_name("grouped_train.cpp")
 WHAT = "the CPU training kernel for small-group convolutions"
+ENABLED = True  # False: PyTorch's convolutions everywhere (benchmarks time the two forms against each other)
 
 
 @functools.cache
@@ -34,7 +35,7 @@ def applies(op: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`conv` computes ``op(x)`` on the kernel."""
     if type(x) is not torch.Tensor or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False  # fx proxies, ONNX export, torch.compile: the module's own convolution
-    if is_in_torch_dispatch_mode():
+    if not ENABLED or is_in_torch_dispatch_mode():
         return False  # the MAC count (FlopCounterMode) and fake tensors see aten's convolution, not a kernel
     if not isinstance(op, nn.Conv2d) or op.bias is not None or op._forward_pre_hooks or op.groups == 1:
         return False
