@@ -46,7 +46,7 @@ def layers(channels: int, device) -> dict:
     layer = StackedLayer(["2-4-2"] * (channels // 2)).eval()
     layer.fold_bn()
     out = {"dense": dense.to(device, memory_format=torch.channels_last), "grouped": layer.to(device)}
-    for name, make in _candidates(layer, torch.device(device), residual=False).items():
+    for name, make in _candidates(layer, torch.device(device)).items():
         if name != "grouped":
             out[name] = make()
     return out

@@ -37,9 +37,7 @@ def _block_of(model: nn.Module) -> dict[int, nn.Module]:
     return {id(m.body): m for m in model.modules() if isinstance(m, BasicBlock) and isinstance(m.body, StackedLayer)}
 
 
-def _candidates(
-    layer: StackedLayer, device: torch.device, residual: bool, shortcut: nn.Module | None = None
-) -> dict[str, Callable]:
+def _candidates(layer: StackedLayer, device: torch.device, shortcut: nn.Module | None = None) -> dict[str, Callable]:
     """name -> factory() -> callable(x, residual) for every kernel that can run this layer here (one whose
     ``projects`` is true computes the block's ``shortcut`` itself: callable(x))."""
     out: dict[str, Callable] = {"grouped": lambda: None}
@@ -132,7 +130,7 @@ def accelerate(model: nn.Module, example: torch.Tensor, choice: str = "auto") ->
         spec = ",".join(sorted({str(u) for u in m.units}))
         key = (x.device.type, tuple(x.shape), spec, m.stride, block, m.kind)
         shape = f"{'block ' if block else ''}{m.kind} {spec} x{len(m.units)}, stride {m.stride}, input {tuple(x.shape)}"
-        candidates = _candidates(m, x.device, block, site.shortcut if block else None)
+        candidates = _candidates(m, x.device, site.shortcut if block else None)
         if choice != "auto":
             chosen = choice if choice in candidates else "grouped"
             times = _CHOICES.get(key, (chosen, {}))[1]
