@@ -13,7 +13,10 @@ import os
 import time
 from pathlib import Path
 
-FLAGS = {"avx512": ["-mavx512f", "-mavx512dq", "-DTB_AVX512"], "avx2": ["-mavx2", "-mfma"]}
+FLAGS = {  # -mfma for AVX-512 too: without it GCC contracts no 256-bit multiply-add (the training kernel's)
+    "avx512": ["-mavx512f", "-mavx512dq", "-mfma", "-DTB_AVX512"],
+    "avx2": ["-mavx2", "-mfma"],
+}
 CORE = Path(__file__).with_name("stacked_core.h")  # the fused kernel, bound by stacked_cpu.cpp and each runtime's op
 
 

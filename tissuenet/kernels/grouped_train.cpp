@@ -9,7 +9,8 @@
 // gradient. The input gradient is the same correlation as the forward, over the output gradient expanded onto
 // a padded grid, with the taps flipped. Work is split over images with OpenMP. Stride 1 only: at stride 2
 // oneDNN was as fast or faster (measured), so those convolutions stay with it.
-// Plain C++ with GCC vector types: the build's -mavx2 / -mavx512f flags choose the instructions.
+// Plain C++ with GCC vector types of 8 floats: the build's -mavx2 -mfma (AVX-512 builds add -mfma too) choose the
+// instructions.
 
 #include <torch/extension.h>
 #include <omp.h>
