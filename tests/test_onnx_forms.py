@@ -103,6 +103,35 @@ def test_a_residual_block_as_one_fused_node(runtime, stride, width):
 
 
 @needs_kernel
+def test_consecutive_identity_blocks_as_one_chain_node():
+    """A stage's identity-shortcut blocks of 2-x-2 units (same units) become one OpenVINO node that computes them
+    block after block; a block of other units, or with a 1x1-conv shortcut, starts a new run."""
+    blocks = [BasicBlock(16, 32, 2, StackedLayer(["2-4-4"] * 8, stride=2))]  # projected: never chained
+    blocks += [BasicBlock(32, 32, 1, StackedLayer(["2-4-2"] * 16)) for _ in range(3)]
+    blocks += [BasicBlock(32, 32, 1, StackedLayer(["2-8-2"] * 16)) for _ in range(2)]
+    stage = _randomize(nn.Sequential(*blocks))
+    folded, _ = fold_bn(stage)
+    chained = forms.with_chains(forms.with_forms(folded, {n: "fused_op" for n in forms.sites(folded)}))
+    assert [len(m.sites) for m in chained.modules() if isinstance(m, forms.FusedChain)] == [3, 2]
+    x = torch.randn(2, 16, 9, 10)
+    graph = onnx.load_from_string(rt.onnx_bytes(chained, x)).graph
+    ops = [n.op_type for n in graph.node if n.domain == "tissuenet"]
+    assert ops == ["FusedStackedProjected", "FusedStackedChain", "FusedStackedChain"]
+    assert [len(n.input) for n in graph.node if n.op_type == "FusedStackedChain"] == [1 + 4 * 3, 1 + 4 * 2]
+    with torch.no_grad():
+        expected = stage(x).numpy()
+        np.testing.assert_allclose(chained(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_run(chained, x, "fused_op", "openvino"), expected, rtol=1e-4, atol=1e-4)
+    narrow = _randomize(nn.Sequential(*[BasicBlock(10, 10, 1, StackedLayer(["2-4-2"] * 5)) for _ in range(2)]))
+    folded, _ = fold_bn(narrow)  # 10 channels: lanes past the last unit padded
+    chained = forms.with_chains(forms.with_forms(folded, {n: "fused_op" for n in forms.sites(folded)}))
+    x = torch.randn(3, 10, 7, 5)
+    with torch.no_grad():
+        expected = narrow(x).numpy()
+    np.testing.assert_allclose(_run(chained, x, "fused_op", "openvino"), expected, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_site_between_fused_sites_reads_and_writes_nhwc(runtime):
     """How a fused site is timed: as it runs between other fused sites, its layout changes cancelled."""
@@ -124,13 +153,18 @@ def test_the_fastest_form_is_chosen_per_site_and_the_file_matches_pytorch(runtim
     module, report, fused = rt.fastest_onnx_form(model, x, threads=2, runtime=runtime)
     sites = forms.sites(fold_bn(model)[0])
     assert sum(f["sites"] for f in report.values()) == len(sites) == 9
+    chains = {shape: f for shape, f in report.items() if not f["sites"]}  # the whole model timed both ways
+    assert len(chains) <= (runtime in rt.CHAINS)
     for shape, f in report.items():
-        assert set(f["candidates"]) == set(forms.FORMS), shape
+        assert set(f["candidates"]) == ({"a node per block", "chained"} if shape in chains else set(forms.FORMS))
         assert f["chosen"] == min(f["candidates"], key=f["candidates"].get)
     graph = onnx.load_from_string(rt.onnx_bytes(module, x)).graph
     custom = sum(f["sites"] for f in report.values() if f["chosen"] == "fused_op")
     assert fused == (custom > 0)
-    assert sum(n.domain == "tissuenet" for n in graph.node) == custom
+    chained = [m for m in module.modules() if isinstance(m, forms.FusedChain)]
+    assert bool(chained) == any(f["chosen"] == "chained" for f in chains.values())
+    blocks_in_chains = sum(len(c.sites) for c in chained)
+    assert sum(n.domain == "tissuenet" for n in graph.node) == custom - blocks_in_chains + len(chained)
     run = rt.SESSIONS[runtime](rt.onnx_bytes(module, x), 2, build.runtime_library(runtime) if fused else None)
     assert rt.export_check(model, run, x)["ok"]
 

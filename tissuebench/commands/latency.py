@@ -176,7 +176,8 @@ def run(args) -> int:
             print(f"{runtime}, batch {batch}: the form of each stacked-layer shape (median ms of each candidate)")
             for shape, f in shapes.items():
                 timed = ", ".join(f"{k} {v:.3f}" for k, v in f["candidates"].items())
-                print(f"  {shape}, {f['sites']} site(s): {f['chosen']}  ({timed})")
+                where = f"{f['sites']} site(s)" if f["sites"] else "the whole model"
+                print(f"  {shape}, {where}: {f['chosen']}  ({timed})")
     return 0
 
 

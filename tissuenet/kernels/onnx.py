@@ -8,6 +8,10 @@
   node reads and writes NHWC between ``Transpose`` nodes, which the runtimes cancel between consecutive sites.
   Its weights are the folded convolutions' own, unpacked: one file serves AVX-512 and AVX2 machines.
 
+On OpenVINO, consecutive fused ResNet blocks with identity shortcuts and 2-x-2 units (a stage's) can also run as
+one ``tissuenet::FusedStackedChain`` node (:func:`with_chains`): the same kernel, block after block, in one parallel
+region. The harness times the whole model with and without chains and keeps the faster.
+
 The harness times both forms per site shape on each runtime and exports the model with the faster one at each
 site (``benchmarks/measure/runtimes.py``); :func:`with_forms` builds that model. Both forms compute the function
 of the BN-folded model (tested against the per-unit reference on both runtimes).
@@ -90,6 +94,61 @@ class FusedSite(nn.Module):
         weights = (self.w1, self.b1, self.w2, self.b2)
         y = _FusedNode.apply(nhwc, *weights, residual, self.projection, self.layer.stride, int(self.layer.final_relu))
         return y.permute(0, 3, 1, 2)
+
+
+class _ChainNode(torch.autograd.Function):
+    """Consecutive chainable blocks as one ``tissuenet::FusedStackedChain`` node (OpenVINO's extension)."""
+
+    @staticmethod
+    def forward(ctx, x, *weights):
+        for w1, b1, w2, b2 in zip(*[iter(weights)] * 4):
+            x = _FusedNode.forward(ctx, x, w1, b1, w2, b2, x, None, 1, 1)
+        return x
+
+    @staticmethod
+    def symbolic(g, x, *weights):
+        y = g.op("tissuenet::FusedStackedChain", x, *weights)
+        y.setType(x.type())
+        return y
+
+
+def chainable(site: nn.Module) -> bool:
+    """Is this fused site a block the chain node computes: 2-x-2 units at stride 1, identity shortcut? (A unit's
+    output channels are then its input channels, so each lane block runs through the chain on its own.)"""
+    if not isinstance(site, FusedSite) or site.projection is not None or not isinstance(site.shortcut, nn.Identity):
+        return False
+    spec = site.layer.group_specs[0]
+    return site.layer.stride == 1 and spec.c_in == 2 and spec.c_out == 2 and len(site.layer.group_specs) == 1
+
+
+class FusedChain(nn.Module):
+    """Consecutive chainable fused sites (same units) exported as one chain node."""
+
+    def __init__(self, sites: list[FusedSite]) -> None:
+        super().__init__()
+        self.sites = nn.ModuleList(sites)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = [w for s in self.sites for w in (s.w1, s.b1, s.w2, s.b2)]
+        return _ChainNode.apply(x.permute(0, 2, 3, 1), *weights).permute(0, 3, 1, 2)
+
+
+def with_chains(model: nn.Module) -> nn.Module:
+    """``model`` (a :func:`with_forms` copy) with each run of two or more consecutive chainable fused sites of one
+    ``nn.Sequential`` (a ResNet stage) as one :class:`FusedChain` (the others become ``nn.Identity``)."""
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        runs, run = [], []
+        for name, site in seq.named_children():
+            if run and chainable(site) and site.layer.units == seq._modules[run[0]].layer.units:
+                run.append(name)
+            else:
+                runs.append(run)
+                run = [name] if chainable(site) else []
+        for names in (r for r in [*runs, run] if len(r) >= 2):
+            seq._modules[names[0]] = FusedChain([seq._modules[n] for n in names])
+            for n in names[1:]:
+                seq._modules[n] = nn.Identity()
+    return model
 
 
 class BetweenFusedSites(nn.Module):

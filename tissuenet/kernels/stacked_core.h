@@ -429,71 +429,119 @@ struct RowCache {
   }
 };
 
+// The buffers a thread works in: 3 hidden rows + 1 zero row, 4 blocked input rows (stride 2 reuses one row between
+// hidden rows) and one projected shortcut row.
+inline int64_t buffer_floats(const Shape& s, int K, int W, bool proj) {
+  const int64_t blocks = s.lanes / W;
+  return 4 * blocks * K * (s.wo + 2) * W + 4 * blocks * (s.w + 2) * W + (proj ? s.wo * s.cout : 0);
+}
+
+// One task: output rows r0 .. r1 - 1 of lane blocks blk0 .. blk1 - 1 of one image (xn, res and out: that image's
+// NHWC planes), in the zeroed buffer of buffer_floats.
 template <class V, int K, int R, int S>
-void run(const float* x, const Shape& s, const float* w1, const float* b1, const float* w2, const float* b2,
-         const float* res, const float* proj, bool relu_out, float* out, int64_t rows_per_task, int64_t block_tasks,
-         int threads) {
+void layer_task(const float* xn, const Shape& s, const float* w1, const float* b1, const float* w2, const float* b2,
+                const float* res, const float* proj, bool relu_out, float* out, int64_t r0, int64_t r1, int64_t blk0,
+                int64_t blk1, float* buffer) {
   constexpr int P1 = Plan1<V, K>::P;
   constexpr int P2 = Plan2<V, R>::P;
   constexpr int W = V::W;
-  const int64_t blocks = s.lanes / W, blocks_per_task = (blocks + block_tasks - 1) / block_tasks;
-  const int64_t row_tasks = (s.ho + rows_per_task - 1) / rows_per_task, tasks_per_image = row_tasks * block_tasks;
+  const int64_t blocks = s.lanes / W;
   const int64_t hidden_size = blocks * K * (s.wo + 2) * W, input_size = blocks * (s.w + 2) * W;
-  const int64_t total = s.n * tasks_per_image;
-  // Tasks are claimed one at a time from a shared counter, not split into fixed shares: on a busy machine a
-  // thread that is slowed down takes fewer (measured: as fast in a quiet moment, the median call up to 17 % faster
-  // than with fixed shares in a busy one).
-  std::atomic<int64_t> next{0};
-  auto work = [&](int, int) {
-    // 3 hidden rows + 1 zero row; 4 blocked input rows (stride 2 reuses one row between hidden rows)
-    std::vector<float> buffer(4 * hidden_size + 4 * input_size + (proj ? s.wo * s.cout : 0), 0.0f);
-    float* projected = buffer.data() + 4 * hidden_size + 4 * input_size;
-    float* zero_row = buffer.data() + 3 * hidden_size;
-    RowCache hidden{buffer.data(), hidden_size, 3};
-    RowCache inputs{buffer.data() + 4 * hidden_size, input_size, 4};
-    for (int64_t t = next++; t < total; t = next++) {
-      const int64_t n = t / tasks_per_image, r0 = (t % tasks_per_image / block_tasks) * rows_per_task;
-      const int64_t r1 = std::min(s.ho, r0 + rows_per_task);
-      const int64_t blk0 = (t % block_tasks) * blocks_per_task, blk1 = std::min(blocks, blk0 + blocks_per_task);
-      const float* xn = x + n * s.h * s.w * s.c;
-      hidden.clear();
-      inputs.clear();
-      auto input = [&](int64_t iy) -> const float* {
-        if (iy < 0 || iy >= s.h) return nullptr;
-        float* cached = inputs.find(iy);
-        if (cached == nullptr) {
-          cached = inputs.claim(iy);
-          input_row<V>(xn + iy * s.w * s.c, s, blk0, blk1, cached);
-        }
-        return cached;
-      };
-      auto get = [&](int64_t hy) -> const float* {
-        if (hy < 0 || hy >= s.ho) return zero_row;
-        float* cached = hidden.find(hy);
-        if (cached == nullptr) {
-          const float* rows[3] = {input(hy * S - 1), input(hy * S), input(hy * S + 1)};
-          cached = hidden.claim(hy);
-          hidden_row<V, K, S, P1>(rows, s, blk0, blk1, w1, b1, cached);  // borders (columns 0, wo + 1) stay zero
-        }
-        return cached;
-      };
-      for (int64_t oy = r0; oy < r1; ++oy) {
-        const float* rows[3] = {get(oy - 1), get(oy), get(oy + 1)};
-        const float* rn = res ? res + (n * s.ho + oy) * s.wo * s.cout : nullptr;
-        if (proj) {  // the output channels of this task's lane blocks: c_out' = 2R per unit, W / 2 units a block
-          project_row<V>(xn + oy * S * s.w * s.c, s, proj, blk0 * W * R, std::min(s.cout, blk1 * W * R), projected);
-          rn = projected;
-        }
-        output_row<V, K, R, P2>(s, blk0, blk1, rows, w2, b2, rn, relu_out, out + (n * s.ho + oy) * s.wo * s.cout);
-      }
+  float* projected = buffer + 4 * hidden_size + 4 * input_size;
+  float* zero_row = buffer + 3 * hidden_size;
+  RowCache hidden{buffer, hidden_size, 3};
+  RowCache inputs{buffer + 4 * hidden_size, input_size, 4};
+  auto input = [&](int64_t iy) -> const float* {
+    if (iy < 0 || iy >= s.h) return nullptr;
+    float* cached = inputs.find(iy);
+    if (cached == nullptr) {
+      cached = inputs.claim(iy);
+      input_row<V>(xn + iy * s.w * s.c, s, blk0, blk1, cached);
     }
+    return cached;
   };
-#ifdef TB_PARALLEL  // the host runtime's own threads (OpenVINO: its TBB arena), so no second pool competes
+  auto get = [&](int64_t hy) -> const float* {
+    if (hy < 0 || hy >= s.ho) return zero_row;
+    float* cached = hidden.find(hy);
+    if (cached == nullptr) {
+      const float* rows[3] = {input(hy * S - 1), input(hy * S), input(hy * S + 1)};
+      cached = hidden.claim(hy);
+      hidden_row<V, K, S, P1>(rows, s, blk0, blk1, w1, b1, cached);  // borders (columns 0, wo + 1) stay zero
+    }
+    return cached;
+  };
+  for (int64_t oy = r0; oy < r1; ++oy) {
+    const float* rows[3] = {get(oy - 1), get(oy), get(oy + 1)};
+    const float* rn = res ? res + oy * s.wo * s.cout : nullptr;
+    if (proj) {  // the output channels of this task's lane blocks: c_out' = 2R per unit, W / 2 units a block
+      project_row<V>(xn + oy * S * s.w * s.c, s, proj, blk0 * W * R, std::min(s.cout, blk1 * W * R), projected);
+      rn = projected;
+    }
+    output_row<V, K, R, P2>(s, blk0, blk1, rows, w2, b2, rn, relu_out, out + oy * s.wo * s.cout);
+  }
+}
+
+// Runs work(thread, threads) on the host's threads (OpenVINO: its TBB arena, so no second pool competes) or OpenMP's.
+template <class F>
+void parallel(int threads, const F& work) {
+#ifdef TB_PARALLEL
   TB_PARALLEL(threads, work);
 #else
 #pragma omp parallel num_threads(threads)
   work(omp_get_thread_num(), omp_get_num_threads());
 #endif
+}
+
+template <class V, int K, int R, int S>
+void run(const float* x, const Shape& s, const float* w1, const float* b1, const float* w2, const float* b2,
+         const float* res, const float* proj, bool relu_out, float* out, int64_t rows_per_task, int64_t block_tasks,
+         int threads) {
+  const int64_t blocks = s.lanes / V::W, blocks_per_task = (blocks + block_tasks - 1) / block_tasks;
+  const int64_t row_tasks = (s.ho + rows_per_task - 1) / rows_per_task, tasks_per_image = row_tasks * block_tasks;
+  const int64_t total = s.n * tasks_per_image, in_plane = s.h * s.w * s.c, out_plane = s.ho * s.wo * s.cout;
+  // Tasks are claimed one at a time from a shared counter, not split into fixed shares: on a busy machine a
+  // thread that is slowed down takes fewer (measured: as fast in a quiet moment, the median call up to 17 % faster
+  // than with fixed shares in a busy one).
+  std::atomic<int64_t> next{0};
+  parallel(threads, [&](int, int) {
+    std::vector<float> buffer(buffer_floats(s, K, V::W, proj != nullptr), 0.0f);
+    for (int64_t t = next++; t < total; t = next++) {
+      const int64_t n = t / tasks_per_image, r0 = (t % tasks_per_image / block_tasks) * rows_per_task;
+      const int64_t blk0 = (t % block_tasks) * blocks_per_task;
+      layer_task<V, K, R, S>(x + n * in_plane, s, w1, b1, w2, b2, res ? res + n * out_plane : nullptr, proj,
+                             relu_out, out + n * out_plane, r0, std::min(s.ho, r0 + rows_per_task), blk0,
+                             std::min(blocks, blk0 + blocks_per_task), buffer.data());
+    }
+  });
+}
+
+// A chain of residual blocks of 2-(2K)-2 units at stride 1 (identity shortcut, final ReLU), in one parallel region:
+// a unit's output lanes are its input lanes, so a lane block runs through every layer of the chain without
+// waiting for the others. A task (image, lane blocks) keeps its intermediate planes in the thread's own two
+// scratch planes (only its lanes are written or read there).
+template <class V, int K>
+void run_chain(const float* x, const Shape& s, const float* const* weights, int layers, float* out,
+               int64_t block_tasks, int threads) {
+  const int64_t blocks = s.lanes / V::W, blocks_per_task = (blocks + block_tasks - 1) / block_tasks;
+  const int64_t plane = s.h * s.w * s.c, total = s.n * block_tasks;
+  std::atomic<int64_t> next{0};
+  parallel(threads, [&](int, int) {
+    const int64_t rows = buffer_floats(s, K, V::W, false);
+    std::vector<float> buffer(rows + 2 * plane, 0.0f);
+    float* scratch[2] = {buffer.data() + rows, buffer.data() + rows + plane};
+    for (int64_t t = next++; t < total; t = next++) {
+      const int64_t n = t / block_tasks, blk0 = (t % block_tasks) * blocks_per_task;
+      const int64_t blk1 = std::min(blocks, blk0 + blocks_per_task);
+      const float* in = x + n * plane;
+      for (int l = 0; l < layers; ++l) {
+        float* dst = l == layers - 1 ? out + n * plane : scratch[l % 2];
+        const float* const* w = weights + 4 * l;
+        layer_task<V, K, 1, 1>(in, s, w[0], w[1], w[2], w[3], in, nullptr, true, dst, 0, s.ho, blk0, blk1,
+                               buffer.data());
+        in = dst;
+      }
+    }
+  });
 }
 
 template <class V>
@@ -509,6 +557,16 @@ bool dispatch(int K, int R, const float* x, const Shape& s, const float* w1, con
   const int64_t split = block_tasks;
   TB_CASE(1, 1) TB_CASE(1, 2) TB_CASE(2, 1) TB_CASE(2, 2) TB_CASE(3, 1) TB_CASE(3, 2) TB_CASE(4, 1)
   TB_CASE(4, 2) TB_CASE(6, 1) TB_CASE(6, 2) TB_CASE(8, 1) TB_CASE(8, 2)
+#undef TB_CASE
+  return false;
+}
+
+template <class V>
+bool dispatch_chain(int K, const float* x, const Shape& s, const float* const* weights, int layers, float* out,
+                    int64_t block_tasks, int threads) {
+#define TB_CASE(k) \
+  if (K == k) return run_chain<V, k>(x, s, weights, layers, out, block_tasks, threads), true;
+  TB_CASE(1) TB_CASE(2) TB_CASE(3) TB_CASE(4) TB_CASE(6) TB_CASE(8)
 #undef TB_CASE
   return false;
 }
@@ -547,6 +605,19 @@ inline bool forward(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, 
   while (n * split < threads && rows > 4 && n * split * ((ho + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
   return dispatch<Vec>((int)(c_h / 2), (int)(c_out / 2), x, s, w1, b1, w2, b2, res, proj, relu_out, out, rows,
                        split, threads);
+}
+
+// A chain of residual blocks of 2-(2 c_h/2)-2 units at stride 1 (identity shortcut, ReLU after the add), weights
+// packed per layer at weights[4 l .. 4 l + 3] (w1, b1, w2, b2): x (n, h, w, c) -> out, the same shape, in one
+// parallel region (one fork and join where a node per block paid one each: the chain's reason, at batch 1).
+inline bool chain(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const float* const* weights, int layers,
+                  int64_t c_h, float* out, int threads) {
+  if (!supports(c_h, 2) || c % 2 != 0 || layers < 1) return false;
+  Shape s{n, h, w, c, h, w, c, 1, lanes(c)};
+  const int64_t blocks = s.lanes / Vec::W;
+  int64_t split = 1;  // lane blocks per image split so that each thread has two tasks to claim, where there are
+  while (split < blocks && n * split < 2 * threads) ++split;
+  return dispatch_chain<Vec>((int)(c_h / 2), x, s, weights, layers, out, split, threads);
 }
 
 // The lane layout of kernels/cpu.py:pack, from the folded grouped-conv weights as an ONNX file stores them

@@ -3,6 +3,7 @@
 // tissuenet::FusedStackedProjected(..., pw), read by OpenVINO's ONNX frontend into one operation that evaluates on
 // the same kernel (same NHWC inputs, same unpacked weights packed on first use for this CPU, same attributes stride
 // and relu; a 4-d sixth input is the residual, a 2-d one the 1x1 shortcut's weight).
+// tissuenet::FusedStackedChain(x, w1, b1, w2, b2, w1', ...) runs consecutive identity-shortcut blocks as one node.
 //
 // Loading: openvino.Core().add_extension(path to this library), before reading the ONNX file.
 // Threads: OpenVINO's (its TBB arena), all of them unless tissuenet_set_threads(n) was called.
@@ -15,6 +16,7 @@
 
 #include <memory>
 #include <mutex>
+#include <vector>
 
 // The kernel's threads are OpenVINO's own (its TBB arena, INFERENCE_NUM_THREADS): with OpenMP threads beside them,
 // OpenVINO's workers, still spinning after its convolution, took the cores from the first fused nodes (at batch
@@ -93,6 +95,64 @@ class FusedStacked : public ov::op::Op {
   mutable std::mutex packing_;
 };
 
+// tissuenet::FusedStackedChain(x, w1, b1, w2, b2, w1', b1', ...): consecutive residual blocks of 2-x-2 units at
+// stride 1 with identity shortcuts (what FusedStackedResidual computes, block after block) as one node on one
+// parallel region (stacked::chain).
+class FusedStackedChain : public ov::op::Op {
+ public:
+  OPENVINO_OP("FusedStackedChain", "tissuenet");
+
+  FusedStackedChain() = default;
+  explicit FusedStackedChain(const ov::OutputVector& args) : Op(args) { constructor_validate_and_infer_types(); }
+
+  void validate_and_infer_types() override {
+    const auto x = get_input_partial_shape(0);
+    NODE_VALIDATION_CHECK(this, get_input_size() >= 5 && (get_input_size() - 1) % 4 == 0, "takes x and 4 per block");
+    NODE_VALIDATION_CHECK(this, x.rank().is_static() && x.rank().get_length() == 4, "x must be NHWC");
+    set_output_type(0, get_input_element_type(0), x);
+  }
+
+  std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& args) const override {
+    return std::make_shared<FusedStackedChain>(args);
+  }
+
+  bool visit_attributes(ov::AttributeVisitor&) override { return true; }
+
+  bool has_evaluate() const override { return true; }
+
+  bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
+    const ov::Shape xs = inputs[0].get_shape();
+    const int64_t n = xs[0], h = xs[1], w = xs[2], c = xs[3], m = c / 2, layers = (inputs.size() - 1) / 4;
+    const int64_t c_h = m > 0 ? inputs[1].get_shape()[0] / m : 0;
+    for (int64_t l = 0; l < layers; ++l)  // every block: the same units, 2 -> c_h -> 2
+      if (c % 2 != 0 || inputs[1 + 4 * l].get_shape()[0] != (size_t)(m * c_h) ||
+          inputs[3 + 4 * l].get_shape()[0] != (size_t)(2 * m))
+        return false;
+    std::vector<const float*> weights(4 * layers);
+    {
+      std::lock_guard<std::mutex> hold(packing_);
+      packed_.resize(layers);
+      for (int64_t l = 0; l < layers; ++l) {
+        stacked::Packed& p = packed_[l];
+        const ov::Tensor* in = &inputs[1 + 4 * l];
+        if (p.source != in[0].data<const float>())
+          stacked::pack(p, in[0].data<const float>(), in[1].data<const float>(), in[2].data<const float>(),
+                        in[3].data<const float>(), m, c_h, 2);
+        weights[4 * l] = p.w1.data(), weights[4 * l + 1] = p.b1.data();
+        weights[4 * l + 2] = p.w2.data(), weights[4 * l + 3] = p.b2.data();
+      }
+    }
+    outputs[0].set_shape(xs);
+    const int threads = g_threads > 0 ? g_threads : parallel_get_max_threads();
+    return stacked::chain(inputs[0].data<const float>(), n, h, w, c, weights.data(), (int)layers, c_h,
+                          outputs[0].data<float>(), threads);
+  }
+
+ private:
+  mutable std::vector<stacked::Packed> packed_;
+  mutable std::mutex packing_;
+};
+
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) void tissuenet_set_threads(int threads) { g_threads = threads; }
@@ -102,4 +162,6 @@ OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
     std::make_shared<ov::frontend::onnx::OpExtension<FusedStacked>>("FusedStacked", "tissuenet"),
     std::make_shared<ov::frontend::onnx::OpExtension<FusedStacked>>("FusedStackedResidual", "tissuenet"),
     std::make_shared<ov::frontend::onnx::OpExtension<FusedStacked>>("FusedStackedProjected", "tissuenet"),
+    std::make_shared<ov::OpExtension<FusedStackedChain>>(),
+    std::make_shared<ov::frontend::onnx::OpExtension<FusedStackedChain>>("FusedStackedChain", "tissuenet"),
 }));
