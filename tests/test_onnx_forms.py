@@ -157,7 +157,8 @@ def test_the_fastest_form_is_chosen_per_site_and_the_file_matches_pytorch(runtim
     assert len(chains) <= (runtime in rt.CHAINS)
     for shape, f in report.items():
         assert set(f["candidates"]) == ({"a node per block", "chained"} if shape in chains else set(forms.FORMS))
-        assert f["chosen"] == min(f["candidates"], key=f["candidates"].get)
+        if shape not in chains:  # (the chain is chosen by the median of paired ratios, not of each one's times)
+            assert f["chosen"] == min(f["candidates"], key=f["candidates"].get)
     graph = onnx.load_from_string(rt.onnx_bytes(module, x)).graph
     custom = sum(f["sites"] for f in report.values() if f["chosen"] == "fused_op")
     assert fused == (custom > 0)

@@ -258,18 +258,21 @@ def _chained_if_faster(model: nn.Module, example: torch.Tensor, threads: int, ru
     (at batch 1 on OpenVINO one node per stage saved a fork and join per block: 3-7 % faster, measured)."""
     import copy
 
-    from tissuenet.kernels import median_call_ms
+    from benchmarks.measure.timing import time_paired_calls
     from tissuenet.kernels import onnx as forms
 
     chained = forms.with_chains(copy.deepcopy(model))
     chains = [m for m in chained.modules() if isinstance(m, forms.FusedChain)]
     if not chains:
         return model
-    array, times = np.ascontiguousarray(example.numpy()), {}
-    for name, candidate in (("a node per block", model), ("chained", chained)):
-        run = SESSIONS[runtime](onnx_bytes(candidate, example), threads, library, example.shape)
-        times[name] = median_call_ms(lambda _x, run=run: run(array), example)
-    choice = min(times, key=times.get)
+    array = np.ascontiguousarray(example.numpy())
+    chain_run, node_run = (
+        SESSIONS[runtime](onnx_bytes(m, example), threads, library, example.shape) for m in (chained, model)
+    )
+    # paired (A/B/A/B): the two differ by a few per cent, less than a busy machine moves between two runs
+    paired = time_paired_calls(lambda: chain_run(array), lambda: node_run(array), min_run_time=0.2, min_samples=20)
+    times = {"a node per block": paired.dense.median_ms, "chained": paired.model.median_ms}
+    choice = "chained" if paired.speedup > 1 else "a node per block"
     label = f"{sum(len(c.sites) for c in chains)} consecutive fused blocks as {len(chains)} chain node(s)"
     out[label] = {"chosen": choice, "candidates": {k: round(v, 4) for k, v in times.items()}, "sites": 0}
     return chained if choice == "chained" else model
