@@ -36,6 +36,7 @@ def measure_pair(
     ``identical``: the model is the dense reference itself (the dense row), whose speed-up is 1 by
     definition: timing a model against itself measures only noise (on a busy machine, a "4.38x").
     """
+    from benchmarks.measure import runtime_table
     from benchmarks.measure import runtimes as rt
 
     if not cfg.latency:
@@ -50,7 +51,7 @@ def measure_pair(
         "latency_threads": threads,
     }
     batches = list(cfg.latency_batches)
-    names = list(dict.fromkeys(["deploy", *rt.resolve(cfg.runtimes, device)]))
+    names = list(dict.fromkeys(["deploy", *runtime_table.resolve(cfg.runtimes, device)]))
     for runtime in [n for n in names if n in rt.SESSIONS]:  # beside the fastest exact form, what a plain export gives
         names = [n for n in names if n != f"{runtime}_plain"]
         names.insert(names.index(runtime) + 1, f"{runtime}_plain")
@@ -62,7 +63,7 @@ def measure_pair(
     table: dict = {}
     pairs: dict = {}
     for name in names:
-        why = rt.RUNTIMES[name].unavailable(device)
+        why = runtime_table.RUNTIMES[name].unavailable(device)
         if why:
             table[name] = {"unavailable": why}
             continue

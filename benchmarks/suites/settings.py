@@ -266,7 +266,7 @@ class MeasureConfig(Section):
     def validate(self, where: str) -> None:
         if len(self.latency_batches) > 2:
             raise SettingsError(f"{where} latency_batches: at most two sizes (latency, throughput)")
-        from benchmarks.measure.runtimes import RUNTIMES
+        from benchmarks.measure.runtime_table import RUNTIMES
 
         unknown = [r for r in self.runtimes if r != "auto" and r not in RUNTIMES]
         if unknown or not self.runtimes:

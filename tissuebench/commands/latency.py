@@ -97,11 +97,12 @@ def run(args) -> int:
     model = create_model_for_input(args.model, classes, channels, size, **options).to(device).eval()
     dense = create_model_for_input(against, classes, channels, size).to(device).eval()
     theory = count_macs(dense, channels, size) / count_macs(model, channels, size)
+    from benchmarks.measure import runtime_table
     from benchmarks.measure import runtimes as rt
 
-    names = rt.resolve(args.runtime or (["deploy"] if args.deploy else ["eager"]), device)
+    names = runtime_table.resolve(args.runtime or (["deploy"] if args.deploy else ["eager"]), device)
     try:
-        rt.check_names(names)
+        runtime_table.check_names(names)
     except ValueError as exc:
         raise UserError(f"--runtime: {exc}") from None
     threads = args.threads or torch_threads()
@@ -111,7 +112,7 @@ def run(args) -> int:
     }
     rows = []
     for name in names:
-        why = rt.RUNTIMES[name].unavailable(device)
+        why = runtime_table.RUNTIMES[name].unavailable(device)
         if why:
             print(f"{name}: not measured ({why})")
             continue
