@@ -30,6 +30,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -220,21 +221,27 @@ inline void conv1_block(const float* const xin[3], const Shape& s, const float* 
     }
 }
 
-// ----- conv1 over a whole hidden row of one lane block: blocks of P columns, then of 4, 2 and 1 ----------
+// ----- a row's columns in register blocks: block(PB, x0) for blocks of P columns, then of 4, 2 and 1 ---------
+template <int P, class F>
+inline void column_blocks(int64_t width, const F& block) {
+  constexpr int P4 = P > 4 ? 4 : 1, P2 = P > 2 ? 2 : 1;
+  int64_t x = 0;
+  for (; x + P <= width; x += P) block(std::integral_constant<int, P>{}, x);
+  for (; x + P4 <= width; x += P4) block(std::integral_constant<int, P4>{}, x);
+  for (; x + P2 <= width; x += P2) block(std::integral_constant<int, P2>{}, x);
+  for (; x < width; ++x) block(std::integral_constant<int, 1>{}, x);
+}
+
+// ----- conv1 over a whole hidden row of one lane block ---------------------------------------------------------
 template <class V, int K, int S, int P, bool STREAM>
 inline void hidden_columns(const float* const xb[3], const Shape& s, const float* w1, const typename V::T bias[K],
                            float* hid) {
-  constexpr int P4 = P > 4 ? 4 : 1, P2 = P > 2 ? 2 : 1;
-  int64_t hx = 0;
-  for (; hx + P <= s.wo; hx += P) conv1_block<V, K, S, P, STREAM>(xb, s, w1, bias, hx, hid);
-  for (; hx + P4 <= s.wo; hx += P4) conv1_block<V, K, S, P4, STREAM>(xb, s, w1, bias, hx, hid);
-  for (; hx + P2 <= s.wo; hx += P2) conv1_block<V, K, S, P2, STREAM>(xb, s, w1, bias, hx, hid);
-  for (; hx < s.wo; ++hx) conv1_block<V, K, S, 1, STREAM>(xb, s, w1, bias, hx, hid);
+  column_blocks<P>(s.wo, [&](auto pb, int64_t hx) { conv1_block<V, K, S, pb.value, STREAM>(xb, s, w1, bias, hx, hid); });
 }
 
 // ----- one hidden row (lane blocks blk0 .. blk1 - 1): conv1 (+bias, ReLU) ------------------------------
 // hidden layout: [lane block][K parts][wo + 2 columns][W]
-template <class V, int K, int S, int P>
+template <class V, int K, int S>
 inline void hidden_row(const float* const xin[3], const Shape& s, int64_t blk0, int64_t blk1, const float* w1,
                        const float* b1, float* hid) {
   using T = typename V::T;
@@ -251,7 +258,7 @@ inline void hidden_row(const float* const xin[3], const Shape& s, int64_t blk0, 
       for (int p = 0; p < K; ++p)  // part p: weights [p][9][2][W], hidden [p][wo + 2][W]
         hidden_columns<V, 1, S, Plan1<V, 1>::P, true>(xb, s, wb + p * TAPS * 2 * W, &bias[p], hb + p * part);
     } else {
-      hidden_columns<V, K, S, P, Plan1<V, K>::STREAM>(xb, s, wb, bias, hb);
+      hidden_columns<V, K, S, Plan1<V, K>::P, Plan1<V, K>::STREAM>(xb, s, wb, bias, hb);
     }
   }
 }
@@ -368,13 +375,9 @@ inline void output_row(const Shape& s, int64_t blk0, int64_t blk1, const float* 
     const float* wb = w2 + blk * R * K * TAPS * 2 * W;
     T bias[R];
     for (int r = 0; r < R; ++r) bias[r] = V::load(b2 + (blk * R + r) * W);
-    constexpr bool STREAM = Plan2<V, R>::STREAM;
-    constexpr int P4 = P > 4 ? 4 : 1, P2 = P > 2 ? 2 : 1;
-    int64_t ox = 0;
-    for (; ox + P <= s.wo; ox += P) conv2_block<V, K, R, P, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
-    for (; ox + P4 <= s.wo; ox += P4) conv2_block<V, K, R, P4, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
-    for (; ox + P2 <= s.wo; ox += P2) conv2_block<V, K, R, P2, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
-    for (; ox < s.wo; ++ox) conv2_block<V, K, R, 1, STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
+    column_blocks<P>(s.wo, [&](auto pb, int64_t ox) {
+      conv2_block<V, K, R, pb.value, Plan2<V, R>::STREAM>(s, hb, wb, bias, lb, valid, ox, res, relu_out, out);
+    });
   }
 }
 
@@ -442,7 +445,6 @@ template <class V, int K, int R, int S>
 void layer_task(const float* xn, const Shape& s, const float* w1, const float* b1, const float* w2, const float* b2,
                 const float* res, const float* proj, bool relu_out, float* out, int64_t r0, int64_t r1, int64_t blk0,
                 int64_t blk1, float* buffer) {
-  constexpr int P1 = Plan1<V, K>::P;
   constexpr int P2 = Plan2<V, R>::P;
   constexpr int W = V::W;
   const int64_t blocks = s.lanes / W;
@@ -466,7 +468,7 @@ void layer_task(const float* xn, const Shape& s, const float* w1, const float* b
     if (cached == nullptr) {
       const float* rows[3] = {input(hy * S - 1), input(hy * S), input(hy * S + 1)};
       cached = hidden.claim(hy);
-      hidden_row<V, K, S, P1>(rows, s, blk0, blk1, w1, b1, cached);  // borders (columns 0, wo + 1) stay zero
+      hidden_row<V, K, S>(rows, s, blk0, blk1, w1, b1, cached);  // borders (columns 0, wo + 1) stay zero
     }
     return cached;
   };
