@@ -327,13 +327,9 @@ def runtime_cells(ok: pd.DataFrame) -> dict:
 
 
 def form_summary(forms: dict | None) -> str:
-    """'fused_op 7 of 9 sites, grouped 2 of 9 sites': the forms an ONNX file runs its stacked layers in, and
-    '; 7 consecutive fused blocks as 3 chain node(s)' where the whole-model timing chose chains (entries of no
-    sites of their own)."""
+    """'fused_op 7 of 9 sites, grouped 2 of 9 sites': the forms an ONNX Runtime file runs its stacked layers in."""
     counts = Counter(f["chosen"] for f in (forms or {}).values() for _ in range(f.get("sites", 1)))
-    text = ", ".join(f"{form} {n} of {counts.total()} sites" for form, n in sorted(counts.items()))
-    chained = [label for label, f in (forms or {}).items() if f.get("sites") == 0 and f["chosen"] == "chained"]
-    return "; ".join([text, *chained])
+    return ", ".join(f"{form} {n} of {counts.total()} sites" for form, n in sorted(counts.items()))
 
 
 def runtime_speedups(ok: pd.DataFrame) -> dict:
