@@ -78,14 +78,15 @@ def test_cpu_kernel_at_batch_one_splits_lane_blocks_between_threads(channels):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("stride,width", [(2, 32), (1, 32)])
-def test_cpu_kernel_computes_a_projection_shortcut(stride, width):
-    """A block whose shortcut is a 1x1 conv (+ BN, folded) runs as one kernel call: the projection inside."""
+@pytest.mark.parametrize("stride,units", [(2, 8), (1, 8), (2, 7)])
+def test_cpu_kernel_computes_a_projection_shortcut(stride, units):
+    """A block whose shortcut is a 1x1 conv (+ BN, folded) runs as one kernel call: the projection inside
+    (7 units: 28 output channels, a partial vector of lanes in a block of two)."""
     from tissuenet.models.resnet_blocks import BasicBlock
 
     _extension(None)
     torch.manual_seed(stride)
-    block = BasicBlock(16, width, stride, StackedLayer(["2-4-4"] * 8, stride=stride)).eval()
+    block = BasicBlock(2 * units, 4 * units, stride, StackedLayer(["2-4-4"] * units, stride=stride)).eval()
     for m in block.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -94,7 +95,7 @@ def test_cpu_kernel_computes_a_projection_shortcut(stride, width):
     folded, _ = fold_bn(block)
     kernel = cpu.FusedStacked(folded.body, shortcut=folded.shortcut)
     assert kernel.projects and not cpu.FusedStacked(folded.body).projects
-    x = torch.randn(3, 16, 9, 9).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(3, 2 * units, 9, 9).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(kernel(x), block(x), atol=1e-5, rtol=1e-5)
 
