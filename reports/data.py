@@ -327,9 +327,14 @@ def runtime_cells(ok: pd.DataFrame) -> dict:
 
 
 def form_summary(forms: dict | None) -> str:
-    """'fused_op 7 of 9 sites, grouped 2 of 9 sites': the forms an ONNX Runtime file runs its stacked layers in."""
-    counts = Counter(f["chosen"] for f in (forms or {}).values() for _ in range(f.get("sites", 1)))
-    return ", ".join(f"{form} {n} of {counts.total()} sites" for form, n in sorted(counts.items()))
+    """'fused_op 7 of 9 sites, grouped 2 of 9 sites': the forms an ONNX file runs its stacked layers in, then
+    '; 7 consecutive fused blocks as 3 chain node(s)' where whole-model timing chose chains (no sites of their own)."""
+    forms = forms or {}
+    counts = Counter(f["chosen"] for f in forms.values() for _ in range(f.get("sites", 1)))
+    chained = [label for label, f in forms.items() if f.get("sites") == 0 and f["chosen"] == "chained"]
+    return "; ".join(
+        [", ".join(f"{form} {n} of {counts.total()} sites" for form, n in sorted(counts.items())), *chained]
+    )
 
 
 def runtime_speedups(ok: pd.DataFrame) -> dict:
@@ -341,29 +346,31 @@ def runtime_speedups(ok: pd.DataFrame) -> dict:
     }
 
 
+def _tight(ok: pd.DataFrame, value: str, spread: str) -> bool | None:
+    """Whether every known ``value`` has an IQR (``spread``) at most UNRELIABLE_SPREAD of it and at least
+    RELIABLE_SAMPLES samples; None where no row knows both."""
+    if value not in ok or spread not in ok:
+        return None
+    number, iqr = (pd.to_numeric(ok[col], errors="coerce") for col in (value, spread))
+    samples = pd.to_numeric(ok.get("latency_samples", pd.Series(RELIABLE_SAMPLES, index=ok.index)))
+    known = number.notna() & iqr.notna() & (number > 0)
+    if not known.any():
+        return None
+    tight = iqr[known] / number[known] <= UNRELIABLE_SPREAD
+    return bool((tight & (samples[known].fillna(RELIABLE_SAMPLES) >= RELIABLE_SAMPLES)).all())
+
+
 def _latency_reliable(ok: pd.DataFrame) -> bool:
     """A latency is trusted when its own timings are tight (IQR at most a quarter of the median) and many."""
-    if "latency_ms" not in ok or "latency_iqr_ms" not in ok:
-        return True
-    ms = pd.to_numeric(ok["latency_ms"], errors="coerce")
-    iqr = pd.to_numeric(ok["latency_iqr_ms"], errors="coerce")
-    samples = pd.to_numeric(ok.get("latency_samples", pd.Series(RELIABLE_SAMPLES, index=ok.index)))
-    known = ms.notna() & iqr.notna() & (ms > 0)
-    tight = iqr[known] / ms[known] <= UNRELIABLE_SPREAD
-    return bool((tight & (samples[known].fillna(RELIABLE_SAMPLES) >= RELIABLE_SAMPLES)).all())
+    return _tight(ok, "latency_ms", "latency_iqr_ms") is not False
 
 
 def _speedup_reliable(ok: pd.DataFrame) -> bool:
     """The rule of ``benchmarks.measure.speed.Paired.reliable``, applied to the stored ratio and its IQR (so records
     written under an older rule are judged by today's); records without them keep their stored flag."""
-    if "speedup_iqr" in ok and "speedup_measured" in ok:
-        ratio = pd.to_numeric(ok["speedup_measured"], errors="coerce")
-        iqr = pd.to_numeric(ok["speedup_iqr"], errors="coerce")
-        samples = pd.to_numeric(ok.get("latency_samples", pd.Series(RELIABLE_SAMPLES, index=ok.index)))
-        known = ratio.notna() & iqr.notna() & (ratio > 0)
-        if known.any():
-            tight = iqr[known] / ratio[known] <= UNRELIABLE_SPREAD
-            return bool((tight & (samples[known].fillna(RELIABLE_SAMPLES) >= RELIABLE_SAMPLES)).all())
+    tight = _tight(ok, "speedup_measured", "speedup_iqr")
+    if tight is not None:
+        return tight
     return bool(ok.get("latency_reliable", pd.Series([True])).fillna(True).astype(bool).all())
 
 
@@ -375,25 +382,13 @@ def safe_name(text: str) -> str:
 def latency_settings(rows: pd.DataFrame) -> dict:
     """How the latencies were measured (distinct values of the labelled columns)."""
     cols = (
-        "latency_mode",
-        "latency_device",
-        "latency_threads",
-        "latency_batch",
-        "throughput_batch",
-        "latency_allocator",
-        "latency_samples",
+        "latency_mode latency_device latency_threads latency_batch throughput_batch latency_allocator latency_samples"
     )
-    out = {}
-    for col in cols:
-        if col in rows:
-            values = rows[col].dropna()
-            out[col] = sorted(
-                {
-                    str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
-                    for v in values
-                }
-            )
-    return out
+
+    def text(v) -> str:  # 2.0 -> "2": counts read back as floats
+        return str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+
+    return {col: sorted({text(v) for v in rows[col].dropna()}) for col in cols.split() if col in rows}
 
 
 __all__ = ["BY_NAME", "REPORTED", "ReportData", "aggregate", "load", "published", "provenance"]

@@ -213,7 +213,11 @@ def test_the_report_shows_both_onnx_runtime_columns_and_the_forms():
 
     chosen = {"64": {"block 2-4-2 x8": {"chosen": "fused_op", "candidates": {}, "sites": 7},
                      "block 2-4-4 x8": {"chosen": "grouped", "candidates": {}, "sites": 2}}}  # fmt: skip
+    chain = "9 consecutive fused blocks as 3 chain node(s)"
+    chained = {"64": {"block 2-4-2 x8": {"chosen": "fused_op", "candidates": {}, "sites": 9},
+                      chain: {"chosen": "chained", "candidates": {}, "sites": 0}}}  # fmt: skip
     tissue = {"onnxruntime": timed(3.1, 5.0, forms=chosen), "onnxruntime_plain": timed(0.5, 30.0)}
+    tissue["openvino"] = timed(2.9, 6.0, forms=chained)
     dense = {"onnxruntime": timed(1.0, 15.0), "onnxruntime_plain": timed(1.0, 15.0, same_file_as="onnxruntime")}
     agg = pd.DataFrame(
         [
@@ -227,6 +231,8 @@ def test_the_report_shows_both_onnx_runtime_columns_and_the_forms():
     assert "onnxruntime<br>as exported plainly<br>batch 64" in table
     assert "3.10x, 5.00 ms<br><span class='note'>fused_op 7 of 9 sites, grouped 2 of 9 sites</span>" in table
     assert "0.50x, 30.00 ms</td>" in table
+    # the whole-model choice of chain nodes (no sites of its own) beside the per-site forms
+    assert f"2.90x, 6.00 ms<br><span class='note'>fused_op 9 of 9 sites; {chain}</span>" in table
 
 
 def test_sites_of_a_traced_model_are_bare_layers_only():

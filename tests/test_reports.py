@@ -375,3 +375,21 @@ def test_runtime_table_shows_dense_latency_and_marks_unreliable_timings():
     assert "<td class='num'>1 (ref.), 2.00 ms</td>" in table
     assert "<td class='num'>4.00x<sup class=\"mark\">‡</sup>, 0.40 ms</td>" in table
     assert "openvino" not in table and "eager<br>batch 1" in table and "6.35x" in table
+
+
+def test_a_speedup_is_judged_by_todays_rule_from_its_stored_spread():
+    """A record's stored ratio and IQR are judged again (IQR above a quarter of the ratio, or too few pairs:
+    unreliable); a record without them keeps its stored flag; latencies follow the same rule."""
+    from benchmarks.measure.timing import RELIABLE_SAMPLES
+    from reports.data import _latency_reliable, _speedup_reliable
+
+    def rows(iqr, samples=RELIABLE_SAMPLES, **extra):
+        return pd.DataFrame([{"speedup_measured": 2.0, "speedup_iqr": iqr, "latency_samples": samples, **extra}])
+
+    assert _speedup_reliable(rows(0.5)) and not _speedup_reliable(rows(0.6))
+    assert not _speedup_reliable(rows(0.1, samples=RELIABLE_SAMPLES - 1))
+    assert not _speedup_reliable(rows(math.nan, latency_reliable=False))  # no spread known: the stored flag
+    assert _speedup_reliable(pd.DataFrame([{"latency_reliable": True}]))
+    latency = pd.DataFrame([{"latency_ms": 4.0, "latency_iqr_ms": 1.1, "latency_samples": RELIABLE_SAMPLES}])
+    assert not _latency_reliable(latency) and _latency_reliable(latency.assign(latency_iqr_ms=0.9))
+    assert _latency_reliable(pd.DataFrame([{"latency_ms": 4.0}]))  # no spread stored: nothing to judge
