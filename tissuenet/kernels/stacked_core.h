@@ -223,39 +223,44 @@ inline void conv1_block(const float* const xin[3], const Shape& s, const float* 
     }
 }
 
+// ----- one kernel row of the swapped-sum scheme over PB columns: acc += a * x and sw += swap(b) * x for the three
+// taps (wt: [3 taps][a, b][W]) over the input columns base[0 .. PB + 1]; swap(sw) is the sum of b * swap(x) --------
+template <class V, int PB>
+inline void swapped_taps(const float* wt, const float* base, typename V::T* acc, typename V::T* sw) {
+  using T = typename V::T;
+  constexpr int W = V::W;
+  T a[3], b[3];
+#pragma GCC unroll 3
+  for (int kx = 0; kx < 3; ++kx) {
+    a[kx] = V::load(wt + kx * 2 * W);
+    b[kx] = V::swap(V::load(wt + kx * 2 * W + W));
+  }
+#pragma GCC unroll 10
+  for (int c = 0; c < PB + 2; ++c) {
+    const T xv = V::load(base + c * W);
+#pragma GCC unroll 8
+    for (int q = 0; q < PB; ++q) {
+      const int kx = c - q;
+      if (kx < 0 || kx > 2) continue;
+      acc[q] = V::fma(a[kx], xv, acc[q]);
+      sw[q] = V::fma(b[kx], xv, sw[q]);
+    }
+  }
+}
+
 // ----- conv1 of one part at stride 1 for PB hidden columns, the swap moved out of the loop: sw sums swap(b) * x, and
 // swap(sw) is the sum of b * swap(x); two independent sums per column and no shuffle per input column (AVX2, rows
 // whose width is a multiple of 4: 28 wide, 1.07-1.09x; 7 wide in blocks of 4, 2 and 1 ran slower) -----------------
 template <class V, int PB>
-inline void conv1_split_block(const float* const xin[3], const Shape& s, const float* w1, typename V::T bias,
-                              int64_t hx, float* hid) {
+inline void conv1_split_block(const float* const xin[3], const float* w1, typename V::T bias, int64_t hx, float* hid) {
   using T = typename V::T;
   constexpr int W = V::W;
   T acc[PB], sw[PB];
 #pragma GCC unroll 8
   for (int q = 0; q < PB; ++q) acc[q] = bias, sw[q] = V::zero();
 #pragma GCC unroll 3
-  for (int ky = 0; ky < 3; ++ky) {
-    if (xin[ky] == nullptr) continue;  // above or below the input: zero padding
-    T a[3], b[3];
-#pragma GCC unroll 3
-    for (int kx = 0; kx < 3; ++kx) {
-      a[kx] = V::load(w1 + (ky * 3 + kx) * 2 * W);
-      b[kx] = V::swap(V::load(w1 + (ky * 3 + kx) * 2 * W + W));
-    }
-    const float* base = xin[ky] + hx * W;  // input column hx - 1
-#pragma GCC unroll 10
-    for (int c = 0; c < PB + 2; ++c) {
-      const T xv = V::load(base + c * W);
-#pragma GCC unroll 8
-      for (int q = 0; q < PB; ++q) {
-        const int kx = c - q;
-        if (kx < 0 || kx > 2) continue;
-        acc[q] = V::fma(a[kx], xv, acc[q]);
-        sw[q] = V::fma(b[kx], xv, sw[q]);
-      }
-    }
-  }
+  for (int ky = 0; ky < 3; ++ky)  // a row above or below the input (nullptr) is zero padding
+    if (xin[ky] != nullptr) swapped_taps<V, PB>(w1 + ky * 3 * 2 * W, xin[ky] + hx * W, acc, sw);  // column hx - 1
 #pragma GCC unroll 8
   for (int q = 0; q < PB; ++q) V::store(hid + (hx + q + 1) * W, V::relu(V::add(acc[q], V::swap(sw[q]))));
 }
@@ -297,7 +302,7 @@ inline void hidden_row(const float* const xin[3], const Shape& s, int64_t blk0, 
       for (int p = 0; p < K; ++p) {  // part p: weights [p][9][2][W], hidden [p][wo + 2][W]
         if (S == 1 && s.wo % 4 == 0)
           column_blocks<4>(s.wo, [&](auto pb, int64_t hx) {
-            conv1_split_block<V, pb.value>(xb, s, wb + p * TAPS * 2 * W, bias[p], hx, hb + p * part);
+            conv1_split_block<V, pb.value>(xb, wb + p * TAPS * 2 * W, bias[p], hx, hb + p * part);
           });
         else
           hidden_columns<V, 1, S, Plan1<V, 1>::P, true>(xb, s, wb + p * TAPS * 2 * W, &bias[p], hb + p * part);
@@ -330,27 +335,8 @@ inline void conv2_block(const Shape& s, const float* const hrows[3], const float
 #pragma GCC unroll 3
     for (int ky = 0; ky < 3; ++ky)
 #pragma GCC unroll 8
-      for (int p = 0; p < K; ++p) {
-        const float* hp = hrows[ky] + p * part + ox * W;
-        T a[3], b[3];
-#pragma GCC unroll 3
-        for (int kx = 0; kx < 3; ++kx) {
-          const float* wt = w2 + ((int64_t)p * TAPS + ky * 3 + kx) * 2 * W;
-          a[kx] = V::load(wt);
-          b[kx] = V::swap(V::load(wt + W));
-        }
-#pragma GCC unroll 10
-        for (int c = 0; c < PB + 2; ++c) {
-          const T hv = V::load(hp + c * W);
-#pragma GCC unroll 8
-          for (int q = 0; q < PB; ++q) {
-            const int kx = c - q;
-            if (kx < 0 || kx > 2) continue;
-            acc[0][q] = V::fma(a[kx], hv, acc[0][q]);
-            sw[q] = V::fma(b[kx], hv, sw[q]);
-          }
-        }
-      }
+      for (int p = 0; p < K; ++p)
+        swapped_taps<V, PB>(w2 + ((int64_t)p * TAPS + ky * 3) * 2 * W, hrows[ky] + p * part + ox * W, acc[0], sw);
 #pragma GCC unroll 8
     for (int q = 0; q < PB; ++q) acc[0][q] = V::add(acc[0][q], V::swap(sw[q]));
   } else
