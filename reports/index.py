@@ -36,7 +36,7 @@ tr.published td,tr.published th{color:#555;background:#fafafa}
 td.src{color:#666;font-size:12px}
 sup.mark{color:#a33;margin-left:2px}
 ul.notes{font-size:12px;color:#444}
-span.note{font-size:11px;color:#666}
+span.note{font-size:11px;color:#666;display:inline-block;max-width:18em;white-space:normal;line-height:1.25}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#444}
 .gap{color:#a33}.defs dt{font-weight:600;margin-top:.5em}.formula{font-family:serif;font-size:15px}
 """
