@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 
 import torch
 import torch_pruning as tp
@@ -43,6 +44,7 @@ class ChannelGroups:
         self.widths = [len(g[0][1]) for g in self.groups]
         self.masked: list[set[int]] = [set() for _ in self.groups]
         self._members: dict[tuple, list] = {}
+        self._tables: dict[tuple, list] | None = {} if self._tables_are_exact() else None
         self.counter = ShapeCounter(model, in_channels, input_size)
         self.base = self.macs()
 
@@ -78,15 +80,7 @@ class ChannelGroups:
     # -- cost --------------------------------------------------------------------------------------------
     def macs(self, masked: list[set[int]] | None = None) -> int:
         """MACs of the network with the ``masked`` channels (default: the current masks) removed."""
-        masked = self.masked if masked is None else masked
-        gone_out: dict[nn.Module, set[int]] = {}
-        gone_in: dict[nn.Module, set[int]] = {}
-        for g, roots in enumerate(masked):
-            if not roots:
-                continue
-            for kinds, gone in ((OUT, gone_out), (IN, gone_in)):
-                for layer, idxs, root_idxs in self.members(g, kinds):
-                    gone.setdefault(layer, set()).update(i for i, r in zip(idxs, root_idxs) if r in roots)
+        gone_out, gone_in = self._gone(self.masked if masked is None else masked)
         total = 0
         for module, positions in self.counter.positions.items():
             linear = isinstance(module, nn.Linear)
@@ -94,11 +88,56 @@ class ChannelGroups:
             c_in = module.in_features if linear else module.in_channels
             groups = 1 if linear else module.groups
             depthwise = groups > 1 and groups == c_in == c_out
-            c_out -= len(gone_out.get(module, ()))
-            c_in = c_out if depthwise else c_in - len(gone_in.get(module, ()))
+            c_out -= gone_out[module]
+            c_in = c_out if depthwise else c_in - gone_in[module]
             kernel = 1 if linear else math.prod(module.kernel_size)
             total += positions * kernel * (1 if depthwise else c_in // groups) * c_out
         return total
+
+    def _gone(self, masked: list[set[int]]) -> tuple[Counter, Counter]:
+        """How many output and input channels of each layer the masks remove. Taylor's schedule asks after every
+        channel it masks (8,843 times in a test's quick pass, where testing each channel of each member took 55 s
+        of its 520): counted from per-group tables, or channel by channel where a channel sits in two places."""
+        if self._tables is None:  # channel by channel, each channel once
+            channels: tuple[dict, dict] = ({}, {})
+            for g, roots in enumerate(masked):
+                for kinds, chosen in ((OUT, channels[0]), (IN, channels[1])):
+                    for layer, idxs, root_idxs in self.members(g, kinds) if roots else ():
+                        chosen.setdefault(layer, set()).update(i for i, r in zip(idxs, root_idxs) if r in roots)
+            return tuple(Counter({layer: len(c) for layer, c in chosen.items()}) for chosen in channels)
+        gone_out, gone_in = Counter(), Counter()
+        for g, roots in enumerate(masked):
+            for kinds, gone in ((OUT, gone_out), (IN, gone_in)):
+                for layer, per_root in self._table(g, kinds) if roots else ():
+                    gone[layer] += len(roots) if per_root is None else sum(per_root.get(r, 0) for r in roots)
+        return gone_out, gone_in
+
+    def _table(self, g: int, kinds) -> list[tuple[nn.Module, dict[int, int] | None]]:
+        """(layer, {root index: how many of its channels that root holds}) of group ``g``'s members of ``kinds``,
+        None for "each root exactly one" (a member's usual shape: its count is the number of roots masked)."""
+        if (g, kinds) not in self._tables:
+            roots_of: dict[nn.Module, dict[int, int]] = {}
+            for layer, idxs, root_idxs in self.members(g, kinds):
+                roots_of.setdefault(layer, {}).update(zip(idxs, root_idxs))
+            table = []
+            for layer, roots in roots_of.items():
+                per_root = Counter(roots.values())
+                once = len(per_root) == self.widths[g] and len(roots) == self.widths[g]
+                table.append((layer, None if once else dict(per_root)))
+            self._tables[(g, kinds)] = table
+        return self._tables[(g, kinds)]
+
+    def _tables_are_exact(self) -> bool:
+        """Whether every channel of a layer has one root in one group (Torch-Pruning's usual coupling): then the
+        per-group tables count each removed channel exactly once."""
+        seen: dict[tuple, tuple[int, int]] = {}
+        for g in range(len(self.widths)):
+            for k, kinds in enumerate((OUT, IN)):
+                for layer, idxs, root_idxs in self.members(g, kinds):
+                    for i, r in zip(idxs, root_idxs):
+                        if seen.setdefault((k, id(layer), i), (g, r)) != (g, r):
+                            return False
+        return True
 
     def reduction(self, masked: list[set[int]] | None = None) -> float:
         return 1 - self.macs(masked) / self.base
@@ -146,6 +185,7 @@ class ChannelGroups:
                 self.graph.get_pruning_group(dep.target.module, dep.handler, idxs=root).prune()
         self.masked = [set() for _ in self.groups]
         self._members = {}  # the layers changed shape: what they held is gone
+        self._tables = None if self._tables is None else {}
         return self.model
 
     # -- travelling to data-parallel workers ----------------------------------------------------------------
@@ -153,12 +193,18 @@ class ChannelGroups:
         """What a worker needs to score, mask and count (every group's members, resolved here); the dependency
         graph holds autograd nodes that do not pickle, and removal stays with the job's own process."""
         members = {(g, i): self.members(g, kinds) for g in range(len(self.groups)) for i, kinds in enumerate(_KINDS)}
-        drop = ("graph", "groups", "_members")  # the kinds are bound methods: keyed by position, not identity
+        drop = (
+            "graph",
+            "groups",
+            "_members",
+            "_tables",
+        )  # the kinds are bound methods: keyed by position, not identity
         return {k: v for k, v in self.__dict__.items() if k not in drop} | {"members_by_kind": members}
 
     def __setstate__(self, state: dict) -> None:
         members = {(g, _KINDS[i]): value for (g, i), value in state.pop("members_by_kind").items()}
         self.__dict__.update(state, graph=None, groups=[None] * len(state["widths"]), _members=members)
+        self._tables = {} if self._tables_are_exact() else None
 
     def keep_at_least(self, g: int, max_ratio: float) -> int:
         """Channels of group ``g`` that must stay: never more than ``max_ratio`` of a group goes."""

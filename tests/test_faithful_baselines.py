@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pandas as pd
 import pytest
@@ -169,6 +170,36 @@ def test_masking_is_removal():
     masked = model(x)
     groups.remove()
     assert torch.allclose(model(x), masked, atol=1e-5) and count_macs(model, 1, 28) == predicted
+
+
+class _Split(nn.Module):
+    """A stem whose halves feed two convs: each of them holds half of the stem group's channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.a, self.b = (nn.Conv2d(i, o, 3, padding=1) for i, o in ((1, 16), (8, 8), (8, 8)))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        left, right = torch.split(torch.relu(self.stem(x)), 8, dim=1)
+        return self.fc(torch.cat([self.a(left), self.b(right)], 1).mean((2, 3)))
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2", "vgg16_bn", "resnet50", "split"])
+def test_macs_from_group_tables_equal_the_channel_by_channel_count(name):
+    """The per-group tables behind ``macs`` (Taylor's schedule asks after every channel it masks) count what the
+    channel-by-channel union counts, for any masks: residual groups, depthwise convs, bottlenecks, and layers
+    that hold part of a group's channels (the split)."""
+    model = (_Split() if name == "split" else create_model(name, num_classes=10, in_channels=1)).eval()
+    groups = ChannelGroups(model, torch.randn(1, 1, 32, 32), [classifier_of(model)], 1, 32)
+    assert groups._tables is not None  # each channel is coupled once here: the tables are what counts
+    rng = random.Random(0)
+    masks = [[set(rng.sample(range(n), rng.randint(0, n - 1))) for n in groups.widths] for _ in range(5)]
+    from_tables = [groups.macs(m) for m in masks]
+    partial = [layer for table in groups._tables.values() for layer, per_root in table if per_root is not None]
+    assert len(partial) == (2 if name == "split" else 0)  # a and b: 8 of the stem's 16 roots each
+    groups._tables = None
+    assert from_tables == [groups.macs(m) for m in masks] and len(set(from_tables)) == len(masks)
 
 
 # -- the gate: independent draws, its own seed outside them, a measured false-alarm rate ------------------------
