@@ -235,6 +235,29 @@ def test_the_report_shows_both_onnx_runtime_columns_and_the_forms():
     assert f"2.90x, 6.00 ms<br><span class='note'>fused_op 9 of 9 sites; {chain}</span>" in table
 
 
+@needs_kernel
+def test_openvino_reads_the_weights_of_a_fused_node_once_and_names_one_that_is_not_an_initializer():
+    """OpenVINO's extension packs a node's weights when it reads the file (its only input is then x); a weight
+    that is a graph input instead of an initializer cannot be packed there: a clear error, not a wrong result."""
+    import openvino as ov
+
+    folded, _ = fold_bn(_randomize(BasicBlock(8, 8, 1, StackedLayer(["2-4-2"] * 4))))
+    site = forms.BetweenFusedSites(forms.FusedSite(folded.body, folded.shortcut))
+    model = onnx.load_from_string(rt.onnx_bytes(site, torch.randn(1, 4, 4, 8)))
+    core = ov.Core()
+    core.add_extension(str(build.runtime_library("openvino")))
+    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU")
+    ops = compiled.get_runtime_model().get_ordered_ops()
+    fused = [op for op in ops if op.get_rt_info()["layerType"].astype(str) == "Reference"]  # OpenVINO's custom path
+    assert [op.get_input_size() for op in fused] == [2]  # x and the residual: the four weights live in the node
+    node = next(n for n in model.graph.node if n.domain == "tissuenet")
+    w1 = next(i for i in model.graph.initializer if i.name == node.input[1])
+    model.graph.initializer.remove(w1)  # the same weight, now fed at run time
+    model.graph.input.append(onnx.helper.make_tensor_value_info(w1.name, onnx.TensorProto.FLOAT, list(w1.dims)))
+    with pytest.raises(Exception, match="input 1 of a fused node must be a float32 initializer"):
+        core.read_model(model.SerializeToString(), b"")
+
+
 def test_sites_of_a_traced_model_are_bare_layers_only():
     model = create_model("tissue_resnet20", num_classes=10, in_channels=1, replace="all")
     assert all(block for _, _, block in forms.sites(model).values())
