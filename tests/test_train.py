@@ -1,5 +1,9 @@
 """The training loop: schedule, divergence, resume from a mid-run checkpoint."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -74,3 +78,36 @@ def test_bad_settings(bad, message):
     with pytest.raises(SettingsError) as info:
         TrainConfig.from_dict(bad)
     assert message in str(info.value) and str(info.value).startswith("[train]")
+
+
+NARROW_SHORTCUT = """
+import sys, torch
+from torch import nn
+torch.set_num_threads(1)
+from benchmarks.data.datasets import make_loaders
+from benchmarks.run import train as training
+from benchmarks.suites.settings import TrainConfig
+if sys.argv[1] == "unguarded":
+    training.guard_narrow_strided_1x1 = lambda model: []
+torch.manual_seed(0)
+# a ResNet stage pruned down to 3 channels, then its 1x1 stride-2 shortcut (the shape that was found)
+model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 16, 1, stride=2),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+before = model[3].weight.detach().clone()
+_, tr, te = make_loaders("synthetic", batch_size=8, train_limit=256, test_limit=64, channels_last=True)
+training.train(model, tr, te, TrainConfig(epochs=2, batch_size=8, lr=0.05, channels_last=True))
+assert not model[3]._forward_pre_hooks, "the guard outlived training"
+assert not torch.equal(model[3].weight, before)
+print("trained")
+"""
+
+
+def test_a_narrow_strided_1x1_convolution_trains_in_channels_last_on_one_thread():
+    """oneDNN's strided 1x1 convolution corrupts the heap computing the weight gradient from a channels-last input
+    with fewer input channels than its block (oneDNN issue 6035; torch 2.14): a pruned ResNet's 3-channel shortcut
+    crashed CI's quick pass this way, and this script without the guard (``unguarded``) dies of SIGSEGV / SIGABRT
+    on an AVX2 machine (AMD EPYC, measured). With the guard it trains, and the guard is gone afterwards. In a
+    subprocess: heap corruption takes the process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", NARROW_SHORTCUT, "guarded"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and "trained" in run.stdout, run.stderr[-2000:]

@@ -137,6 +137,7 @@ def train(
     device = next(model.parameters()).device
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    guards = guard_narrow_strided_1x1(model)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(train_loader)))
     result, start_epoch = TrainResult(), 0
@@ -219,11 +220,32 @@ def train(
             progress(epoch + 1, row)
     if hook is not None:
         hook.end(model)
+    for guard in guards:  # training's alone: a measured model runs as it is
+        guard.remove()
     result.peak_mem_mb, result.peak_mem_kind = peak_memory_mb(device)
     if parallel is not None:
         result.world_size, result.dist_backend = parallel.world, parallel.backend
         result.per_worker_batch = cfg.batch_size // parallel.world
     return result
+
+
+def guard_narrow_strided_1x1(model: nn.Module) -> list:
+    """oneDNN's strided 1x1 convolution writes past its workspace computing the weight gradient from a channels-last
+    input with fewer input channels than its block (8 with AVX2, 16 with AVX-512; oneDNN issue 6035, open; torch
+    2.14): heap corruption, then SIGSEGV or SIGABRT. Pruning can narrow a ResNet stage that far (a shortcut of 3
+    channels crashed CI's quick pass here; ``tests/test_train.py``). Such a convolution trains in the contiguous
+    format, its weight and its input (tiny tensors): that path is not affected. Returns the hooks."""
+    guards = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 and m.in_channels < 16:
+            # a clone: .contiguous() keeps a 1x1 weight's channels-last strides (it counts as contiguous already)
+            m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
+            guards.append(m.register_forward_pre_hook(_contiguous_input))
+    return guards
+
+
+def _contiguous_input(module: nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
