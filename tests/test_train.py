@@ -80,6 +80,27 @@ def test_bad_settings(bad, message):
     assert message in str(info.value) and str(info.value).startswith("[train]")
 
 
+def test_the_last_epochs_checkpoint_holds_no_optimizer_state_and_resumes_without_training(tmp_path):
+    """After the last epoch no step follows: the resume file keeps the model and the result, not the optimizer
+    (Adam's state is twice the model); a job killed while it is measured resumes from it without training. A
+    file of an unfinished run that lacks the optimizer's state is damaged: set aside, training starts over."""
+    cfg = TrainConfig(epochs=2, lr=0.05)
+    model, tr, te = _setup()
+    reference = train(model, tr, te, cfg, checkpoint=tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert set(state) == {"format", "model", "result", "hook"}
+    resumed_model, tr, te = _setup(seed=1)
+    resumed = train(resumed_model, tr, te, cfg, checkpoint=tmp_path / "state.pt")
+    assert resumed.history == reference.history and resumed.wall_s == reference.wall_s  # nothing trained again
+    assert all(torch.equal(a, b) for a, b in zip(resumed_model.state_dict().values(), model.state_dict().values()))
+
+    longer = TrainConfig(epochs=3, lr=0.05)  # the same file read by a run with an epoch left: no optimizer state
+    aside = []
+    model, tr, te = _setup()
+    result = train(model, tr, te, longer, checkpoint=tmp_path / "state.pt", set_aside=aside.append)
+    assert len(aside) == 1 and "optimizer" in str(aside[0]) and len(result.history) == 3
+
+
 NARROW_SHORTCUT = """
 import sys, torch
 from torch import nn

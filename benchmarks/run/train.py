@@ -5,9 +5,9 @@ column (the paper's code reports the best test accuracy over all epochs; we do n
 is always fp32, whatever the training precision, so every row is evaluated the same way. A loss
 that turns NaN/inf raises :class:`DivergedError`, which fails that job only; so does an epoch
 without a single optimizer step. With a checkpoint path, the state (tensors and plain numbers
-only: it loads with ``weights_only=True``) is saved atomically after every epoch and a rerun
-resumes from it: batches depend only on (seed, epoch), so a resumed run matches an uninterrupted
-one. A damaged resume file is set aside and the job starts over.
+only: it loads with ``weights_only=True``) is saved atomically after every epoch (after the last without
+the optimizer's: no step follows) and a rerun resumes from it: batches depend only on (seed, epoch), so a
+resumed run matches an uninterrupted one. A damaged resume file is set aside and the job starts over.
 
 On several workers (``parallel``: ``data_parallel.py``) the same loop runs in every worker on its shard of each
 batch; sums (loss, images, test counts) are reduced over the workers, and only rank 0 writes the resume file.
@@ -146,7 +146,7 @@ def train(
     if hook is not None:
         hook.start(model, cfg.epochs * len(train_loader), cfg.epochs)
     if checkpoint is not None and Path(checkpoint).exists():
-        result = _resume(checkpoint, model, optimizer, scheduler, device, set_aside, hook)
+        result = _resume(checkpoint, cfg.epochs, model, optimizer, scheduler, device, set_aside, hook)
         start_epoch = len(result.history)
     step_fn = compiled(model if parallel is None else parallel.wrap(model), cfg.compile)
     writer = parallel is None or parallel.rank == 0
@@ -205,17 +205,11 @@ def train(
         }
         result.history.append(row)
         if checkpoint is not None and writer:
-            save_torch_atomic(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "result": asdict(result),
-                    "hook": hook.state_dict() if hook is not None else {},
-                },
-                Path(checkpoint),
-            )
+            state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "result": asdict(result)}
+            state["hook"] = hook.state_dict() if hook is not None else {}
+            if epoch + 1 < cfg.epochs:  # after the last epoch no step follows: Adam's state alone is 2x the model
+                state |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            save_torch_atomic(state, Path(checkpoint))
         if progress is not None:
             progress(epoch + 1, row)
     if hook is not None:
@@ -254,19 +248,23 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
 
 
-def _resume(path: Path, model, optimizer, scheduler, device, set_aside, hook=None) -> TrainResult:
+def _resume(path: Path, epochs: int, model, optimizer, scheduler, device, set_aside, hook=None) -> TrainResult:
     """Load a resume checkpoint (and the hook's state); a damaged one is set aside and training starts over."""
     try:
         state = load_torch(path, map_location=device)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise DamagedFileError(path, f"not a training checkpoint (format {state.get('format')!r})")
         try:
+            result = TrainResult(**state["result"])
+            # steps follow: the optimizer's state must be there (saved with every epoch but the last), checked first
+            steps = (state["optimizer"], state["scheduler"]) if len(result.history) < epochs else None
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+            if steps is not None:
+                optimizer.load_state_dict(steps[0])
+                scheduler.load_state_dict(steps[1])
             if hook is not None:
                 hook.load_state_dict(state.get("hook") or {})
-            return TrainResult(**state["result"])
+            return result
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise DamagedFileError(path, f"does not match this model ({str(exc).splitlines()[0][:160]})") from exc
     except DamagedFileError as exc:
