@@ -6,9 +6,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
-# the fused CPU kernel and the training kernel, built once before the tests share them (two workers compiling one
-# at once under load would spend a per-test timeout waiting on each other)
-.venv/bin/python -c "from tissuenet.kernels import cpu, grouped_train; cpu.extension(); grouped_train.extension()" || exit 1
+# the fused CPU kernel, the training kernel and the fused kernel as each ONNX runtime's operation, built once before
+# the tests share them (two workers compiling one at once under load would spend a per-test timeout waiting on each
+# other), the four at once: each is one compiler process, and this machine has more than one core
+pids=()
+for build in "cpu.extension()" "grouped_train.extension()" "build.runtime_library('onnxruntime')" \
+    "build.runtime_library('openvino')"; do
+    .venv/bin/python -c "from tissuenet.kernels import build, cpu, grouped_train; $build" & pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
 # --maxschedchunk 1: a worker takes the next test when it has one left, so the longest tests (collected first,
 # tests/conftest.py) spread over both workers; pytest-xdist's default hands each worker a quarter of the
 # collection at once, which put every long test on the first worker (its tail set CI's time)
