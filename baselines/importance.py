@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import torch
 import torch_pruning as tp
-from torch import nn
-from torch_pruning.pruner import function as fn
 
-OUT_CHANNELS = (fn.prune_conv_out_channels, fn.prune_linear_out_channels)
-BN_OUT = (fn.prune_batchnorm_out_channels,)
-_BN = nn.modules.batchnorm._BatchNorm
+from baselines.channels import _BN, BN_OUT
 
 
 def _width(group) -> int:

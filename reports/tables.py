@@ -84,14 +84,10 @@ def _measured_cell(row, metric: str, notes: dict) -> Cell:
         notes["§"] = "masked (unstructured) rows: this speed-up needs sparse kernels; a dense runtime does not have it"
     if metric == "speedup_measured" and row.get("speedup_by_definition"):
         return Cell("1 (ref.)", "the dense row is the reference: its speed-up is 1 by definition, not measured")
-    if metric == "speedup_measured" and (row.get("speedup_suspect") or not row.get("speedup_reliable", True)):
-        mark = "‡"
-        notes["‡"] = (
-            "an unreliable timing: a speed-up above twice the theoretical one, paired ratios whose IQR exceeds a "
-            "quarter of their median, or a latency whose own IQR does (noise, not a result; left out of the "
-            "latency figure)"
-        )
-    if metric == "latency_ms" and not row.get("latency_reliable", True):
+    unreliable_speedup = row.get("speedup_suspect") or not row.get("speedup_reliable", True)
+    if (metric == "speedup_measured" and unreliable_speedup) or (
+        metric == "latency_ms" and not row.get("latency_reliable", True)
+    ):
         mark = "‡"
         notes["‡"] = (
             "an unreliable timing: a speed-up above twice the theoretical one, paired ratios whose IQR exceeds a "
