@@ -398,3 +398,25 @@ def test_a_speedup_is_judged_by_todays_rule_from_its_stored_spread():
     latency = pd.DataFrame([{"latency_ms": 4.0, "latency_iqr_ms": 1.1, "latency_samples": RELIABLE_SAMPLES}])
     assert not _latency_reliable(latency) and _latency_reliable(latency.assign(latency_iqr_ms=0.9))
     assert _latency_reliable(pd.DataFrame([{"latency_ms": 4.0}]))  # no spread stored: nothing to judge
+
+
+@pytest.mark.parametrize(
+    "metric, flags, marked",
+    [
+        ("speedup_measured", {"speedup_suspect": True}, True),
+        ("speedup_measured", {"speedup_reliable": False}, True),
+        ("speedup_measured", {"latency_reliable": False}, False),  # a noisy latency alone leaves the ratio unmarked
+        ("latency_ms", {"latency_reliable": False}, True),
+        ("latency_ms", {"speedup_suspect": True}, False),
+        ("top1", {"speedup_suspect": True, "latency_reliable": False}, False),
+    ],
+)
+def test_the_results_table_marks_an_unreliable_speedup_or_latency_and_says_why_once(metric, flags, marked):
+    from reports.tables import _measured_cell
+
+    notes = {}
+    row = {metric: 2.0, "seeds": 1, "failed": 0, "method": "tissuenet", **flags}
+    cell = _measured_cell(row, metric, notes)
+    assert (cell.mark == "‡") is marked
+    assert list(notes) == (["‡"] if marked else [])
+    assert not marked or "IQR exceeds a quarter of their median" in notes["‡"]
