@@ -227,8 +227,10 @@ def guard_narrow_strided_1x1(model: nn.Module) -> list:
     """oneDNN's strided 1x1 convolution writes past its workspace computing the weight gradient from a channels-last
     input with fewer input channels than its block (8 with AVX2, 16 with AVX-512; oneDNN issue 6035, open; torch
     2.14): heap corruption, then SIGSEGV or SIGABRT. Pruning can narrow a ResNet stage that far (a shortcut of 3
-    channels crashed CI's quick pass here; ``tests/test_train.py``). Such a convolution trains in the contiguous
-    format, its weight and its input (tiny tensors): that path is not affected. Returns the hooks."""
+    channels crashed CI's quick pass on an AVX2 machine; ``tests/test_train.py``; an AVX-512 Xeon ran the same
+    script for 2-15 channels without a crash and with correct gradients, but the guard is cheap and kept for every
+    CPU). Such a convolution trains in the contiguous format, its weight and its input (tiny tensors): that path
+    is not affected. Returns the hooks."""
     guards = []
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 and m.in_channels < 16:
